@@ -1,0 +1,163 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/computehorde/horde/internal/keys"
+)
+
+// walletsDirEnv overrides the default wallets directory (~/.bittensor/wallets).
+const walletsDirEnv = "HORDE_WALLETS_DIR"
+
+// walletStdin is where `wallet inspect -` reads the secret URI; tests replace it.
+var walletStdin io.Reader = os.Stdin
+
+const walletHelp = `Usage: horde wallet <command> [flags]
+
+Bittensor hotkeys, in the unencrypted JSON files bittensor keeps under
+<wallets-dir>/<wallet>/hotkeys/<hotkey>.
+
+Commands:
+  inspect URI   print the public key and SS58 address of a secret URI:
+                //Alice, a mnemonic, "<mnemonic>//hard/soft", "<mnemonic>///password"
+                or a 0x-prefixed 32-byte seed; "-" reads the URI from standard input
+  new           create a hotkey from a fresh 12-word mnemonic and print the mnemonic
+  show          print the public key and SS58 address of a wallet hotkey
+
+The wallets directory is --wallets-dir, else $` + walletsDirEnv + `, else ~/.bittensor/wallets.
+Run ` + "`horde wallet <command> --help`" + ` for a command's flags.
+`
+
+func runWallet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(args) == 0 {
+		fmt.Fprint(stderr, walletHelp)
+		return fmt.Errorf("%w: name a wallet command (inspect, new, show)", errUsage)
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, walletHelp)
+		return nil
+	case "inspect":
+		return walletInspect(args[1:], stdout, stderr)
+	case "new":
+		return walletNew(args[1:], stdout, stderr)
+	case "show":
+		return walletShow(args[1:], stdout, stderr)
+	default:
+		return fmt.Errorf("%w: unknown wallet command %q (inspect, new, show)", errUsage, args[0])
+	}
+}
+
+func walletInspect(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("wallet inspect", "wallet inspect URI\n\n"+
+		"URI is a Substrate secret URI: //Alice, a mnemonic, \"<mnemonic>//hard/soft\",\n"+
+		"\"<mnemonic>///password\" or a 0x-prefixed 32-byte seed. \"-\" reads it from standard input,\n"+
+		"which keeps it out of the shell history.", stderr)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return fmt.Errorf("%w: wallet inspect takes exactly one secret URI (quote a mnemonic), got %d arguments", errUsage, fs.NArg())
+	}
+	uri := fs.Arg(0)
+	if uri == "-" {
+		line, err := bufio.NewReader(walletStdin).ReadString('\n')
+		if err != nil && (err != io.EOF || line == "") {
+			return fmt.Errorf("reading the secret URI from standard input: %w", err)
+		}
+		uri = strings.TrimRight(line, "\r\n")
+	}
+	kp, err := keys.FromURI(uri)
+	if err != nil {
+		return err
+	}
+	printKey(stdout, kp.Public())
+	return nil
+}
+
+// walletFlags adds the flags that name a hotkey file.
+func walletFlags(fs *flag.FlagSet) (dir, wallet, hotkey *string) {
+	def := os.Getenv(walletsDirEnv)
+	if def == "" {
+		def = keys.DefaultWalletsDir()
+	}
+	dir = fs.String("wallets-dir", def, "wallets directory (env "+walletsDirEnv+")")
+	wallet = fs.String("wallet", "default", "wallet name")
+	hotkey = fs.String("hotkey", "default", "hotkey name")
+	return dir, wallet, hotkey
+}
+
+func walletNew(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("wallet new", "wallet new [--wallet W] [--hotkey H] [--wallets-dir DIR] [--overwrite]\n\n"+
+		"Creates <wallets-dir>/<wallet>/hotkeys/<hotkey> (mode 0600) from a fresh 12-word mnemonic, and\n"+
+		"<hotkey>pub.txt next to it, as bittensor does. It prints the mnemonic once: store it safely.", stderr)
+	dir, wallet, hotkey := walletFlags(fs)
+	overwrite := fs.Bool("overwrite", false, "replace an existing hotkey file (its key is lost unless you kept its mnemonic)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return fmt.Errorf("%w: wallet new takes no arguments, got %q", errUsage, fs.Args())
+	}
+	path, err := keys.HotkeyPath(*dir, *wallet, *hotkey)
+	if err != nil {
+		return err
+	}
+	mnemonic, err := keys.NewMnemonic()
+	if err != nil {
+		return err
+	}
+	kp, err := keys.FromURI(mnemonic)
+	if err != nil {
+		return err
+	}
+	if err := keys.WriteHotkeyFile(path, kp, mnemonic, *overwrite); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "hotkey file: %s\n", path)
+	printKey(stdout, kp.Public())
+	fmt.Fprintf(stdout, "mnemonic: %s\n\n", mnemonic)
+	fmt.Fprint(stdout, "WARNING: write the mnemonic down and store it safely offline; it is not shown again.\n"+
+		"Anyone who has it controls this hotkey, and it is the only way to restore the key if the file is lost.\n")
+	return nil
+}
+
+func walletShow(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("wallet show", "wallet show [--wallet W] [--hotkey H] [--wallets-dir DIR]\n\n"+
+		"Loads <wallets-dir>/<wallet>/hotkeys/<hotkey>, checks it, and prints its public key.", stderr)
+	dir, wallet, hotkey := walletFlags(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return fmt.Errorf("%w: wallet show takes no arguments, got %q", errUsage, fs.Args())
+	}
+	path, err := keys.HotkeyPath(*dir, *wallet, *hotkey)
+	if err != nil {
+		return err
+	}
+	kp, err := keys.LoadHotkeyFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%w (create one with `horde wallet new`, or pick another --wallets-dir, --wallet or --hotkey)", err)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "hotkey file: %s\n", path)
+	printKey(stdout, kp.Public())
+	return nil
+}
+
+func printKey(w io.Writer, p keys.PublicKey) {
+	fmt.Fprintf(w, "public key: %s\nss58 address: %s\n", p.Hex(), p.SS58())
+}

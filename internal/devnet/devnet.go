@@ -1,0 +1,303 @@
+// Package devnet assembles the whole subnet in one process on the embedded default: the
+// simulated chain, SQLite stores, one validator (//Alice), one miner (//Bob) and its
+// executors on the local Docker engine. `horde dev` and the end-to-end tests run on it.
+package devnet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/computehorde/horde/internal/chain"
+	"github.com/computehorde/horde/internal/chain/sim"
+	"github.com/computehorde/horde/internal/executor"
+	"github.com/computehorde/horde/internal/executor/docker"
+	"github.com/computehorde/horde/internal/hwclass"
+	"github.com/computehorde/horde/internal/jobimage"
+	"github.com/computehorde/horde/internal/keys"
+	"github.com/computehorde/horde/internal/miner"
+	"github.com/computehorde/horde/internal/protocol"
+	"github.com/computehorde/horde/internal/store"
+	"github.com/computehorde/horde/internal/validator"
+)
+
+// NetUID is the subnet the devnet simulates (ComputeHorde's on mainnet).
+const NetUID chain.NetUID = 12
+
+// Dev hotkeys: the well-known Substrate development accounts.
+const (
+	ValidatorURI = "//Alice"
+	MinerURI     = "//Bob"
+)
+
+// raoPerTAO converts TAO to the chain's integer unit.
+const raoPerTAO = 1_000_000_000
+
+// Config describes a devnet.
+type Config struct {
+	// DataDir holds the SQLite databases; empty means a temporary directory removed by Close.
+	DataDir string
+	// BlockTime is the simulated chain's block interval; zero means 1 s.
+	BlockTime time.Duration
+	// JobBinary is a static executable that job images are assembled from, and
+	// JobEntrypoint how the image starts it (e.g. the horde binary with its hidden `__job
+	// hello` command, or a binary compiled from jobs/hello).
+	JobBinary     string
+	JobEntrypoint []string
+	// JobImage is the tag of the hello job image; empty means "horde-jobs/hello:dev".
+	JobImage string
+	// ExecutorClass is the class the miner offers and the hello job runs on; empty means
+	// always_on.test, which needs no GPU.
+	ExecutorClass protocol.ExecutorClass
+	Logger        *slog.Logger // nil means slog.Default()
+}
+
+// Devnet is a running subnet. Close it to stop everything it started.
+type Devnet struct {
+	cfg       Config
+	log       *slog.Logger
+	Chain     *sim.Chain
+	Validator *validator.Validator
+	Miner     *miner.Miner
+	MinerAddr netip.AddrPort
+	// ValidatorStore and MinerStore are the roles' databases, open until Close.
+	ValidatorStore *store.DB
+	MinerStore     *store.DB
+
+	runtime  *docker.Runtime
+	stores   []*store.DB
+	server   *http.Server
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	tempDir  string
+	closeErr error
+	once     sync.Once
+}
+
+// Start builds and starts a devnet. On error everything already started is stopped again.
+func Start(ctx context.Context, cfg Config) (_ *Devnet, err error) {
+	if cfg.JobBinary == "" {
+		return nil, errors.New("devnet: config: JobBinary is required (a static executable for the job image)")
+	}
+	if cfg.BlockTime == 0 {
+		cfg.BlockTime = time.Second
+	}
+	if cfg.JobImage == "" {
+		cfg.JobImage = "horde-jobs/hello:dev"
+	}
+	if cfg.ExecutorClass == "" {
+		cfg.ExecutorClass = protocol.ExecutorClassAlwaysOnTest
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	d := &Devnet{cfg: cfg, log: cfg.Logger, cancel: cancel}
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+
+	if cfg.DataDir == "" {
+		if d.tempDir, err = os.MkdirTemp("", "horde-dev-"); err != nil {
+			return nil, fmt.Errorf("devnet: %w", err)
+		}
+		cfg.DataDir = d.tempDir
+	} else if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("devnet: data dir: %w", err)
+	}
+
+	// The Docker engine first: without it nothing can run, so fail before anything else.
+	if d.runtime, err = docker.New(ctx, docker.Options{ExecutorID: "horde-dev", Logger: cfg.Logger}); err != nil {
+		return nil, err
+	}
+	if err := jobimage.Build(ctx, d.runtime.Client(), jobimage.Spec{
+		Tag: cfg.JobImage, Binary: cfg.JobBinary, Entrypoint: cfg.JobEntrypoint,
+	}); err != nil {
+		return nil, fmt.Errorf("devnet: build job image: %w", err)
+	}
+
+	alice, err := keys.FromURI(ValidatorURI)
+	if err != nil {
+		return nil, err
+	}
+	bob, err := keys.FromURI(MinerURI)
+	if err != nil {
+		return nil, err
+	}
+	if d.Chain, err = newChain(cfg, alice, bob); err != nil {
+		return nil, err
+	}
+
+	if d.ValidatorStore, err = d.openStore(ctx, "validator.db"); err != nil {
+		return nil, err
+	}
+	if d.MinerStore, err = d.openStore(ctx, "miner.db"); err != nil {
+		return nil, err
+	}
+
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("devnet: listen for the miner: %w", err)
+	}
+	d.MinerAddr = netip.MustParseAddrPort(lis.Addr().String())
+	classes := hwclass.Default()
+	execs := &localExecutors{
+		ctx: runCtx, wg: &d.wg, runtime: d.runtime, classes: classes,
+		minerURL: "ws://" + d.MinerAddr.String(), log: cfg.Logger,
+	}
+	d.Miner, err = miner.New(miner.Config{
+		Keypair: bob, Chain: d.Chain, NetUID: NetUID, Store: d.MinerStore, Executors: execs,
+		Manifest: []miner.ManifestEntry{{Class: cfg.ExecutorClass, Count: 1}},
+		Logger:   cfg.Logger,
+	})
+	if err != nil {
+		lis.Close()
+		return nil, err
+	}
+	d.server = &http.Server{Handler: d.Miner.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		if err := d.server.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error("miner server stopped", "err", err)
+		}
+	}()
+	if err := d.Chain.ServeAxon(ctx, chain.Hotkey(bob.Public().SS58()), NetUID, d.MinerAddr.Addr(), d.MinerAddr.Port()); err != nil {
+		return nil, fmt.Errorf("devnet: miner serve_axon: %w", err)
+	}
+	d.Chain.Advance(1)
+
+	d.Validator, err = validator.New(validator.Config{
+		Keypair: alice, Chain: d.Chain, NetUID: NetUID, Store: d.ValidatorStore, Classes: classes, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.Chain.Run(runCtx)
+	}()
+	d.log.Info("devnet up", "validator", alice.Public().SS58(), "miner", bob.Public().SS58(),
+		"miner_addr", d.MinerAddr.String(), "data_dir", cfg.DataDir, "block_time", cfg.BlockTime)
+	return d, nil
+}
+
+func newChain(cfg Config, validatorKey, minerKey *keys.Keypair) (*sim.Chain, error) {
+	permit := true
+	hp := sim.DefaultHyperparams()
+	return sim.New(sim.Genesis{
+		NetUID:         NetUID,
+		Hyperparams:    hp,
+		BlockTime:      cfg.BlockTime,
+		RelaxedAxonIPs: true, // the miner listens on loopback
+		Neurons: []sim.NeuronSpec{
+			{Hotkey: chain.Hotkey(validatorKey.Public().SS58()), Coldkey: "5DevValidatorColdkey", Stake: 10_000 * raoPerTAO, ValidatorPermit: &permit},
+			{Hotkey: chain.Hotkey(minerKey.Public().SS58()), Coldkey: "5DevMinerColdkey", Stake: 0},
+		},
+	})
+}
+
+func (d *Devnet) openStore(ctx context.Context, name string) (*store.DB, error) {
+	db, err := store.Open(ctx, store.Config{DSN: "sqlite:" + filepath.Join(d.cfg.DataDir, name), Logger: d.log})
+	if err != nil {
+		return nil, fmt.Errorf("devnet: %w", err)
+	}
+	d.stores = append(d.stores, db)
+	return db, nil
+}
+
+// HelloJob returns the spec of the hello job on the devnet's job image.
+func (d *Devnet) HelloJob(args ...string) validator.JobSpec {
+	return validator.JobSpec{
+		ExecutorClass:      d.cfg.ExecutorClass,
+		DockerImage:        d.cfg.JobImage,
+		Args:               args,
+		DownloadTimeLimit:  30,
+		ExecutionTimeLimit: 60,
+		UploadTimeLimit:    30,
+	}
+}
+
+// RunJob runs spec from the devnet's validator on its miner.
+func (d *Devnet) RunJob(ctx context.Context, spec validator.JobSpec) (*validator.JobResult, error) {
+	return d.Validator.RunJob(ctx, d.Miner.Hotkey(), spec)
+}
+
+// Close stops everything the devnet started and waits for it. It is safe on a devnet that
+// failed half-way through Start, and safe to call twice.
+func (d *Devnet) Close() error {
+	d.once.Do(func() {
+		d.cancel()
+		if d.server != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = d.server.Shutdown(ctx)
+			cancel()
+		}
+		if d.Miner != nil {
+			_ = d.Miner.Close()
+		}
+		d.wg.Wait()
+		var errs []error
+		for _, s := range d.stores {
+			errs = append(errs, s.Close())
+		}
+		if d.runtime != nil {
+			errs = append(errs, d.runtime.Close())
+		}
+		if d.tempDir != "" {
+			errs = append(errs, os.RemoveAll(d.tempDir))
+		}
+		d.closeErr = errors.Join(errs...)
+	})
+	return d.closeErr
+}
+
+// localExecutors runs each executor in this process, on the local Docker engine. A real miner
+// runs them as separate processes or machines; the protocol between them is the same.
+type localExecutors struct {
+	ctx      context.Context // outlives the request that started the executor
+	wg       *sync.WaitGroup
+	runtime  *docker.Runtime
+	classes  *hwclass.Registry
+	minerURL string
+	log      *slog.Logger
+}
+
+func (l *localExecutors) Start(_ context.Context, req miner.ExecutorRequest) error {
+	cfg := executor.Config{
+		MinerURL: l.minerURL,
+		Token:    req.Token,
+		Runtime:  l.runtime,
+		Limits:   l.limits,
+		Logger:   l.log,
+	}
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		if err := executor.Run(l.ctx, cfg); err != nil {
+			l.log.Warn("executor ended with an error", "job", req.JobUUID, "err", err)
+		}
+	}()
+	return nil
+}
+
+// limits maps a hardware class to its job container limits.
+func (l *localExecutors) limits(class string) (executor.Limits, error) {
+	cls, err := l.classes.Lookup(class)
+	if err != nil {
+		return executor.Limits{}, err
+	}
+	return executor.Limits{MemoryBytes: cls.MemoryBytes, NanoCPUs: cls.NanoCPUs, Pids: cls.PidsLimit}, nil
+}

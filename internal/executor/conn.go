@@ -1,0 +1,196 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/computehorde/horde/internal/protocol"
+)
+
+// Websocket limits of the miner link (upstream WSTransport: 50 MiB frames).
+const (
+	sendTimeout  = 30 * time.Second
+	closeTimeout = 5 * time.Second
+)
+
+// errMinerGone is returned while waiting for a message when the miner closed the connection.
+var errMinerGone = errors.New("executor: miner closed the connection")
+
+// minerConn is the executor's side of the miner↔executor channel. One goroutine reads and
+// enforces the channel rules (duplicate or out-of-order requests get a GenericError, as
+// upstream's MinerClient does); the driver awaits the two requests on buffered channels.
+type minerConn struct {
+	ws  *websocket.Conn
+	log *slog.Logger
+
+	initial chan *protocol.V0InitialJobRequest // buffered 1
+	job     chan *protocol.V0JobRequest        // buffered 1
+
+	done    chan struct{} // closed when the reader stops
+	readErr error         // why it stopped; read after done
+
+	cancelRead context.CancelFunc
+	closeOnce  sync.Once
+}
+
+// dialMiner connects to the miner with retries and starts the reader.
+func dialMiner(ctx context.Context, cfg Config, log *slog.Logger) (*minerConn, error) {
+	url := ExecutorURL(cfg.MinerURL, cfg.Token)
+	safeURL := ExecutorURL(cfg.MinerURL, tokenPrefix(cfg.Token)+"…")
+	var ws *websocket.Conn
+	var lastErr error
+	for attempt := range cfg.DialAttempts {
+		if attempt > 0 {
+			backoff := time.Duration(1<<(attempt-1))*time.Second + time.Duration(rand.Int64N(int64(time.Second)))
+			log.Warn("miner connection failed; retrying", "attempt", attempt, "backoff", backoff, "err", lastErr)
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-cfg.Clock.After(backoff):
+			}
+		}
+		opts := &websocket.DialOptions{HTTPClient: cfg.HTTPClient}
+		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		c, resp, err := websocket.Dial(dctx, url, opts)
+		cancel()
+		if err == nil {
+			ws = c
+			break
+		}
+		if resp != nil {
+			err = fmt.Errorf("HTTP %s: %w", resp.Status, err)
+		}
+		lastErr = err
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+	if ws == nil {
+		return nil, fmt.Errorf("executor: connect to miner at %s failed after %d attempts (check MINER_ADDRESS and that the miner is up): %w", safeURL, cfg.DialAttempts, lastErr)
+	}
+	ws.SetReadLimit(protocol.MaxFrameSize)
+	log.Info("connected to miner", "url", safeURL)
+
+	rctx, cancel := context.WithCancel(context.Background())
+	c := &minerConn{
+		ws:         ws,
+		log:        log,
+		initial:    make(chan *protocol.V0InitialJobRequest, 1),
+		job:        make(chan *protocol.V0JobRequest, 1),
+		done:       make(chan struct{}),
+		cancelRead: cancel,
+	}
+	go c.readLoop(rctx)
+	return c, nil
+}
+
+func (c *minerConn) readLoop(ctx context.Context) {
+	defer close(c.done)
+	var gotInitial, gotJob bool
+	var jobUUID string
+	for {
+		typ, data, err := c.ws.Read(ctx)
+		if err != nil {
+			c.readErr = err
+			return
+		}
+		if typ != websocket.MessageText {
+			c.genericError(ctx, "Unsupported message: binary frame")
+			continue
+		}
+		if string(data) == "PING" {
+			continue
+		}
+		msg, err := protocol.DecodeMinerToExecutor(data)
+		if err != nil {
+			c.log.Warn("malformed message from miner", "err", err)
+			c.genericError(ctx, "Malformed message: "+err.Error())
+			continue
+		}
+		switch m := msg.(type) {
+		case *protocol.V0InitialJobRequest:
+			if gotInitial {
+				c.genericError(ctx, fmt.Sprintf("Received duplicate initial job request: first job_uuid=%q and then job_uuid=%q", jobUUID, m.JobUUID))
+				continue
+			}
+			gotInitial, jobUUID = true, m.JobUUID
+			c.initial <- m
+		case *protocol.V0JobRequest:
+			if !gotInitial {
+				c.genericError(ctx, fmt.Sprintf("Received job request before an initial job request job_uuid=%q", m.JobUUID))
+				continue
+			}
+			if gotJob {
+				c.genericError(ctx, fmt.Sprintf("Received duplicate full job payload request: first job_uuid=%q and then job_uuid=%q", jobUUID, m.JobUUID))
+				continue
+			}
+			gotJob = true
+			c.job <- m
+		case *protocol.GenericError:
+			c.log.Warn("miner sent an error", "details", derefString(m.Details))
+		default:
+			c.genericError(ctx, "Unsupported message: "+msg.MessageType())
+		}
+	}
+}
+
+func (c *minerConn) genericError(ctx context.Context, details string) {
+	if err := c.send(ctx, &protocol.GenericError{Details: &details}); err != nil {
+		c.log.Warn("could not answer the miner", "err", err)
+	}
+}
+
+// send writes one message as a text frame.
+func (c *minerConn) send(ctx context.Context, m protocol.Message) error {
+	data, err := protocol.Encode(m)
+	if err != nil {
+		return fmt.Errorf("executor: encode %s: %w", m.MessageType(), err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, sendTimeout)
+	defer cancel()
+	if err := c.ws.Write(ctx, websocket.MessageText, data); err != nil {
+		return fmt.Errorf("executor: send %s to miner: %w", m.MessageType(), err)
+	}
+	return nil
+}
+
+// gone reports why the connection stopped, for a wait that saw done closed.
+func (c *minerConn) gone() error {
+	if c.readErr != nil {
+		return fmt.Errorf("%w: %w", errMinerGone, c.readErr)
+	}
+	return errMinerGone
+}
+
+// close closes the websocket (normal closure, bounded) and waits for the reader to stop.
+func (c *minerConn) close() {
+	c.closeOnce.Do(func() {
+		closed := make(chan struct{})
+		go func() {
+			defer close(closed)
+			c.ws.Close(websocket.StatusNormalClosure, "job done")
+		}()
+		select {
+		case <-closed:
+		case <-time.After(closeTimeout):
+			c.ws.CloseNow()
+			<-closed
+		}
+		c.cancelRead()
+		<-c.done
+	})
+}
+
+func derefString(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}

@@ -1,0 +1,111 @@
+package docker_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/computehorde/horde/internal/executor"
+	"github.com/computehorde/horde/internal/executor/docker"
+	"github.com/computehorde/horde/internal/jobimage/jobimagetest"
+)
+
+// BenchmarkBareEngineRun is the floor: create, start, wait, logs and remove of the hello
+// container straight through the Engine API client, with the same isolation settings. The
+// "mounts" variant adds the two bind mounts the runtime uses, to separate the engine's cost of
+// mounts from the runtime's own work.
+func BenchmarkBareEngineRun(b *testing.B) {
+	b.Run("plain", func(b *testing.B) { benchBare(b, false) })
+	b.Run("mounts", func(b *testing.B) { benchBare(b, true) })
+}
+
+func benchBare(b *testing.B, mounts bool) {
+	cli := jobimagetest.Engine(b)
+	img := jobimagetest.Hello(b)
+	ctx := context.Background()
+	host := &container.HostConfig{NetworkMode: "none", SecurityOpt: []string{"no-new-privileges"}, CapDrop: []string{"ALL"}}
+	if mounts {
+		dir := b.TempDir()
+		host.Mounts = []mount.Mount{
+			{Type: mount.TypeBind, Source: dir, Target: "/volume", ReadOnly: true},
+			{Type: mount.TypeBind, Source: dir, Target: "/output"},
+		}
+	}
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		created, err := cli.ContainerCreate(ctx,
+			&container.Config{Image: img, Cmd: []string{"bench"}},
+			host, nil, nil, fmt.Sprintf("horde-bench-bare-%d-%d", os.Getpid(), i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := cli.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		exitCh, errCh := cli.ContainerWait(ctx, created.ID, container.WaitConditionNotRunning)
+		select {
+		case st := <-exitCh:
+			if st.StatusCode != 0 {
+				b.Fatalf("exit %d", st.StatusCode)
+			}
+		case err := <-errCh:
+			b.Fatal(err)
+		}
+		rc, err := cli.ContainerLogs(ctx, created.ID, container.LogsOptions{ShowStdout: true, ShowStderr: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var stdout, stderr bytes.Buffer
+		_, err = stdcopy.StdCopy(&stdout, &stderr, rc)
+		rc.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if !strings.HasPrefix(stdout.String(), "hello from horde") {
+			b.Fatalf("stdout %q", stdout.String())
+		}
+		if err := cli.ContainerRemove(ctx, created.ID, container.RemoveOptions{Force: true}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRuntimeRun runs the same container through the runtime: Prepare (temp dirs), Start
+// (with bind mounts and labels), Wait (inspect, logs to files, truncation) and Remove.
+func BenchmarkRuntimeRun(b *testing.B) {
+	jobimagetest.Engine(b)
+	img := jobimagetest.Hello(b)
+	ctx := context.Background()
+	rt, err := docker.New(ctx, docker.Options{WorkDir: b.TempDir(), ExecutorID: "docker-bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rt.Close()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		id := fmt.Sprintf("bench-%d-%d", os.Getpid(), i)
+		if _, err := rt.Prepare(ctx, id); err != nil {
+			b.Fatal(err)
+		}
+		if err := rt.Start(ctx, executor.RunSpec{ID: id, JobUUID: id, Image: img, Cmd: []string{"bench"}}); err != nil {
+			b.Fatal(err)
+		}
+		res, err := rt.Wait(ctx, id)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if res.ExitCode != 0 || !strings.HasPrefix(res.Stdout, "hello from horde") {
+			b.Fatalf("result %+v", res)
+		}
+		if err := rt.Remove(ctx, id); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,429 @@
+package executor
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/computehorde/horde/internal/protocol"
+)
+
+// jobError is a failure the job caused; it becomes V0JobFailedRequest.
+type jobError struct {
+	reason  protocol.JobFailureReason
+	message string
+}
+
+func (e *jobError) Error() string { return fmt.Sprintf("job failed (%s): %s", e.reason, e.message) }
+
+func jobFailed(reason protocol.JobFailureReason, format string, args ...any) error {
+	return &jobError{reason: reason, message: fmt.Sprintf(format, args...)}
+}
+
+// hordeError is a failure of the infrastructure; it becomes V0HordeFailedRequest.
+type hordeError struct {
+	reason  protocol.HordeFailureReason
+	message string
+	context map[string]any
+}
+
+func (e *hordeError) Error() string {
+	return fmt.Sprintf("horde failure (%s): %s", e.reason, e.message)
+}
+
+func hordeFailed(reason protocol.HordeFailureReason, format string, args ...any) error {
+	return &hordeError{reason: reason, message: fmt.Sprintf(format, args...)}
+}
+
+// driver runs the stages of one job.
+type driver struct {
+	cfg   Config
+	log   *slog.Logger
+	conn  *minerConn
+	clock Clock
+
+	jobUUID  string // from the token until the initial request names it
+	stage    protocol.JobStage
+	deadline time.Time
+
+	initial *protocol.V0InitialJobRequest
+	request *protocol.V0JobRequest
+	ws      *Workspace // set once Prepare succeeded
+	result  *RunResult // set once the container ran
+}
+
+// runtimeID is the job's key in the Runtime and its container name suffix: the job UUID part of
+// the token plus a digest of the whole token, so the secret itself never reaches the engine.
+func runtimeID(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	prefix := tokenPrefix(token)
+	clean := make([]byte, 0, len(prefix))
+	for _, b := range []byte(prefix) {
+		if b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '-' || b == '_' || b == '.' {
+			clean = append(clean, b)
+		}
+	}
+	if len(clean) == 0 {
+		return hex.EncodeToString(sum[:8])
+	}
+	return string(clean) + "-" + hex.EncodeToString(sum[:4])
+}
+
+func (d *driver) run(ctx context.Context) error {
+	err := d.stages(ctx)
+	if d.ws != nil {
+		// Remove runs on a fresh bounded context of its own, also after ctx ended.
+		if rerr := d.cfg.Runtime.Remove(context.WithoutCancel(ctx), runtimeID(d.cfg.Token)); rerr != nil {
+			d.log.Error("job cleanup failed", "err", rerr)
+		}
+	}
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		// Stopped from outside: there is nobody to blame; say so to the miner if we can.
+		d.log.Warn("executor stopped", "stage", d.stage, "err", err)
+		d.report(context.WithoutCancel(ctx), &hordeError{reason: protocol.HordeFailureReasonGenericError,
+			message: "Executor was stopped: " + ctx.Err().Error()})
+		return ctx.Err()
+	}
+	if errors.Is(err, errMinerGone) {
+		d.log.Error("miner connection lost; the job cannot be reported", "stage", d.stage, "err", err)
+		return err
+	}
+	return d.report(ctx, err)
+}
+
+// report sends the terminal failure message for err.
+func (d *driver) report(ctx context.Context, err error) error {
+	var msg protocol.Message
+	var je *jobError
+	var he *hordeError
+	switch {
+	case errors.As(err, &je):
+		d.log.Warn("job failed", "stage", d.stage, "reason", je.reason, "message", je.message)
+		m := &protocol.V0JobFailedRequest{
+			JobUUID: d.jobUUID,
+			Message: je.message,
+			Reason:  je.reason,
+			Stage:   d.stage,
+		}
+		if d.result != nil {
+			if !d.result.TimedOut {
+				code := d.result.ExitCode
+				m.DockerProcessExitStatus = &code
+			}
+			stdout, stderr := d.result.Stdout, d.result.Stderr
+			m.DockerProcessStdout, m.DockerProcessStderr = &stdout, &stderr
+		}
+		msg = m
+	default:
+		if !errors.As(err, &he) {
+			he = &hordeError{reason: protocol.HordeFailureReasonUnhandledException, message: err.Error(),
+				context: map[string]any{"exception_type": fmt.Sprintf("%T", rootCause(err))}}
+		}
+		ctxMap := map[string]any{"stage": string(d.stage)}
+		for k, v := range he.context {
+			ctxMap[k] = v
+		}
+		d.log.Error("horde failure", "stage", d.stage, "reason", he.reason, "message", he.message)
+		msg = &protocol.V0HordeFailedRequest{
+			JobUUID:    d.jobUUID,
+			ReportedBy: protocol.JobParticipantTypeExecutor,
+			Message:    he.message,
+			Reason:     he.reason,
+			Context:    failureContext(ctxMap),
+		}
+	}
+	if serr := d.conn.send(ctx, msg); serr != nil {
+		return fmt.Errorf("executor: report failure (%w): %w", err, serr)
+	}
+	return nil
+}
+
+func rootCause(err error) error {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return err
+		}
+		err = next
+	}
+}
+
+func (d *driver) enter(stage protocol.JobStage) {
+	d.stage = stage
+	d.log.Info("entering stage", "stage", stage, "time_left", d.timeLeft().Round(time.Millisecond))
+}
+
+func (d *driver) timeLeft() time.Duration {
+	if d.deadline.IsZero() {
+		return 0
+	}
+	return d.deadline.Sub(d.clock.Now())
+}
+
+func (d *driver) setDeadline(dur time.Duration) { d.deadline = d.clock.Now().Add(dur) }
+func (d *driver) extendDeadline(dur time.Duration) {
+	d.deadline = d.deadline.Add(dur)
+}
+
+// errDeadline is what await returns when the stage deadline passes.
+var errDeadline = errors.New("executor: stage deadline passed")
+
+// await waits for a value on ch until the deadline, the miner leaving, or ctx.
+func await[T any](ctx context.Context, d *driver, ch <-chan T) (T, error) {
+	var zero T
+	select {
+	case v := <-ch:
+		return v, nil
+	default:
+	}
+	left := d.timeLeft()
+	if left <= 0 {
+		return zero, errDeadline
+	}
+	select {
+	case v := <-ch:
+		return v, nil
+	case <-d.clock.After(left):
+		return zero, errDeadline
+	case <-d.conn.done:
+		return zero, d.conn.gone()
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	}
+}
+
+func (d *driver) stages(ctx context.Context) error {
+	// Startup.
+	d.setDeadline(d.cfg.StartupTimeLimit)
+	d.enter(protocol.JobStageExecutorStartup)
+	initial, err := await(ctx, d, d.conn.initial)
+	if errors.Is(err, errDeadline) {
+		return hordeFailed(protocol.HordeFailureReasonGenericError, "Timed out waiting for initial job details")
+	}
+	if err != nil {
+		return err
+	}
+	d.initial = initial
+	d.jobUUID = initial.JobUUID
+	d.log = d.log.With("job_uuid", d.jobUUID)
+	if err := d.startup(ctx); err != nil {
+		return err
+	}
+
+	// Reset the deadline: leeway, or the whole job in legacy single-timeout mode.
+	timing := d.initial.ExecutorTiming
+	switch {
+	case timing != nil:
+		d.setDeadline(seconds(timing.AllowedLeeway))
+	case d.initial.TimeoutSeconds != nil:
+		d.setDeadline(seconds(*d.initial.TimeoutSeconds))
+	default:
+		return hordeFailed(protocol.HordeFailureReasonGenericError,
+			"No timing received: either timeout_seconds or executor_timing must be set")
+	}
+
+	// Download.
+	if timing != nil {
+		d.extendDeadline(seconds(timing.DownloadTimeLimit))
+	}
+	d.enter(protocol.JobStageVolumeDownload)
+	if err := d.download(ctx); err != nil {
+		return err
+	}
+
+	// Execution.
+	execLimit := time.Duration(0)
+	if timing != nil {
+		execLimit = seconds(timing.ExecutionTimeLimit)
+		d.extendDeadline(execLimit)
+	}
+	d.enter(protocol.JobStageExecution)
+	if err := d.execute(ctx, execLimit); err != nil {
+		return err
+	}
+
+	// Upload.
+	if timing != nil {
+		d.extendDeadline(seconds(timing.UploadTimeLimit))
+	}
+	d.enter(protocol.JobStageResultUpload)
+	return d.upload(ctx)
+}
+
+// startup makes sure the image is there, prepares the workspace and says ready, all within the
+// startup deadline.
+func (d *driver) startup(ctx context.Context) error {
+	sctx, cancel := context.WithTimeout(ctx, max(d.timeLeft(), 0))
+	defer cancel()
+	if img := derefString(d.initial.DockerImage); img != "" {
+		if err := d.cfg.Runtime.EnsureImage(sctx, withDefaultTag(img)); err != nil {
+			if sctx.Err() != nil && ctx.Err() == nil {
+				return hordeFailed(protocol.HordeFailureReasonGenericError, "Timed out waiting for initial job details: image %s not ready in time", img)
+			}
+			return hordeFailed(protocol.HordeFailureReasonGenericError, "Failed to pull image %s: %v", img, err)
+		}
+	}
+	ws, err := d.cfg.Runtime.Prepare(ctx, runtimeID(d.cfg.Token))
+	if err != nil {
+		return err
+	}
+	d.ws = &ws
+	return d.conn.send(ctx, &protocol.V0ExecutorReadyRequest{JobUUID: d.jobUUID})
+}
+
+func (d *driver) download(ctx context.Context) error {
+	req, err := await(ctx, d, d.conn.job)
+	if errors.Is(err, errDeadline) {
+		return jobFailed(protocol.JobFailureReasonTimeout, "Download time exceeded")
+	}
+	if err != nil {
+		return err
+	}
+	d.request = req
+	if req.JobUUID != d.jobUUID {
+		d.log.Warn("job request names another job; using the initial request's", "request_job_uuid", req.JobUUID)
+	}
+	if d.initial.Volume != nil && req.Volume != nil {
+		return hordeFailed(protocol.HordeFailureReasonGenericError, "Received multiple volumes")
+	}
+	vol := d.initial.Volume
+	if vol == nil {
+		vol = req.Volume
+	}
+	if vol != nil {
+		n, err := d.unpackVolume(vol)
+		if err != nil {
+			return err
+		}
+		d.log.Info("volume ready", "bytes", n)
+	}
+	if d.timeLeft() <= 0 {
+		return jobFailed(protocol.JobFailureReasonTimeout, "Download time exceeded")
+	}
+	return d.conn.send(ctx, &protocol.V0VolumesReadyRequest{JobUUID: d.jobUUID})
+}
+
+func (d *driver) execute(ctx context.Context, execLimit time.Duration) error {
+	req := d.request
+	image := req.DockerImage
+	if image == "" {
+		image = derefString(d.initial.DockerImage)
+	}
+	if image == "" {
+		return hordeFailed(protocol.HordeFailureReasonGenericError, "No docker image given in the job request")
+	}
+	image = withDefaultTag(image)
+	if req.RawScript != nil {
+		return hordeFailed(protocol.HordeFailureReasonGenericError, "raw_script jobs are not supported yet")
+	}
+	if req.DockerRunOptionsPreset != "" && req.DockerRunOptionsPreset != protocol.DockerRunOptionsPresetNone {
+		// GPU device requests come with the GPU work; for now the job runs without them.
+		d.log.Warn("docker_run_options_preset is not supported yet; running without GPUs", "preset", req.DockerRunOptionsPreset)
+	}
+	var limits Limits
+	if d.cfg.Limits != nil {
+		var err error
+		if limits, err = d.cfg.Limits(string(req.ExecutorClass)); err != nil {
+			return hordeFailed(protocol.HordeFailureReasonGenericError, "No limits for executor class %s: %v", req.ExecutorClass, err)
+		}
+	}
+	// The container gets the execution limit (legacy mode: whatever is left), never more
+	// than the time left in the stage.
+	timeout := d.timeLeft()
+	if execLimit > 0 {
+		timeout = min(timeout, execLimit)
+	}
+	if timeout <= 0 {
+		return jobFailed(protocol.JobFailureReasonTimeout, "Execution time exceeded")
+	}
+	pctx, cancel := context.WithTimeout(ctx, d.timeLeft())
+	err := d.cfg.Runtime.EnsureImage(pctx, image)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return hordeFailed(protocol.HordeFailureReasonGenericError, "Failed to pull image %s: %v", image, err)
+	}
+	id := runtimeID(d.cfg.Token)
+	spec := RunSpec{
+		ID:      id,
+		JobUUID: d.jobUUID,
+		Image:   image,
+		Cmd:     req.DockerRunCmd,
+		Env:     envList(req),
+		Limits:  limits,
+		Timeout: timeout,
+	}
+	if err := d.cfg.Runtime.Start(ctx, spec); err != nil {
+		return err
+	}
+	res, err := d.cfg.Runtime.Wait(ctx, id)
+	if err != nil {
+		return err
+	}
+	d.result = &res
+	d.log.Info("job container finished", "exit_code", res.ExitCode, "timed_out", res.TimedOut,
+		"oom_killed", res.OOMKilled, "duration", res.Duration.Round(time.Millisecond))
+	switch {
+	case res.TimedOut:
+		return jobFailed(protocol.JobFailureReasonTimeout, "Job container timed out during execution")
+	case res.ExitCode != 0:
+		msg := fmt.Sprintf("Job container exited with non-zero exit code: %d", res.ExitCode)
+		if res.OOMKilled {
+			msg += " (killed: out of memory)"
+		}
+		return jobFailed(protocol.JobFailureReasonNonzeroReturnCode, "%s", msg)
+	}
+	return d.conn.send(ctx, &protocol.V0ExecutionDoneRequest{JobUUID: d.jobUUID})
+}
+
+func (d *driver) upload(ctx context.Context) error {
+	if d.request.OutputUpload != nil {
+		return jobFailed(protocol.JobFailureReasonUploadFailed, "Upload failed: output upload type %s not supported yet", outputUploadType(d.request.OutputUpload))
+	}
+	if d.request.ArtifactsDir != nil && *d.request.ArtifactsDir != "" {
+		d.log.Warn("artifacts_dir is not supported yet; no artifacts are returned", "artifacts_dir", *d.request.ArtifactsDir)
+	}
+	if d.timeLeft() <= 0 {
+		return jobFailed(protocol.JobFailureReasonTimeout, "Upload time exceeded")
+	}
+	return d.conn.send(ctx, &protocol.V0JobFinishedRequest{
+		JobUUID:             d.jobUUID,
+		DockerProcessStdout: d.result.Stdout,
+		DockerProcessStderr: d.result.Stderr,
+	})
+}
+
+func seconds[N int | int64 | float64](n N) time.Duration {
+	return time.Duration(float64(n) * float64(time.Second))
+}
+
+// withDefaultTag appends ":latest" to a reference without a tag or digest, like upstream.
+func withDefaultTag(ref string) string {
+	last := ref
+	for i := len(ref) - 1; i >= 0; i-- {
+		if ref[i] == '/' {
+			last = ref[i+1:]
+			break
+		}
+	}
+	for i := 0; i < len(last); i++ {
+		if last[i] == ':' || last[i] == '@' {
+			return ref
+		}
+	}
+	for i := 0; i < len(ref); i++ {
+		if ref[i] == '@' {
+			return ref
+		}
+	}
+	return ref + ":latest"
+}

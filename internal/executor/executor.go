@@ -1,0 +1,163 @@
+// Package executor runs exactly one ComputeHorde job: it connects to its miner over the
+// miner↔executor websocket, receives the job, prepares the volume, runs the container through a
+// Runtime (internal/executor/docker in production), reports each stage, and cleans up.
+//
+// The stage machine follows upstream's JobDriver (reference/protocol.md §3.2):
+//
+//	startup (StartupTimeLimit): await V0InitialJobRequest, make sure the image is present,
+//	    prepare the workspace, send V0ExecutorReadyRequest;
+//	deadline := allowed_leeway (or legacy timeout_seconds);
+//	download (+download_time_limit): await V0JobRequest, unpack the volume, send V0VolumesReadyRequest;
+//	execution (+execution_time_limit): run the container, send V0ExecutionDoneRequest;
+//	upload (+upload_time_limit): send V0JobFinishedRequest.
+//
+// The deadline is cumulative: time a stage does not use carries over. A failure the job caused
+// becomes V0JobFailedRequest (with the stage and the container's output); anything else becomes
+// V0HordeFailedRequest reported by the executor. Exactly one terminal message is sent, unless the
+// miner cannot be reached.
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Defaults of Config.
+const (
+	DefaultStartupTimeLimit = 5 * time.Second
+	DefaultDialAttempts     = 5
+)
+
+// Clock is the executor's time source: deadlines are computed from Now and waited for with
+// After. Tests inject a fake one so they need not sleep.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// Config configures Run.
+type Config struct {
+	// MinerURL is the miner's executor endpoint base, e.g. "ws://10.0.0.5:8000" (upstream's
+	// MINER_ADDRESS). Required.
+	MinerURL string
+	// Token is this executor's single-use token (upstream's EXECUTOR_TOKEN,
+	// "<job_uuid>-<uuid4>"). Required; it also keys the job in the Runtime.
+	Token string
+	// Runtime runs the job container. Required.
+	Runtime Runtime
+	// Limits maps the job's executor class to container limits; nil runs without limits.
+	// An error fails the job as a horde failure.
+	Limits func(executorClass string) (Limits, error)
+	// StartupTimeLimit bounds the wait for V0InitialJobRequest plus the image check (upstream's
+	// --startup-time-limit); zero means DefaultStartupTimeLimit.
+	StartupTimeLimit time.Duration
+	// MaxVolumeBytes caps the unpacked volume; zero means DefaultMaxVolumeBytes, negative no cap.
+	MaxVolumeBytes int64
+	// DialAttempts is how often to try connecting to the miner, with exponential backoff
+	// (1 s, 2 s, 4 s, … plus jitter); zero means DefaultDialAttempts.
+	DialAttempts int
+	// HTTPClient is used for the websocket handshake; nil means a default client.
+	HTTPClient *http.Client
+	// Clock is the time source; nil means the real clock.
+	Clock Clock
+	// Logger receives one line per stage and failure; nil discards.
+	Logger *slog.Logger
+}
+
+// Validate reports the first missing or malformed field, naming the fix.
+func (c *Config) Validate() error {
+	switch {
+	case c.MinerURL == "":
+		return errors.New("executor: Config.MinerURL is empty; set it to the miner's ws:// address (MINER_ADDRESS)")
+	case !strings.HasPrefix(c.MinerURL, "ws://") && !strings.HasPrefix(c.MinerURL, "wss://") &&
+		!strings.HasPrefix(c.MinerURL, "http://") && !strings.HasPrefix(c.MinerURL, "https://"):
+		return fmt.Errorf("executor: Config.MinerURL %q must start with ws:// or wss://", c.MinerURL)
+	case c.Token == "":
+		return errors.New("executor: Config.Token is empty; set it to the token the miner gave this executor (EXECUTOR_TOKEN)")
+	case c.Runtime == nil:
+		return errors.New("executor: Config.Runtime is nil; pass a container runtime (internal/executor/docker)")
+	case c.StartupTimeLimit < 0:
+		return errors.New("executor: Config.StartupTimeLimit is negative")
+	}
+	return nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.StartupTimeLimit == 0 {
+		c.StartupTimeLimit = DefaultStartupTimeLimit
+	}
+	if c.MaxVolumeBytes == 0 {
+		c.MaxVolumeBytes = DefaultMaxVolumeBytes
+	}
+	if c.DialAttempts <= 0 {
+		c.DialAttempts = DefaultDialAttempts
+	}
+	if c.Clock == nil {
+		c.Clock = realClock{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// ExecutorURL returns the websocket URL the executor dials: {minerURL}/v0.1/executor_interface/{token}.
+func ExecutorURL(minerURL, token string) string {
+	return strings.TrimRight(minerURL, "/") + "/v0.1/executor_interface/" + token
+}
+
+// Run serves exactly one job and returns when it has been reported (nil), or with an error when
+// the miner could not be reached or the report could not be sent. A job that fails is reported
+// to the miner and is not an error of Run. Cancelling ctx stops the job (the container is
+// killed and removed) and returns ctx's error.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	cfg = cfg.withDefaults()
+	log := cfg.Logger.With("token_prefix", tokenPrefix(cfg.Token))
+
+	conn, err := dialMiner(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer conn.close()
+
+	d := &driver{cfg: cfg, log: log, conn: conn, clock: cfg.Clock, jobUUID: jobUUIDFromToken(cfg.Token)}
+	return d.run(ctx)
+}
+
+// jobUUIDFromToken returns the job UUID that starts upstream's "<job_uuid>-<uuid4>" tokens, so a
+// failure before the initial request can still name the job; "" if the token has another shape.
+func jobUUIDFromToken(token string) string {
+	if len(token) < 36 {
+		return ""
+	}
+	if u, err := uuid.Parse(token[:36]); err == nil {
+		return u.String()
+	}
+	return ""
+}
+
+// tokenPrefix is the part of the token safe to log (the job UUID part, not the secret suffix).
+func tokenPrefix(token string) string {
+	if len(token) > 36 {
+		return token[:36]
+	}
+	if len(token) > 8 {
+		return token[:8]
+	}
+	return token
+}

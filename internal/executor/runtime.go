@@ -1,0 +1,91 @@
+package executor
+
+import (
+	"context"
+	"time"
+)
+
+// Runtime runs job containers. The production implementation is internal/executor/docker; the
+// executor only sees this interface. Every method is keyed by the job's runtime ID (the executor
+// token), takes a ctx, and is safe for concurrent use on different IDs.
+//
+// The life of one job: Prepare → (fill Workspace.VolumeDir) → Start → Wait → (read
+// Workspace.OutputDir) → Remove. Remove must be called once Prepare succeeded, on every path.
+type Runtime interface {
+	// EnsureImage makes ref available to Start, pulling it (without credentials, for now) when
+	// it is not present locally.
+	EnsureImage(ctx context.Context, ref string) error
+	// Prepare creates the job's host directories. The volume directory is mounted read-only at
+	// /volume and the output directory read-write at /output.
+	Prepare(ctx context.Context, id string) (Workspace, error)
+	// Start creates and starts the container of spec.ID, which must have been prepared.
+	Start(ctx context.Context, spec RunSpec) error
+	// Wait waits until the container exits or spec.Timeout passes (counted from Start), kills
+	// it in the second case, and collects its exit status and output. The full stdout and
+	// stderr are written to stdout.txt and stderr.txt in the output directory. If ctx ends
+	// first the container is killed and ctx's error returned.
+	Wait(ctx context.Context, id string) (RunResult, error)
+	// Remove force-removes the container and the workspace of id. It is idempotent ("already
+	// gone" is success) and runs to completion on a short timeout of its own even when ctx is
+	// already cancelled, so it can be deferred on every path.
+	Remove(ctx context.Context, id string) error
+	// Close removes whatever jobs this runtime still holds and releases the engine client.
+	Close() error
+}
+
+// Workspace is the host side of one job's directories.
+type Workspace struct {
+	// Dir holds everything of the job; Remove deletes it.
+	Dir string
+	// VolumeDir is mounted read-only at /volume.
+	VolumeDir string
+	// OutputDir is mounted read-write at /output.
+	OutputDir string
+}
+
+// Limits bounds the resources of one job container. Zero values mean "no limit"; the caller
+// maps executor classes to limits (Config.Limits).
+type Limits struct {
+	// MemoryBytes caps the container's memory (and memory+swap, so no swap is used).
+	MemoryBytes int64
+	// NanoCPUs caps CPU time in units of 1e-9 CPUs (2e9 = two CPUs).
+	NanoCPUs int64
+	// Pids caps the number of processes and threads.
+	Pids int64
+}
+
+// RunSpec says what to run.
+type RunSpec struct {
+	// ID is the runtime key given to Prepare (the executor token).
+	ID string
+	// JobUUID labels the container (horde.job_uuid).
+	JobUUID string
+	// Image is the image reference; it must be present (EnsureImage).
+	Image string
+	// Cmd replaces the image's default command when non-empty.
+	Cmd []string
+	// Env is "KEY=value" entries, in order.
+	Env []string
+	// Limits bounds the container.
+	Limits Limits
+	// Timeout is the execution limit counted from Start; zero means none.
+	Timeout time.Duration
+}
+
+// RunResult is the outcome of one container run.
+type RunResult struct {
+	// ExitCode is the container's exit status (137 after a kill).
+	ExitCode int
+	// TimedOut says the container hit RunSpec.Timeout and was killed.
+	TimedOut bool
+	// OOMKilled says the kernel killed the job for exceeding its memory limit.
+	OOMKilled bool
+	// Stdout and Stderr are the container's streams, truncated like upstream: above
+	// MaxOutputChars characters, the first and last MaxOutputChars/2 joined by " ... ".
+	Stdout, Stderr string
+	// Duration is the time from Start to exit (or kill).
+	Duration time.Duration
+}
+
+// MaxOutputChars is upstream's cap on stdout and stderr in protocol messages.
+const MaxOutputChars = 1_000_000

@@ -1,0 +1,228 @@
+package miner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/google/uuid"
+
+	"github.com/computehorde/horde/internal/protocol"
+	"github.com/computehorde/horde/internal/store"
+	"github.com/computehorde/horde/internal/wsconn"
+)
+
+// Job statuses as the miner stores them (upstream's AcceptedJob.Status, lowercased).
+const (
+	statusWaitingForExecutor = "waiting_for_executor"
+	statusWaitingForPayload  = "waiting_for_payload"
+	statusRunning            = "running"
+	statusFinished           = "finished"
+	statusFailed             = "failed"
+)
+
+var activeStatuses = []string{statusWaitingForExecutor, statusWaitingForPayload, statusRunning}
+
+// job is one accepted job, from the validator's initial request until its outcome is relayed.
+type job struct {
+	uuid      string
+	token     string
+	class     protocol.ExecutorClass
+	initial   *protocol.V0InitialJobRequest
+	validator *validatorSession
+
+	mu       sync.Mutex
+	status   string       // guarded by mu
+	executor *wsconn.Conn // guarded by mu; set when the executor connects
+	claimed  bool         // guarded by mu; the token has been used
+
+	connected chan struct{} // closed when the executor connects
+}
+
+func (j *job) setStatus(s string) {
+	j.mu.Lock()
+	j.status = s
+	j.mu.Unlock()
+}
+
+func (j *job) getStatus() string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.status
+}
+
+func (m *Miner) busyCount(class protocol.ExecutorClass) int {
+	n := 0
+	for _, j := range m.byUUID {
+		if j.class == class {
+			n++
+		}
+	}
+	return n
+}
+
+func (m *Miner) handleInitialJobRequest(ctx context.Context, s *validatorSession, req *protocol.V0InitialJobRequest) {
+	log := s.log.With("job", req.JobUUID, "class", req.ExecutorClass)
+	decline := func(reason protocol.JobRejectionReason, msg string) {
+		log.Info("declining job", "reason", reason, "message", msg)
+		s.send(ctx, &protocol.V0DeclineJobRequest{JobUUID: req.JobUUID, Message: msg, Reason: reason})
+	}
+
+	// Upstream stores the JobStarted receipt before reserving an executor, so a busy decline
+	// can later be excused by receipts of jobs that are really running.
+	m.storeReceipt(ctx, s, &req.JobStartedReceiptPayload, req.JobStartedReceiptSignature)
+
+	capacity := m.capacity(req.ExecutorClass)
+	if capacity == 0 {
+		decline(protocol.JobRejectionReasonClassNotOffered,
+			fmt.Sprintf("Executor class %s is not in this miner's manifest", req.ExecutorClass))
+		return
+	}
+
+	j := &job{
+		uuid:      req.JobUUID,
+		token:     req.JobUUID + "-" + uuid.NewString(),
+		class:     req.ExecutorClass,
+		initial:   req,
+		validator: s,
+		status:    statusWaitingForExecutor,
+		connected: make(chan struct{}),
+	}
+	m.mu.Lock()
+	_, dup := m.byUUID[j.uuid]
+	busy := m.busyCount(req.ExecutorClass) >= capacity
+	if !dup && !busy {
+		m.byUUID[j.uuid] = j
+		m.byToken[j.token] = j
+	}
+	m.mu.Unlock()
+	switch {
+	case dup:
+		s.send(ctx, &protocol.GenericError{Details: ptr(errDuplicateJob.Error() + ": " + req.JobUUID)})
+		return
+	case busy:
+		decline(protocol.JobRejectionReasonBusy,
+			fmt.Sprintf("All executors of class %s are busy", req.ExecutorClass))
+		return
+	}
+
+	spec, _ := protocol.Encode(req)
+	now := m.now()
+	err := m.cfg.Store.CreateJob(ctx, store.Job{
+		UUID:            j.uuid,
+		Role:            "miner",
+		ValidatorHotkey: s.hotkey,
+		MinerHotkey:     m.hotkey,
+		ExecutorClass:   string(req.ExecutorClass),
+		DockerImage:     deref(req.DockerImage),
+		Status:          statusWaitingForExecutor,
+		Spec:            spec,
+		CreatedAt:       now,
+		UpdatedAt:       now,
+	})
+	if err != nil {
+		m.forget(j)
+		if errors.Is(err, store.ErrDuplicate) {
+			s.send(ctx, &protocol.GenericError{Details: ptr(errDuplicateJob.Error() + ": " + req.JobUUID)})
+			return
+		}
+		log.Error("cannot record job", "err", err)
+		m.failJob(ctx, j, protocol.HordeFailureReasonGenericError, "Miner could not record the job")
+		return
+	}
+
+	log.Info("accepting job")
+	s.send(ctx, &protocol.V0AcceptJobRequest{JobUUID: j.uuid})
+	m.spawnExecutor(j)
+}
+
+// spawnExecutor asks the executor manager for an executor and fails the job if none connects
+// in time. It runs in the background so the validator connection keeps being served.
+func (m *Miner) spawnExecutor(j *job) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), m.cfg.ExecutorStartTimeout)
+		defer cancel()
+		go func() {
+			select {
+			case <-m.stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		err := m.cfg.Executors.Start(ctx, ExecutorRequest{Token: j.token, JobUUID: j.uuid, ExecutorClass: j.class})
+		if err != nil {
+			j.validator.log.Error("executor failed to start", "job", j.uuid, "err", err)
+			m.failJob(context.Background(), j, protocol.HordeFailureReasonExecutorSpinupFailed, "Executor failed to start")
+			return
+		}
+		select {
+		case <-j.connected:
+			return
+		case <-ctx.Done():
+		}
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) && j.getStatus() == statusWaitingForExecutor {
+			m.failJob(context.Background(), j, protocol.HordeFailureReasonExecutorSpinupFailed,
+				fmt.Sprintf("Executor did not connect within %s", m.cfg.ExecutorStartTimeout))
+		}
+	}()
+}
+
+func (m *Miner) handleJobRequest(ctx context.Context, s *validatorSession, req *protocol.V0JobRequest) {
+	m.mu.Lock()
+	j := m.byUUID[req.JobUUID]
+	m.mu.Unlock()
+	if j == nil || j.validator.hotkey != s.hotkey {
+		s.send(ctx, &protocol.GenericError{Details: ptr("Unknown job_uuid: " + req.JobUUID)})
+		return
+	}
+	if req.Volume != nil && j.initial.Volume != nil {
+		s.send(ctx, &protocol.GenericError{Details: ptr("Volume supplied twice for job " + req.JobUUID)})
+		return
+	}
+	j.mu.Lock()
+	exe, status := j.executor, j.status
+	if status == statusWaitingForPayload {
+		j.status = statusRunning
+	}
+	j.mu.Unlock()
+	if status != statusWaitingForPayload || exe == nil {
+		s.send(ctx, &protocol.GenericError{Details: ptr("Job " + req.JobUUID + " is not waiting for a payload")})
+		return
+	}
+	m.updateStatus(ctx, j, statusRunning, nil)
+	if err := exe.Send(ctx, req); err != nil {
+		s.log.Warn("cannot forward job request to executor", "job", j.uuid, "err", err)
+	}
+}
+
+// failJob records a horde failure the miner itself detected and tells the validator.
+func (m *Miner) failJob(ctx context.Context, j *job, reason protocol.HordeFailureReason, msg string) {
+	j.setStatus(statusFailed)
+	m.updateStatus(ctx, j, statusFailed, nil)
+	m.forget(j)
+	j.validator.send(ctx, &protocol.V0HordeFailedRequest{
+		JobUUID:    j.uuid,
+		ReportedBy: protocol.JobParticipantTypeMiner,
+		Message:    msg,
+		Reason:     reason,
+	})
+}
+
+func (m *Miner) forget(j *job) {
+	m.mu.Lock()
+	if m.byUUID[j.uuid] == j {
+		delete(m.byUUID, j.uuid)
+	}
+	delete(m.byToken, j.token)
+	m.mu.Unlock()
+}
+
+func (m *Miner) updateStatus(ctx context.Context, j *job, to string, result []byte) {
+	err := m.cfg.Store.UpdateJobStatus(ctx, j.uuid, activeStatuses, to, result)
+	if err != nil && !errors.Is(err, store.ErrConflict) {
+		j.validator.log.Error("cannot record job status", "job", j.uuid, "status", to, "err", err)
+	}
+}

@@ -1,0 +1,204 @@
+// Package miner is the ComputeHorde miner role: it serves validators over the upstream
+// websocket protocol, spawns one executor per accepted job through an [ExecutorManager],
+// relays the executor's reports, and verifies, countersigns and stores receipts.
+package miner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/computehorde/horde/internal/chain"
+	"github.com/computehorde/horde/internal/keys"
+	"github.com/computehorde/horde/internal/protocol"
+	"github.com/computehorde/horde/internal/store"
+	"github.com/computehorde/horde/internal/wsconn"
+)
+
+// Paths of the two websocket endpoints, as upstream names them.
+const (
+	ValidatorPathPrefix = "/v0.1/validator_interface/"
+	ExecutorPathPrefix  = "/v0.1/executor_interface/"
+)
+
+// ExecutorManager starts executors. Start must return once the executor is launched (not
+// finished); the executor then connects to the miner's executor endpoint with req.Token.
+// Implementations must be safe for concurrent use.
+type ExecutorManager interface {
+	Start(ctx context.Context, req ExecutorRequest) error
+}
+
+// ExecutorRequest describes the executor to launch for one job.
+type ExecutorRequest struct {
+	Token         string
+	JobUUID       string
+	ExecutorClass protocol.ExecutorClass
+}
+
+// ManifestEntry is one executor class the miner offers and how many executors it has.
+type ManifestEntry struct {
+	Class protocol.ExecutorClass
+	Count int
+}
+
+// Config holds a miner's dependencies and settings.
+type Config struct {
+	Keypair   *keys.Keypair   // the miner's hotkey; required
+	Chain     chain.Chain     // required
+	NetUID    chain.NetUID    // subnet the miner serves
+	Store     *store.DB       // required
+	Executors ExecutorManager // required
+	Manifest  []ManifestEntry // classes offered, in announcement order; required
+
+	// MinValidatorStake is the stake (rao) a validator needs to connect.
+	MinValidatorStake uint64
+	// AuthMaxAge bounds how old (or how far in the future) a validator's auth timestamp may
+	// be. Zero means upstream's 10 s.
+	AuthMaxAge time.Duration
+	// ExecutorStartTimeout bounds how long an accepted job waits for its executor to connect.
+	// Zero means 60 s.
+	ExecutorStartTimeout time.Duration
+	// Now returns the current time; nil means time.Now.
+	Now    func() time.Time
+	Logger *slog.Logger // nil means slog.Default()
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.Keypair == nil:
+		return errors.New("miner: config: Keypair is required")
+	case c.Chain == nil:
+		return errors.New("miner: config: Chain is required")
+	case c.Store == nil:
+		return errors.New("miner: config: Store is required")
+	case c.Executors == nil:
+		return errors.New("miner: config: Executors is required")
+	case len(c.Manifest) == 0:
+		return errors.New("miner: config: Manifest is empty; offer at least one executor class")
+	}
+	for _, e := range c.Manifest {
+		if e.Count < 0 {
+			return fmt.Errorf("miner: config: manifest count for %s is negative", e.Class)
+		}
+	}
+	return nil
+}
+
+// Miner serves validators and executors. Create it with [New] and mount [Miner.Handler].
+type Miner struct {
+	cfg     Config
+	hotkey  string
+	log     *slog.Logger
+	now     func() time.Time
+	replays *replayCache
+
+	mu      sync.Mutex
+	byToken map[string]*job           // guarded by mu
+	byUUID  map[string]*job           // guarded by mu
+	conns   map[*wsconn.Conn]struct{} // live websockets; guarded by mu
+	closed  bool                      // guarded by mu
+
+	wg       sync.WaitGroup // executor start/timeout goroutines
+	stopOnce sync.Once
+	stop     chan struct{}
+}
+
+// New validates cfg and returns a miner.
+func New(cfg Config) (*Miner, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.AuthMaxAge == 0 {
+		cfg.AuthMaxAge = 10 * time.Second
+	}
+	if cfg.ExecutorStartTimeout == 0 {
+		cfg.ExecutorStartTimeout = 60 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	hotkey := cfg.Keypair.Public().SS58()
+	return &Miner{
+		cfg:     cfg,
+		hotkey:  hotkey,
+		log:     cfg.Logger.With("role", "miner", "hotkey", shortKey(hotkey)),
+		now:     cfg.Now,
+		replays: newReplayCache(),
+		byToken: make(map[string]*job),
+		byUUID:  make(map[string]*job),
+		conns:   make(map[*wsconn.Conn]struct{}),
+		stop:    make(chan struct{}),
+	}, nil
+}
+
+// Hotkey returns the miner's SS58 hotkey.
+func (m *Miner) Hotkey() string { return m.hotkey }
+
+// Handler returns the HTTP handler serving both websocket endpoints.
+func (m *Miner) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+ValidatorPathPrefix+"{hotkey}", m.serveValidator)
+	mux.HandleFunc("GET "+ExecutorPathPrefix+"{token}", m.serveExecutor)
+	return mux
+}
+
+// Close stops background work and drops every live websocket; http.Server.Shutdown does not
+// reach hijacked connections. Jobs whose executors are still running are not waited for.
+func (m *Miner) Close() error {
+	m.stopOnce.Do(func() { close(m.stop) })
+	m.mu.Lock()
+	m.closed = true
+	for c := range m.conns {
+		c.CloseNow()
+	}
+	m.mu.Unlock()
+	m.wg.Wait()
+	return nil
+}
+
+// track registers a live connection so Close can drop it; it reports false once the miner
+// is closed. Call the returned func when the connection's handler returns.
+func (m *Miner) track(c *wsconn.Conn) (untrack func(), ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, false
+	}
+	m.conns[c] = struct{}{}
+	return func() {
+		m.mu.Lock()
+		delete(m.conns, c)
+		m.mu.Unlock()
+	}, true
+}
+
+func (m *Miner) manifest() *protocol.V0ExecutorManifestRequest {
+	msg := &protocol.V0ExecutorManifestRequest{}
+	for _, e := range m.cfg.Manifest {
+		msg.Manifest.Set(string(e.Class), e.Count)
+	}
+	return msg
+}
+
+func (m *Miner) capacity(class protocol.ExecutorClass) int {
+	for _, e := range m.cfg.Manifest {
+		if e.Class == class {
+			return e.Count
+		}
+	}
+	return 0
+}
+
+func shortKey(ss58 string) string {
+	if len(ss58) > 10 {
+		return ss58[:10]
+	}
+	return ss58
+}

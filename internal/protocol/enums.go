@@ -1,0 +1,431 @@
+package protocol
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// enumDef describes one wire enum: its values in upstream order and, for the
+// forward-compatible enums, the value unknown strings decode to.
+type enumDef[T ~string] struct {
+	name     string
+	values   []T
+	fallback T // "" means strict: unknown strings are an error
+}
+
+func (d *enumDef[T]) parse(s string) (T, error) {
+	for _, v := range d.values {
+		if string(v) == s {
+			return v, nil
+		}
+	}
+	if d.fallback != "" {
+		return d.fallback, nil
+	}
+	return "", newErr(ErrUnknownEnumValue, "unknown "+d.name+" value "+strconv.Quote(s)+
+		" (expected one of "+d.list()+")")
+}
+
+func (d *enumDef[T]) valid(v T) bool { return slices.Contains(d.values, v) }
+
+func (d *enumDef[T]) list() string {
+	var b strings.Builder
+	for i, v := range d.values {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(strconv.Quote(string(v)))
+	}
+	return b.String()
+}
+
+// readEnum reads a string field and parses it with d.
+func readEnum[T ~string](r *reader, d *enumDef[T]) (T, error) {
+	s, err := r.readString()
+	if err != nil {
+		return "", err
+	}
+	return d.parse(s)
+}
+
+// encodeStrictEnum writes a strict enum value, failing on values outside its set.
+func encodeStrictEnum[T ~string](e *encoder, field string, d *enumDef[T], v T) {
+	if !d.valid(v) {
+		e.fail(field, "invalid "+d.name+" value "+strconv.Quote(string(v)), ErrUnknownEnumValue)
+	}
+	e.str(string(v))
+}
+
+// encodeOpenEnum writes a forward-compatible enum value; the zero value is written
+// as "unknown" (upstream's default).
+func encodeOpenEnum[T ~string](e *encoder, v T) {
+	if v == "" {
+		e.raw(`"unknown"`)
+		return
+	}
+	e.str(string(v))
+}
+
+// ExecutorClass is a hardware class of executors (compute_horde_core.executor_class).
+// Strict: unknown values are a decode error.
+type ExecutorClass string
+
+// Executor classes, in upstream order.
+const (
+	ExecutorClassSpinUp4minGPU24GB ExecutorClass = "spin_up-4min.gpu-24gb"
+	ExecutorClassAlwaysOnGPU24GB   ExecutorClass = "always_on.gpu-24gb"
+	ExecutorClassAlwaysOnLLMA6000  ExecutorClass = "always_on.llm.a6000"
+	ExecutorClassAlwaysOnTest      ExecutorClass = "always_on.test"
+	ExecutorClassAlwaysOnCPU8c16GB ExecutorClass = "always_on.cpu.8c.16gb"
+	DefaultExecutorClass                         = ExecutorClassSpinUp4minGPU24GB
+	DefaultLLMExecutorClass                      = ExecutorClassAlwaysOnLLMA6000
+)
+
+var executorClassEnum = enumDef[ExecutorClass]{name: "ExecutorClass", values: []ExecutorClass{
+	ExecutorClassSpinUp4minGPU24GB, ExecutorClassAlwaysOnGPU24GB, ExecutorClassAlwaysOnLLMA6000,
+	ExecutorClassAlwaysOnTest, ExecutorClassAlwaysOnCPU8c16GB,
+}}
+
+// ExecutorClassValues returns all executor classes in upstream order.
+func ExecutorClassValues() []ExecutorClass { return slices.Clone(executorClassEnum.values) }
+
+// ParseExecutorClass parses a wire string; unknown classes are an error.
+func ParseExecutorClass(s string) (ExecutorClass, error) { return executorClassEnum.parse(s) }
+
+// Valid reports whether c is a known executor class.
+func (c ExecutorClass) Valid() bool { return executorClassEnum.valid(c) }
+
+// JobStatus is a job's status as reported to the facilitator (protocol_consts.JobStatus).
+// Forward-compatible: unknown strings decode to JobStatusUnknown.
+type JobStatus string
+
+// Job statuses, in upstream order.
+const (
+	JobStatusUnknown        JobStatus = "unknown"
+	JobStatusSent           JobStatus = "sent"
+	JobStatusReceived       JobStatus = "received"
+	JobStatusAccepted       JobStatus = "accepted"
+	JobStatusExecutorReady  JobStatus = "executor_ready"
+	JobStatusStreamingReady JobStatus = "streaming_ready"
+	JobStatusVolumesReady   JobStatus = "volumes_ready"
+	JobStatusExecutionDone  JobStatus = "execution_done"
+	JobStatusCompleted      JobStatus = "completed"
+	JobStatusRejected       JobStatus = "rejected"
+	JobStatusFailed         JobStatus = "failed"
+	JobStatusHordeFailed    JobStatus = "horde_failed"
+)
+
+var jobStatusEnum = enumDef[JobStatus]{name: "JobStatus", fallback: JobStatusUnknown, values: []JobStatus{
+	JobStatusUnknown, JobStatusSent, JobStatusReceived, JobStatusAccepted, JobStatusExecutorReady,
+	JobStatusStreamingReady, JobStatusVolumesReady, JobStatusExecutionDone, JobStatusCompleted,
+	JobStatusRejected, JobStatusFailed, JobStatusHordeFailed,
+}}
+
+// JobStatusValues returns all job statuses in upstream order.
+func JobStatusValues() []JobStatus { return slices.Clone(jobStatusEnum.values) }
+
+// ParseJobStatus parses a wire string; unknown strings give JobStatusUnknown.
+func ParseJobStatus(s string) JobStatus { v, _ := jobStatusEnum.parse(s); return v }
+
+// IsEnd reports whether s is terminal (completed, rejected, failed, horde_failed).
+func (s JobStatus) IsEnd() bool {
+	switch s {
+	case JobStatusCompleted, JobStatusRejected, JobStatusFailed, JobStatusHordeFailed:
+		return true
+	}
+	return false
+}
+
+// JobStage is the executor stage a job failure happened in (protocol_consts.JobStage).
+// Forward-compatible.
+type JobStage string
+
+// Job stages, in upstream order.
+const (
+	JobStageUnknown          JobStage = "unknown"
+	JobStageExecutorStartup  JobStage = "executor_startup"
+	JobStageVolumeDownload   JobStage = "volume_download"
+	JobStageStreamingStartup JobStage = "streaming_startup"
+	JobStageExecution        JobStage = "execution"
+	JobStageResultUpload     JobStage = "result_upload"
+)
+
+var jobStageEnum = enumDef[JobStage]{name: "JobStage", fallback: JobStageUnknown, values: []JobStage{
+	JobStageUnknown, JobStageExecutorStartup, JobStageVolumeDownload, JobStageStreamingStartup,
+	JobStageExecution, JobStageResultUpload,
+}}
+
+// JobStageValues returns all job stages in upstream order.
+func JobStageValues() []JobStage { return slices.Clone(jobStageEnum.values) }
+
+// ParseJobStage parses a wire string; unknown strings give JobStageUnknown.
+func ParseJobStage(s string) JobStage { v, _ := jobStageEnum.parse(s); return v }
+
+// HordeFailureReason says why the infrastructure (not the job) failed
+// (protocol_consts.HordeFailureReason). Forward-compatible.
+type HordeFailureReason string
+
+// Horde failure reasons, in upstream order.
+const (
+	HordeFailureReasonUnknown                           HordeFailureReason = "unknown"
+	HordeFailureReasonGenericError                      HordeFailureReason = "generic_error"
+	HordeFailureReasonUnhandledException                HordeFailureReason = "unhandled_exception"
+	HordeFailureReasonUnhandledTimeout                  HordeFailureReason = "unhandled_timeout"
+	HordeFailureReasonStreamingFailed                   HordeFailureReason = "streaming_failed"
+	HordeFailureReasonMinerConnectionFailed             HordeFailureReason = "miner_connection_failed"
+	HordeFailureReasonInitialResponseTimedOut           HordeFailureReason = "initial_response_timed_out"
+	HordeFailureReasonExecutorReadinessResponseTimedOut HordeFailureReason = "executor_readiness_response_timed_out"
+	HordeFailureReasonVolumesTimedOut                   HordeFailureReason = "volumes_timed_out"
+	HordeFailureReasonStreamingJobReadyTimedOut         HordeFailureReason = "streaming_job_ready_timed_out"
+	HordeFailureReasonExecutionTimedOut                 HordeFailureReason = "execution_timed_out"
+	HordeFailureReasonFinalResponseTimedOut             HordeFailureReason = "final_response_timed_out"
+	HordeFailureReasonExecutorSpinupFailed              HordeFailureReason = "executor_spinup_failed"
+	HordeFailureReasonExecutorDisconnected              HordeFailureReason = "executor_disconnected"
+	HordeFailureReasonSecurityCheckFailed               HordeFailureReason = "security_check_failed"
+)
+
+var hordeFailureReasonEnum = enumDef[HordeFailureReason]{name: "HordeFailureReason",
+	fallback: HordeFailureReasonUnknown, values: []HordeFailureReason{
+		HordeFailureReasonUnknown, HordeFailureReasonGenericError, HordeFailureReasonUnhandledException,
+		HordeFailureReasonUnhandledTimeout, HordeFailureReasonStreamingFailed,
+		HordeFailureReasonMinerConnectionFailed, HordeFailureReasonInitialResponseTimedOut,
+		HordeFailureReasonExecutorReadinessResponseTimedOut, HordeFailureReasonVolumesTimedOut,
+		HordeFailureReasonStreamingJobReadyTimedOut, HordeFailureReasonExecutionTimedOut,
+		HordeFailureReasonFinalResponseTimedOut, HordeFailureReasonExecutorSpinupFailed,
+		HordeFailureReasonExecutorDisconnected, HordeFailureReasonSecurityCheckFailed,
+	}}
+
+// HordeFailureReasonValues returns all horde failure reasons in upstream order.
+func HordeFailureReasonValues() []HordeFailureReason {
+	return slices.Clone(hordeFailureReasonEnum.values)
+}
+
+// ParseHordeFailureReason parses a wire string; unknown strings give HordeFailureReasonUnknown.
+func ParseHordeFailureReason(s string) HordeFailureReason {
+	v, _ := hordeFailureReasonEnum.parse(s)
+	return v
+}
+
+// JobFailureReason says why the user's job failed (protocol_consts.JobFailureReason).
+// Forward-compatible.
+type JobFailureReason string
+
+// Job failure reasons, in upstream order.
+const (
+	JobFailureReasonUnknown           JobFailureReason = "unknown"
+	JobFailureReasonTimeout           JobFailureReason = "timeout"
+	JobFailureReasonNonzeroReturnCode JobFailureReason = "nonzero_return_code"
+	JobFailureReasonDownloadFailed    JobFailureReason = "download_failed"
+	JobFailureReasonUploadFailed      JobFailureReason = "upload_failed"
+)
+
+var jobFailureReasonEnum = enumDef[JobFailureReason]{name: "JobFailureReason",
+	fallback: JobFailureReasonUnknown, values: []JobFailureReason{
+		JobFailureReasonUnknown, JobFailureReasonTimeout, JobFailureReasonNonzeroReturnCode,
+		JobFailureReasonDownloadFailed, JobFailureReasonUploadFailed,
+	}}
+
+// JobFailureReasonValues returns all job failure reasons in upstream order.
+func JobFailureReasonValues() []JobFailureReason { return slices.Clone(jobFailureReasonEnum.values) }
+
+// ParseJobFailureReason parses a wire string; unknown strings give JobFailureReasonUnknown.
+func ParseJobFailureReason(s string) JobFailureReason {
+	v, _ := jobFailureReasonEnum.parse(s)
+	return v
+}
+
+// JobRejectionReason says why a job was declined or never routed
+// (protocol_consts.JobRejectionReason). Forward-compatible.
+type JobRejectionReason string
+
+// Job rejection reasons, in upstream order, then horde's extension.
+const (
+	JobRejectionReasonUnknown              JobRejectionReason = "unknown"
+	JobRejectionReasonBusy                 JobRejectionReason = "busy"
+	JobRejectionReasonInvalidSignature     JobRejectionReason = "invalid_signature"
+	JobRejectionReasonNoMinerForJob        JobRejectionReason = "no_miner_for_job"
+	JobRejectionReasonValidatorBlacklisted JobRejectionReason = "validator_blacklisted"
+	// JobRejectionReasonClassNotOffered is a horde extension: the executor class is
+	// absent from the manifest the validator honours. Upstream peers read it as "unknown".
+	JobRejectionReasonClassNotOffered JobRejectionReason = "class_not_offered"
+)
+
+var jobRejectionReasonEnum = enumDef[JobRejectionReason]{name: "JobRejectionReason",
+	fallback: JobRejectionReasonUnknown, values: []JobRejectionReason{
+		JobRejectionReasonUnknown, JobRejectionReasonBusy, JobRejectionReasonInvalidSignature,
+		JobRejectionReasonNoMinerForJob, JobRejectionReasonValidatorBlacklisted,
+		JobRejectionReasonClassNotOffered,
+	}}
+
+// JobRejectionReasonValues returns all rejection reasons: upstream's in upstream
+// order, followed by the horde extension JobRejectionReasonClassNotOffered.
+func JobRejectionReasonValues() []JobRejectionReason {
+	return slices.Clone(jobRejectionReasonEnum.values)
+}
+
+// ParseJobRejectionReason parses a wire string; unknown strings give JobRejectionReasonUnknown.
+func ParseJobRejectionReason(s string) JobRejectionReason {
+	v, _ := jobRejectionReasonEnum.parse(s)
+	return v
+}
+
+// JobParticipantType names who reported or rejected (protocol_consts.JobParticipantType).
+// Forward-compatible.
+type JobParticipantType string
+
+// Job participants, in upstream order.
+const (
+	JobParticipantTypeUnknown     JobParticipantType = "unknown"
+	JobParticipantTypeSDK         JobParticipantType = "sdk"
+	JobParticipantTypeFacilitator JobParticipantType = "facilitator"
+	JobParticipantTypeValidator   JobParticipantType = "validator"
+	JobParticipantTypeMiner       JobParticipantType = "miner"
+	JobParticipantTypeExecutor    JobParticipantType = "executor"
+)
+
+var jobParticipantTypeEnum = enumDef[JobParticipantType]{name: "JobParticipantType",
+	fallback: JobParticipantTypeUnknown, values: []JobParticipantType{
+		JobParticipantTypeUnknown, JobParticipantTypeSDK, JobParticipantTypeFacilitator,
+		JobParticipantTypeValidator, JobParticipantTypeMiner, JobParticipantTypeExecutor,
+	}}
+
+// JobParticipantTypeValues returns all participant types in upstream order.
+func JobParticipantTypeValues() []JobParticipantType {
+	return slices.Clone(jobParticipantTypeEnum.values)
+}
+
+// ParseJobParticipantType parses a wire string; unknown strings give JobParticipantTypeUnknown.
+func ParseJobParticipantType(s string) JobParticipantType {
+	v, _ := jobParticipantTypeEnum.parse(s)
+	return v
+}
+
+// UnauthorizedErrorCode is UnauthorizedError.Code. Strict.
+type UnauthorizedErrorCode string
+
+// Unauthorized error codes, in upstream order.
+const (
+	UnauthorizedErrorCodeTokenTooOld       UnauthorizedErrorCode = "TOKEN_TOO_OLD"
+	UnauthorizedErrorCodeUnknownValidator  UnauthorizedErrorCode = "UNKNOWN_VALIDATOR"
+	UnauthorizedErrorCodeValidatorInactive UnauthorizedErrorCode = "VALIDATOR_INACTIVE"
+)
+
+var unauthorizedErrorCodeEnum = enumDef[UnauthorizedErrorCode]{name: "UnauthorizedError.Code",
+	values: []UnauthorizedErrorCode{
+		UnauthorizedErrorCodeTokenTooOld, UnauthorizedErrorCodeUnknownValidator,
+		UnauthorizedErrorCodeValidatorInactive,
+	}}
+
+// UnauthorizedErrorCodeValues returns all codes in upstream order.
+func UnauthorizedErrorCodeValues() []UnauthorizedErrorCode {
+	return slices.Clone(unauthorizedErrorCodeEnum.values)
+}
+
+// VolumeType is the volume discriminator (volume_type). Strict.
+type VolumeType string
+
+// Volume types, in upstream order.
+const (
+	VolumeTypeInline            VolumeType = "inline"
+	VolumeTypeZipURL            VolumeType = "zip_url"
+	VolumeTypeSingleFile        VolumeType = "single_file"
+	VolumeTypeMultiVolume       VolumeType = "multi_volume"
+	VolumeTypeHuggingfaceVolume VolumeType = "huggingface_volume"
+)
+
+var volumeTypeEnum = enumDef[VolumeType]{name: "VolumeType", values: []VolumeType{
+	VolumeTypeInline, VolumeTypeZipURL, VolumeTypeSingleFile, VolumeTypeMultiVolume,
+	VolumeTypeHuggingfaceVolume,
+}}
+
+// VolumeTypeValues returns all volume types in upstream order.
+func VolumeTypeValues() []VolumeType { return slices.Clone(volumeTypeEnum.values) }
+
+// OutputUploadType is the output upload discriminator (output_upload_type). Strict.
+type OutputUploadType string
+
+// Output upload types, in upstream order.
+const (
+	OutputUploadTypeZipAndHTTPPost OutputUploadType = "zip_and_http_post"
+	OutputUploadTypeZipAndHTTPPut  OutputUploadType = "zip_and_http_put"
+	OutputUploadTypeMultiUpload    OutputUploadType = "multi_upload"
+	OutputUploadTypeSingleFilePost OutputUploadType = "single_file_post"
+	OutputUploadTypeSingleFilePut  OutputUploadType = "single_file_put"
+)
+
+var outputUploadTypeEnum = enumDef[OutputUploadType]{name: "OutputUploadType", values: []OutputUploadType{
+	OutputUploadTypeZipAndHTTPPost, OutputUploadTypeZipAndHTTPPut, OutputUploadTypeMultiUpload,
+	OutputUploadTypeSingleFilePost, OutputUploadTypeSingleFilePut,
+}}
+
+// OutputUploadTypeValues returns all output upload types in upstream order.
+func OutputUploadTypeValues() []OutputUploadType { return slices.Clone(outputUploadTypeEnum.values) }
+
+// ReceiptType is the receipt payload discriminator (receipt_type). Strict.
+type ReceiptType string
+
+// Receipt types, in upstream order, then horde's extension.
+const (
+	ReceiptTypeJobStarted  ReceiptType = "JobStartedReceipt"
+	ReceiptTypeJobAccepted ReceiptType = "JobAcceptedReceipt"
+	ReceiptTypeJobFinished ReceiptType = "JobFinishedReceipt"
+	// ReceiptTypeWorkInterval is a horde extension (WorkIntervalReceiptPayload).
+	ReceiptTypeWorkInterval ReceiptType = "WorkInterval"
+)
+
+var receiptTypeEnum = enumDef[ReceiptType]{name: "ReceiptType", values: []ReceiptType{
+	ReceiptTypeJobStarted, ReceiptTypeJobAccepted, ReceiptTypeJobFinished, ReceiptTypeWorkInterval,
+}}
+
+// ReceiptTypeValues returns upstream's receipt types in upstream order, followed by
+// the horde extension ReceiptTypeWorkInterval.
+func ReceiptTypeValues() []ReceiptType { return slices.Clone(receiptTypeEnum.values) }
+
+// SignatureScope is compute_horde_core's Signature.signature_scope. Strict.
+type SignatureScope string
+
+// Signature scopes, in upstream order.
+const (
+	SignatureScopeSignedFields SignatureScope = "SignedFields"
+	SignatureScopeFullRequest  SignatureScope = "FullRequest"
+)
+
+var signatureScopeEnum = enumDef[SignatureScope]{name: "SignatureScope", values: []SignatureScope{
+	SignatureScopeSignedFields, SignatureScopeFullRequest,
+}}
+
+// SignatureScopeValues returns all signature scopes in upstream order.
+func SignatureScopeValues() []SignatureScope { return slices.Clone(signatureScopeEnum.values) }
+
+// DockerRunOptionsPreset is V0JobRequest.docker_run_options_preset. Strict.
+type DockerRunOptionsPreset string
+
+// Docker run option presets, in upstream order.
+const (
+	DockerRunOptionsPresetNvidiaAll DockerRunOptionsPreset = "nvidia_all"
+	DockerRunOptionsPresetNone      DockerRunOptionsPreset = "none"
+)
+
+var dockerRunOptionsPresetEnum = enumDef[DockerRunOptionsPreset]{name: "DockerRunOptionsPreset",
+	values: []DockerRunOptionsPreset{DockerRunOptionsPresetNvidiaAll, DockerRunOptionsPresetNone}}
+
+// DockerRunOptionsPresetValues returns all presets in upstream order.
+func DockerRunOptionsPresetValues() []DockerRunOptionsPreset {
+	return slices.Clone(dockerRunOptionsPresetEnum.values)
+}
+
+// ResponseStatus is the facilitator's Response.status. Strict.
+type ResponseStatus string
+
+// Response statuses, in upstream order.
+const (
+	ResponseStatusError   ResponseStatus = "error"
+	ResponseStatusSuccess ResponseStatus = "success"
+)
+
+var responseStatusEnum = enumDef[ResponseStatus]{name: "Response.status",
+	values: []ResponseStatus{ResponseStatusError, ResponseStatusSuccess}}
+
+// ResponseStatusValues returns all response statuses in upstream order.
+func ResponseStatusValues() []ResponseStatus { return slices.Clone(responseStatusEnum.values) }

@@ -1,0 +1,209 @@
+package protocol
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+
+	"golang.org/x/crypto/blake2b"
+)
+
+// Signature is compute_horde_core's signature object, used for facilitator job
+// requests (scope SignedFields) and cheat reports (scope FullRequest). The
+// sr25519 signature (Signature, raw bytes; base64 on the wire) is over the
+// 64-byte digest SignatureDigest(TimestampNS, payload).
+type Signature struct {
+	SignatureType  string // "bittensor"
+	Signatory      string // SS58 address of the signer
+	TimestampNS    int64  // unix nanoseconds
+	Signature      []byte
+	SignatureScope SignatureScope // default SignedFields
+}
+
+var signatureFields = []string{"signature_type", "signatory", "timestamp_ns", "signature", "signature_scope"}
+
+func (m *Signature) decode(r *reader) error {
+	var seen uint64
+	err := r.object(func(k []byte) error {
+		switch string(k) {
+		case "signature_type":
+			return fStr(r, &seen, 0, "signature_type", &m.SignatureType)
+		case "signatory":
+			return fStr(r, &seen, 1, "signatory", &m.Signatory)
+		case "timestamp_ns":
+			return fInt64(r, &seen, 2, "timestamp_ns", &m.TimestampNS)
+		case "signature":
+			var s string
+			if err := fStr(r, &seen, 3, "signature", &s); err != nil {
+				return err
+			}
+			b, err := base64.StdEncoding.DecodeString(s)
+			if err != nil {
+				return &DecodeError{Field: "signature", Msg: "invalid base64", Err: ErrInvalidValue}
+			}
+			m.Signature = b
+			return nil
+		case "signature_scope":
+			return fEnum(r, &seen, 4, "signature_scope", &signatureScopeEnum, &m.SignatureScope)
+		}
+		return forbidden(k)
+	})
+	if err != nil {
+		return err
+	}
+	if m.SignatureScope == "" {
+		m.SignatureScope = SignatureScopeSignedFields
+	}
+	return checkRequired(seen, 1<<3, signatureFields)
+}
+
+func (m Signature) encode(e *encoder) {
+	e.raw(`{"signature_type":`)
+	e.str(m.SignatureType)
+	e.raw(`,"signatory":`)
+	e.str(m.Signatory)
+	e.raw(`,"timestamp_ns":`)
+	e.int64(m.TimestampNS)
+	e.raw(`,"signature":"`)
+	e.b = base64.StdEncoding.AppendEncode(e.b, m.Signature)
+	e.raw(`","signature_scope":`)
+	scope := m.SignatureScope
+	if scope == "" {
+		scope = SignatureScopeSignedFields
+	}
+	encodeStrictEnum(e, "signature_scope", &signatureScopeEnum, scope)
+	e.byte1('}')
+}
+
+// SignatureDigest returns blake2b-512(8-byte big-endian timestampNS || payload),
+// the message compute_horde_core signatures sign.
+func SignatureDigest(timestampNS int64, payload []byte) [64]byte {
+	h, _ := blake2b.New512(nil)
+	var ts [8]byte
+	binary.BigEndian.PutUint64(ts[:], uint64(timestampNS))
+	h.Write(ts[:])
+	h.Write(payload)
+	var out [64]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// SignedFieldsJSON returns upstream's SignedFields.model_dump_json() for this
+// request: compact JSON of executor_class, docker_image, args, env, use_gpu,
+// artifacts_dir (null → ""), on_trusted_miner, the four time limits,
+// streaming_details, volumes (a multi_volume's members, [volume] or []) and
+// uploads (a multi_upload's uploads — its system_output is not signed — [upload]
+// or []). Env keeps its wire order.
+func (m *V2JobRequest) SignedFieldsJSON() ([]byte, error) {
+	e := encoder{b: make([]byte, 0, 1024)}
+	e.raw(`{"executor_class":`)
+	e.str(string(m.ExecutorClass)) // a str in SignedFields
+	e.raw(`,"docker_image":`)
+	e.str(m.DockerImage)
+	e.raw(`,"args":`)
+	e.strList(m.Args)
+	e.raw(`,"env":`)
+	encodeOrderedMap(&e, m.Env, encStringValue)
+	e.raw(`,"use_gpu":`)
+	e.boolean(m.UseGPU)
+	e.raw(`,"artifacts_dir":`)
+	if m.ArtifactsDir == nil {
+		e.raw(`""`)
+	} else {
+		e.str(*m.ArtifactsDir)
+	}
+	e.raw(`,"on_trusted_miner":`)
+	e.boolean(m.OnTrustedMiner)
+	e.raw(`,"download_time_limit":`)
+	e.int(m.DownloadTimeLimit)
+	e.raw(`,"execution_time_limit":`)
+	e.int(m.ExecutionTimeLimit)
+	e.raw(`,"upload_time_limit":`)
+	e.int(m.UploadTimeLimit)
+	e.raw(`,"streaming_start_time_limit":`)
+	e.int(m.StreamingStartTimeLimit)
+	e.raw(`,"streaming_details":`)
+	if m.StreamingDetails == nil {
+		e.null()
+	} else {
+		m.StreamingDetails.encode(&e)
+	}
+	e.raw(`,"volumes":[`)
+	if m.Volume != nil {
+		for i, v := range m.Volume.Flatten() {
+			if i > 0 {
+				e.byte1(',')
+			}
+			v.encodeIn(&e, false)
+		}
+	}
+	e.raw(`],"uploads":[`)
+	if u := m.OutputUpload; u != nil {
+		uploads := []OutputUpload{*u}
+		if u.Multi != nil {
+			uploads = u.Multi.Uploads
+		}
+		for i, up := range uploads {
+			if i > 0 {
+				e.byte1(',')
+			}
+			up.encodeIn(&e, uploadZip|uploadSingle)
+		}
+	}
+	e.raw(`]}`)
+	if e.err != nil {
+		return nil, e.err
+	}
+	return e.b, nil
+}
+
+// SignedPayload returns the bytes hashed for a SignedFields signature: the
+// SignedFieldsJSON text json.dumps'd again as a Python string literal (quoted,
+// ASCII-escaped) — upstream's double encoding.
+func (m *V2JobRequest) SignedPayload() ([]byte, error) {
+	inner, err := m.SignedFieldsJSON()
+	if err != nil {
+		return nil, err
+	}
+	return appendPyString(make([]byte, 0, len(inner)+len(inner)/4+2), string(inner)), nil
+}
+
+// SignedPayloadDigest returns the 64-byte digest the request's Signature signs.
+func (m *V2JobRequest) SignedPayloadDigest() ([64]byte, error) {
+	if m.Signature == nil {
+		return [64]byte{}, newErr(ErrMissingField, "V2JobRequest has no signature")
+	}
+	if m.Signature.TimestampNS < 0 {
+		return [64]byte{}, newErr(ErrInvalidValue, "V2JobRequest signature has a negative timestamp_ns")
+	}
+	p, err := m.SignedPayload()
+	if err != nil {
+		return [64]byte{}, err
+	}
+	return SignatureDigest(m.Signature.TimestampNS, p), nil
+}
+
+// SignedPayload returns the bytes hashed for the cheat report's FullRequest
+// signature: json.dumps({"job_uuid", "trusted_job_uuid", "details"},
+// sort_keys=True), encoded once (the form upstream's validator verifies).
+func (m *V0JobCheated) SignedPayload() ([]byte, error) {
+	return pyDumps(nil, pyDict{
+		{"job_uuid", m.JobUUID},
+		{"trusted_job_uuid", m.TrustedJobUUID},
+		{"details", m.Details},
+	})
+}
+
+// SignedPayloadDigest returns the 64-byte digest the report's Signature signs.
+func (m *V0JobCheated) SignedPayloadDigest() ([64]byte, error) {
+	if m.Signature == nil {
+		return [64]byte{}, newErr(ErrMissingField, "V0JobCheated has no signature")
+	}
+	if m.Signature.TimestampNS < 0 {
+		return [64]byte{}, newErr(ErrInvalidValue, "V0JobCheated signature has a negative timestamp_ns")
+	}
+	p, err := m.SignedPayload()
+	if err != nil {
+		return [64]byte{}, err
+	}
+	return SignatureDigest(m.Signature.TimestampNS, p), nil
+}

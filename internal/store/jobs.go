@@ -1,0 +1,207 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Job roles: which side of the validator↔miner exchange a job row belongs to.
+const (
+	RoleValidator = "validator"
+	RoleMiner     = "miner"
+)
+
+// Job is one job as a validator or a miner tracks it. Status is the role's own state
+// machine (for example PENDING/COMPLETED/FAILED/EXCUSED on the validator,
+// WAITING_FOR_EXECUTOR/…/FINISHED on the miner); the store does not interpret it.
+type Job struct {
+	UUID            string
+	Role            string // RoleValidator or RoleMiner
+	ValidatorHotkey string
+	MinerHotkey     string
+	ExecutorClass   string
+	DockerImage     string
+	Status          string
+	Spec            json.RawMessage // required, valid JSON, kept byte for byte
+	Result          json.RawMessage // nil until set; valid JSON when set
+	// CreatedAt and UpdatedAt default to the time of CreateJob when zero. They are stored
+	// in UTC, truncated to the microsecond.
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// JobFilter selects jobs for [DB.ListJobs]. Zero fields do not filter.
+type JobFilter struct {
+	Role   string
+	Status string
+	Limit  int // at most this many; 0 means no limit
+}
+
+const jobColumns = `uuid, role, validator_hotkey, miner_hotkey, executor_class, docker_image, status, spec, result, created_at, updated_at`
+
+// CreateJob inserts j. A job with the same UUID already present gives an error wrapping
+// [ErrDuplicate]; the stored job is left as it was.
+func (db *DB) CreateJob(ctx context.Context, j Job) error {
+	if err := j.validate(); err != nil {
+		return err
+	}
+	now := db.now()
+	if j.CreatedAt.IsZero() {
+		j.CreatedAt = now
+	}
+	if j.UpdatedAt.IsZero() {
+		j.UpdatedAt = j.CreatedAt
+	}
+	res, err := db.w.ExecContext(ctx, db.dialect.rebind(`INSERT INTO jobs (`+jobColumns+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (uuid) DO NOTHING`),
+		j.UUID, j.Role, j.ValidatorHotkey, j.MinerHotkey, j.ExecutorClass, j.DockerImage, j.Status,
+		string(j.Spec), nullText(j.Result), db.dialect.timeArg(j.CreatedAt), db.dialect.timeArg(j.UpdatedAt))
+	if err != nil {
+		return fmt.Errorf("store: create job %s: %w", j.UUID, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("store: create job %s: %w", j.UUID, err)
+	} else if n == 0 {
+		return fmt.Errorf("%w: job %s already exists", ErrDuplicate, j.UUID)
+	}
+	return nil
+}
+
+func (j *Job) validate() error {
+	switch {
+	case j.UUID == "":
+		return fmt.Errorf("%w: job has no UUID", ErrInvalid)
+	case j.Role != RoleValidator && j.Role != RoleMiner:
+		return fmt.Errorf("%w: job %s: role %q is not %q or %q", ErrInvalid, j.UUID, j.Role, RoleValidator, RoleMiner)
+	case j.Status == "":
+		return fmt.Errorf("%w: job %s has no status", ErrInvalid, j.UUID)
+	case !json.Valid(j.Spec):
+		return fmt.Errorf("%w: job %s: spec is not valid JSON", ErrInvalid, j.UUID)
+	case j.Result != nil && !json.Valid(j.Result):
+		return fmt.Errorf("%w: job %s: result is not valid JSON", ErrInvalid, j.UUID)
+	}
+	return nil
+}
+
+// GetJob returns the job with that UUID, or an error wrapping [ErrNotFound].
+func (db *DB) GetJob(ctx context.Context, uuid string) (Job, error) {
+	row := db.r.QueryRowContext(ctx, db.dialect.rebind(`SELECT `+jobColumns+` FROM jobs WHERE uuid = ?`), uuid)
+	j, err := scanJob(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Job{}, fmt.Errorf("%w: job %s", ErrNotFound, uuid)
+	}
+	if err != nil {
+		return Job{}, fmt.Errorf("store: get job %s: %w", uuid, err)
+	}
+	return j, nil
+}
+
+// UpdateJobStatus moves job uuid to status to, but only if its current status is one of
+// from (compare-and-set). If result is not nil it replaces the stored result; nil keeps it.
+// UpdatedAt is set to now. Errors wrap [ErrNotFound] when there is no such job and
+// [ErrConflict] when its status is not in from; of several concurrent calls from the same
+// status, exactly one succeeds.
+func (db *DB) UpdateJobStatus(ctx context.Context, uuid string, from []string, to string, result json.RawMessage) error {
+	switch {
+	case len(from) == 0:
+		return fmt.Errorf("%w: update job %s: no expected current status given", ErrInvalid, uuid)
+	case to == "":
+		return fmt.Errorf("%w: update job %s: empty target status", ErrInvalid, uuid)
+	case result != nil && !json.Valid(result):
+		return fmt.Errorf("%w: update job %s: result is not valid JSON", ErrInvalid, uuid)
+	}
+	set := `status = ?, updated_at = ?`
+	args := []any{to, db.dialect.timeArg(db.now())}
+	if result != nil {
+		set += `, result = ?`
+		args = append(args, string(result))
+	}
+	args = append(args, uuid)
+	for _, s := range from {
+		args = append(args, s)
+	}
+	res, err := db.w.ExecContext(ctx, db.dialect.rebind(`UPDATE jobs SET `+set+` WHERE uuid = ? AND status IN (`+placeholders(len(from))+`)`), args...)
+	if err != nil {
+		return fmt.Errorf("store: update job %s to %s: %w", uuid, to, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("store: update job %s to %s: %w", uuid, to, err)
+	}
+	if n == 1 {
+		return nil
+	}
+	var current string
+	err = db.w.QueryRowContext(ctx, db.dialect.rebind(`SELECT status FROM jobs WHERE uuid = ?`), uuid).Scan(&current)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%w: job %s", ErrNotFound, uuid)
+	}
+	if err != nil {
+		return fmt.Errorf("store: update job %s to %s: %w", uuid, to, err)
+	}
+	return fmt.Errorf("%w: job %s is %s, not %s; not moved to %s", ErrConflict, uuid, current, strings.Join(from, " or "), to)
+}
+
+// ListJobs returns the jobs matching f, oldest first.
+func (db *DB) ListJobs(ctx context.Context, f JobFilter) ([]Job, error) {
+	var where []string
+	var args []any
+	if f.Role != "" {
+		where = append(where, `role = ?`)
+		args = append(args, f.Role)
+	}
+	if f.Status != "" {
+		where = append(where, `status = ?`)
+		args = append(args, f.Status)
+	}
+	q := `SELECT ` + jobColumns + ` FROM jobs`
+	if len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, ` AND `)
+	}
+	q += ` ORDER BY created_at, uuid`
+	if f.Limit > 0 {
+		q += ` LIMIT ?`
+		args = append(args, f.Limit)
+	}
+	rows, err := db.r.QueryContext(ctx, db.dialect.rebind(q), args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: list jobs: %w", err)
+	}
+	defer rows.Close()
+	var out []Job
+	for rows.Next() {
+		j, err := scanJob(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: list jobs: %w", err)
+		}
+		out = append(out, j)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: list jobs: %w", err)
+	}
+	return out, nil
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanJob(s scanner) (Job, error) {
+	var j Job
+	var spec string
+	var result sql.NullString
+	err := s.Scan(&j.UUID, &j.Role, &j.ValidatorHotkey, &j.MinerHotkey, &j.ExecutorClass, &j.DockerImage,
+		&j.Status, &spec, &result, timeCol{&j.CreatedAt}, timeCol{&j.UpdatedAt})
+	if err != nil {
+		return Job{}, err
+	}
+	j.Spec = json.RawMessage(spec)
+	if result.Valid {
+		j.Result = json.RawMessage(result.String)
+	}
+	return j, nil
+}

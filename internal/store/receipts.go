@@ -1,0 +1,169 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Receipt is one stored receipt (protocol §7): the payload bytes as received or issued,
+// with the fields the store indexes copied out of it. There is one row per (Type, JobUUID).
+type Receipt struct {
+	Type            string // receipt_type, e.g. "JobStartedReceipt"
+	JobUUID         string
+	ValidatorHotkey string
+	MinerHotkey     string
+	Timestamp       time.Time       // when the receipt was generated; UTC, microseconds
+	Payload         json.RawMessage // valid JSON, kept byte for byte
+	// ValidatorSignature is required; MinerSignature is "" until the miner counter-signs.
+	ValidatorSignature string
+	MinerSignature     string
+	CreatedAt          time.Time // set by the store when the row is inserted
+}
+
+// ReceiptFilter selects receipts for [DB.ListReceipts]. Zero fields do not filter.
+type ReceiptFilter struct {
+	Since       time.Time // Timestamp >= Since
+	Until       time.Time // Timestamp < Until
+	MinerHotkey string
+	Limit       int // at most this many; 0 means no limit
+}
+
+const receiptColumns = `receipt_type, job_uuid, validator_hotkey, miner_hotkey, timestamp, payload, validator_signature, miner_signature, created_at`
+
+// InsertReceipt stores r unless a receipt with the same (Type, JobUUID) is already stored:
+// the first copy wins and later ones are ignored (inserted is false, err nil), as when a
+// validator keeps its own copy and later pulls the miner's.
+func (db *DB) InsertReceipt(ctx context.Context, r Receipt) (inserted bool, err error) {
+	switch {
+	case r.Type == "" || r.JobUUID == "":
+		return false, fmt.Errorf("%w: receipt needs a type and a job UUID", ErrInvalid)
+	case r.Timestamp.IsZero():
+		return false, fmt.Errorf("%w: %s %s has no timestamp", ErrInvalid, r.Type, r.JobUUID)
+	case r.ValidatorSignature == "":
+		return false, fmt.Errorf("%w: %s %s has no validator signature", ErrInvalid, r.Type, r.JobUUID)
+	case !json.Valid(r.Payload):
+		return false, fmt.Errorf("%w: %s %s: payload is not valid JSON", ErrInvalid, r.Type, r.JobUUID)
+	}
+	res, err := db.w.ExecContext(ctx, db.dialect.rebind(`INSERT INTO receipts (`+receiptColumns+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (receipt_type, job_uuid) DO NOTHING`),
+		r.Type, r.JobUUID, r.ValidatorHotkey, r.MinerHotkey, db.dialect.timeArg(r.Timestamp), string(r.Payload),
+		r.ValidatorSignature, nullString(r.MinerSignature), db.dialect.timeArg(db.now()))
+	if err != nil {
+		return false, fmt.Errorf("store: insert %s %s: %w", r.Type, r.JobUUID, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("store: insert %s %s: %w", r.Type, r.JobUUID, err)
+	}
+	return n == 1, nil
+}
+
+// SetMinerSignature records the miner's counter-signature on a stored receipt. Setting the
+// signature it already has is a no-op; a different one gives an error wrapping
+// [ErrConflict], and a missing receipt one wrapping [ErrNotFound].
+func (db *DB) SetMinerSignature(ctx context.Context, receiptType, jobUUID, sig string) error {
+	if sig == "" {
+		return fmt.Errorf("%w: %s %s: empty miner signature", ErrInvalid, receiptType, jobUUID)
+	}
+	res, err := db.w.ExecContext(ctx, db.dialect.rebind(`UPDATE receipts SET miner_signature = ?
+		WHERE receipt_type = ? AND job_uuid = ? AND (miner_signature IS NULL OR miner_signature = ?)`),
+		sig, receiptType, jobUUID, sig)
+	if err != nil {
+		return fmt.Errorf("store: set miner signature on %s %s: %w", receiptType, jobUUID, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("store: set miner signature on %s %s: %w", receiptType, jobUUID, err)
+	}
+	if n == 1 {
+		return nil
+	}
+	var exists int
+	err = db.w.QueryRowContext(ctx, db.dialect.rebind(`SELECT 1 FROM receipts WHERE receipt_type = ? AND job_uuid = ?`),
+		receiptType, jobUUID).Scan(&exists)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%w: %s %s", ErrNotFound, receiptType, jobUUID)
+	}
+	if err != nil {
+		return fmt.Errorf("store: set miner signature on %s %s: %w", receiptType, jobUUID, err)
+	}
+	return fmt.Errorf("%w: %s %s already has a different miner signature", ErrConflict, receiptType, jobUUID)
+}
+
+// GetReceipt returns the receipt of that type for the job, or an error wrapping [ErrNotFound].
+func (db *DB) GetReceipt(ctx context.Context, receiptType, jobUUID string) (Receipt, error) {
+	row := db.r.QueryRowContext(ctx, db.dialect.rebind(`SELECT `+receiptColumns+` FROM receipts
+		WHERE receipt_type = ? AND job_uuid = ?`), receiptType, jobUUID)
+	r, err := scanReceipt(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Receipt{}, fmt.Errorf("%w: %s %s", ErrNotFound, receiptType, jobUUID)
+	}
+	if err != nil {
+		return Receipt{}, fmt.Errorf("store: get %s %s: %w", receiptType, jobUUID, err)
+	}
+	return r, nil
+}
+
+// ListReceipts returns the receipts matching f in timestamp order (then type, job UUID).
+func (db *DB) ListReceipts(ctx context.Context, f ReceiptFilter) ([]Receipt, error) {
+	var where []string
+	var args []any
+	if !f.Since.IsZero() {
+		where = append(where, `timestamp >= ?`)
+		args = append(args, db.dialect.timeArg(f.Since))
+	}
+	if !f.Until.IsZero() {
+		where = append(where, `timestamp < ?`)
+		args = append(args, db.dialect.timeArg(f.Until))
+	}
+	if f.MinerHotkey != "" {
+		where = append(where, `miner_hotkey = ?`)
+		args = append(args, f.MinerHotkey)
+	}
+	q := `SELECT ` + receiptColumns + ` FROM receipts`
+	if len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, ` AND `)
+	}
+	q += ` ORDER BY timestamp, receipt_type, job_uuid`
+	if f.Limit > 0 {
+		q += ` LIMIT ?`
+		args = append(args, f.Limit)
+	}
+	rows, err := db.r.QueryContext(ctx, db.dialect.rebind(q), args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: list receipts: %w", err)
+	}
+	defer rows.Close()
+	var out []Receipt
+	for rows.Next() {
+		r, err := scanReceipt(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: list receipts: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: list receipts: %w", err)
+	}
+	return out, nil
+}
+
+func scanReceipt(s scanner) (Receipt, error) {
+	var r Receipt
+	var payload string
+	var minerSig sql.NullString
+	err := s.Scan(&r.Type, &r.JobUUID, &r.ValidatorHotkey, &r.MinerHotkey, timeCol{&r.Timestamp}, &payload,
+		&r.ValidatorSignature, &minerSig, timeCol{&r.CreatedAt})
+	if err != nil {
+		return Receipt{}, err
+	}
+	r.Payload = json.RawMessage(payload)
+	r.MinerSignature = minerSig.String
+	return r, nil
+}

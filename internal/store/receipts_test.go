@@ -1,0 +1,278 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+const (
+	validatorHK = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
+	minerHK     = "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty"
+)
+
+func testReceipt(typ, uuid string, ts time.Time) Receipt {
+	payload := fmt.Sprintf(`{"executor_class": "always_on.gpu-24gb", "is_organic": true, "job_uuid": %q, "miner_hotkey": %q, `+
+		`"receipt_type": %q, "timestamp": %q, "ttl": 7, "validator_hotkey": %q}`,
+		uuid, minerHK, typ, ts.UTC().Format("2006-01-02T15:04:05.999999Z"), validatorHK)
+	return Receipt{
+		Type: typ, JobUUID: uuid, ValidatorHotkey: validatorHK, MinerHotkey: minerHK, Timestamp: ts,
+		Payload: json.RawMessage(payload), ValidatorSignature: "0x" + strings.Repeat("ab", 64),
+	}
+}
+
+func TestReceipts(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, db *DB) {
+		ctx := testContext(t)
+		now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+		db.now = func() time.Time { return now }
+		ts := time.Date(2025, 6, 1, 11, 59, 58, 123456789, time.FixedZone("EEST", 3*3600))
+		r := testReceipt("JobStartedReceipt", "0e1d6c2a-93b4-4f7e-8d26-6e1b7ad0c9f3", ts)
+		// Exact bytes: odd spacing, key order and escapes survive.
+		r.Payload = json.RawMessage(`{"z": 1,   "a": "\u00e9 é \"q\"", "n": 1.50, "ts": "2025-06-01T08:59:58.123456Z"}`)
+
+		ins, err := db.InsertReceipt(ctx, r)
+		if err != nil || !ins {
+			t.Fatalf("InsertReceipt = %v, %v", ins, err)
+		}
+		got, err := db.GetReceipt(ctx, r.Type, r.JobUUID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := r
+		want.Timestamp = ts.UTC().Truncate(time.Microsecond)
+		want.CreatedAt = now
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("GetReceipt =\n%+v\nwant\n%+v", got, want)
+		}
+		if string(got.Payload) != string(r.Payload) {
+			t.Errorf("payload bytes changed: %s", got.Payload)
+		}
+
+		// Second copy (e.g. pulled from the miner, counter-signed): ignored.
+		second := testReceipt(r.Type, r.JobUUID, ts.Add(time.Hour))
+		second.MinerSignature = "0x" + strings.Repeat("cd", 64)
+		if ins, err := db.InsertReceipt(ctx, second); err != nil || ins {
+			t.Errorf("second InsertReceipt = %v, %v; want false, nil", ins, err)
+		}
+		if got, _ := db.GetReceipt(ctx, r.Type, r.JobUUID); !reflect.DeepEqual(got, want) {
+			t.Errorf("the second copy replaced the first: %+v", got)
+		}
+		// Same job, other type: a separate row.
+		if ins, err := db.InsertReceipt(ctx, testReceipt("JobFinishedReceipt", r.JobUUID, ts)); err != nil || !ins {
+			t.Errorf("JobFinishedReceipt for the same job: %v, %v", ins, err)
+		}
+
+		// Miner signature: set, set again (same), refuse a different one.
+		sig := "0x" + strings.Repeat("ef", 64)
+		if err := db.SetMinerSignature(ctx, r.Type, r.JobUUID, sig); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.SetMinerSignature(ctx, r.Type, r.JobUUID, sig); err != nil {
+			t.Errorf("setting the same signature again: %v", err)
+		}
+		err = db.SetMinerSignature(ctx, r.Type, r.JobUUID, "0x00")
+		if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "already has a different miner signature") {
+			t.Errorf("different signature: %v", err)
+		}
+		if got, _ := db.GetReceipt(ctx, r.Type, r.JobUUID); got.MinerSignature != sig {
+			t.Errorf("miner signature = %q", got.MinerSignature)
+		}
+		if err := db.SetMinerSignature(ctx, r.Type, "nope", sig); !errors.Is(err, ErrNotFound) {
+			t.Errorf("SetMinerSignature(missing): %v", err)
+		}
+		if err := db.SetMinerSignature(ctx, r.Type, r.JobUUID, ""); !errors.Is(err, ErrInvalid) {
+			t.Errorf("SetMinerSignature(empty): %v", err)
+		}
+		if _, err := db.GetReceipt(ctx, "JobAcceptedReceipt", r.JobUUID); !errors.Is(err, ErrNotFound) {
+			t.Errorf("GetReceipt(missing): %v", err)
+		}
+
+		for name, bad := range map[string]Receipt{
+			"no type":      func() Receipt { b := testReceipt("", "u", ts); return b }(),
+			"no uuid":      func() Receipt { b := testReceipt("JobStartedReceipt", "", ts); return b }(),
+			"no timestamp": func() Receipt { b := testReceipt("JobStartedReceipt", "u", time.Time{}); return b }(),
+			"no signature": func() Receipt { b := testReceipt("JobStartedReceipt", "u", ts); b.ValidatorSignature = ""; return b }(),
+			"bad payload":  func() Receipt { b := testReceipt("JobStartedReceipt", "u", ts); b.Payload = []byte("{"); return b }(),
+		} {
+			if _, err := db.InsertReceipt(ctx, bad); !errors.Is(err, ErrInvalid) {
+				t.Errorf("InsertReceipt(%s): %v", name, err)
+			}
+		}
+	})
+}
+
+func TestListReceipts(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, db *DB) {
+		ctx := testContext(t)
+		base := time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)
+		// name → (offset from base, miner)
+		for i, off := range []time.Duration{
+			5 * time.Second, 100 * time.Millisecond, 120 * time.Millisecond, time.Second, 999999 * time.Microsecond, 0,
+		} {
+			r := testReceipt("JobFinishedReceipt", fmt.Sprintf("r%d", i), base.Add(off))
+			if i%2 == 1 {
+				r.MinerHotkey = "other"
+			}
+			if _, err := db.InsertReceipt(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ids := func(f ReceiptFilter) string {
+			rs, err := db.ListReceipts(ctx, f)
+			if err != nil {
+				t.Fatalf("ListReceipts(%+v): %v", f, err)
+			}
+			var s []string
+			for _, r := range rs {
+				s = append(s, r.JobUUID)
+			}
+			return strings.Join(s, ",")
+		}
+		for _, tc := range []struct {
+			name string
+			f    ReceiptFilter
+			want string
+		}{
+			{"all", ReceiptFilter{}, "r5,r1,r2,r4,r3,r0"},
+			{"limit", ReceiptFilter{Limit: 3}, "r5,r1,r2"},
+			// Since is inclusive and Until exclusive, to the microsecond.
+			{"since", ReceiptFilter{Since: base.Add(120 * time.Millisecond)}, "r2,r4,r3,r0"},
+			{"until", ReceiptFilter{Until: base.Add(time.Second)}, "r5,r1,r2,r4"},
+			{"window", ReceiptFilter{Since: base.Add(100 * time.Millisecond), Until: base.Add(999999 * time.Microsecond)}, "r1,r2"},
+			{"window in another zone", ReceiptFilter{
+				Since: base.Add(100 * time.Millisecond).In(time.FixedZone("PDT", -7*3600)),
+				Until: base.Add(time.Second).In(time.FixedZone("JST", 9*3600)),
+			}, "r1,r2,r4"},
+			{"miner", ReceiptFilter{MinerHotkey: "other"}, "r5,r1,r3"},
+			{"miner and window", ReceiptFilter{MinerHotkey: minerHK, Since: base.Add(time.Millisecond), Limit: 2}, "r2,r4"},
+		} {
+			if got := ids(tc.f); got != tc.want {
+				t.Errorf("%s: ListReceipts = %q, want %q", tc.name, got, tc.want)
+			}
+		}
+	})
+}
+
+// Times come back equal to what went in, truncated to the microsecond, in UTC, on every
+// engine, including edges of the range.
+func TestTimeRoundTrip(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, db *DB) {
+		ctx := testContext(t)
+		for i, ts := range []time.Time{
+			time.Date(2025, 1, 2, 3, 4, 5, 123456789, time.FixedZone("odd", 5*3600+45*60)),
+			time.Date(2025, 1, 2, 3, 4, 5, 999, time.UTC), // sub-microsecond: truncated to .000000
+			time.Date(2025, 1, 2, 3, 4, 5, 100000, time.Local),
+			time.Date(1970, 1, 1, 0, 0, 0, 1000, time.UTC),
+			time.Date(2999, 12, 31, 23, 59, 59, 999999000, time.UTC),
+			time.Date(1999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+			time.Now(), // with a monotonic reading
+		} {
+			uuid := fmt.Sprintf("t%d", i)
+			want := ts.UTC().Truncate(time.Microsecond)
+			j := testJob(uuid)
+			j.CreatedAt, j.UpdatedAt = ts, ts.Add(time.Nanosecond)
+			if err := db.CreateJob(ctx, j); err != nil {
+				t.Fatal(err)
+			}
+			gotJob, err := db.GetJob(ctx, uuid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.InsertReceipt(ctx, testReceipt("JobStartedReceipt", uuid, ts)); err != nil {
+				t.Fatal(err)
+			}
+			gotR, err := db.GetReceipt(ctx, "JobStartedReceipt", uuid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for name, got := range map[string]time.Time{"created_at": gotJob.CreatedAt, "timestamp": gotR.Timestamp} {
+				if got != want { // == : same instant, same location (UTC), no monotonic reading
+					t.Errorf("%s of %v: got %v, want %v", name, ts, got, want)
+				}
+			}
+			// The exact instant is found by an inclusive Since.
+			rs, err := db.ListReceipts(ctx, ReceiptFilter{Since: want, Until: want.Add(time.Microsecond)})
+			if err != nil || len(rs) != 1 || rs[0].JobUUID != uuid {
+				t.Errorf("ListReceipts at exactly %v: %v, %v", want, rs, err)
+			}
+		}
+	})
+}
+
+// Eight concurrent copies of the same receipt: exactly one is inserted. On reopenable
+// engines half go through a second DB handle, as a second process would.
+func TestInsertReceiptConcurrent(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			dsn := b.dsn(t)
+			handles := []*DB{openTest(t, dsn)}
+			if b.reopenable {
+				handles = append(handles, openTest(t, dsn))
+			}
+			ctx := testContext(t)
+			for round := range 5 {
+				const n = 8
+				uuid := fmt.Sprintf("race-%d", round)
+				ins := make([]bool, n)
+				errs := make([]error, n)
+				var wg sync.WaitGroup
+				start := make(chan struct{})
+				for i := range n {
+					wg.Go(func() {
+						<-start
+						r := testReceipt("JobStartedReceipt", uuid, time.Now())
+						r.ValidatorSignature = fmt.Sprintf("0x%02d", i)
+						ins[i], errs[i] = handles[i%len(handles)].InsertReceipt(ctx, r)
+					})
+				}
+				close(start)
+				wg.Wait()
+				count, winner := 0, -1
+				for i := range n {
+					if errs[i] != nil {
+						t.Errorf("goroutine %d: %v", i, errs[i])
+					}
+					if ins[i] {
+						count++
+						winner = i
+					}
+				}
+				if count != 1 {
+					t.Fatalf("round %d: %d inserted, want 1", round, count)
+				}
+				got, err := handles[0].GetReceipt(ctx, "JobStartedReceipt", uuid)
+				if err != nil || got.ValidatorSignature != fmt.Sprintf("0x%02d", winner) {
+					t.Errorf("stored copy %q (%v), want the winner's 0x%02d", got.ValidatorSignature, err, winner)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkInsertReceipt(b *testing.B) {
+	for _, be := range backends {
+		b.Run(be.name, func(b *testing.B) {
+			db := openTest(b, be.dsn(b))
+			ctx := testContext(b)
+			ts := time.Now()
+			i := 0
+			for b.Loop() {
+				i++
+				if _, err := db.InsertReceipt(ctx, testReceipt("JobStartedReceipt", fmt.Sprintf("bench-%d", i), ts)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

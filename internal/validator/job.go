@@ -1,0 +1,404 @@
+package validator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/computehorde/horde/internal/chain"
+	"github.com/computehorde/horde/internal/protocol"
+	"github.com/computehorde/horde/internal/store"
+	"github.com/computehorde/horde/internal/wsconn"
+)
+
+// activeStatuses are the statuses a job can still leave (upstream's JobStatus before an end).
+var activeStatuses = []string{
+	string(protocol.JobStatusSent), string(protocol.JobStatusAccepted), string(protocol.JobStatusExecutorReady),
+	string(protocol.JobStatusVolumesReady), string(protocol.JobStatusStreamingReady), string(protocol.JobStatusExecutionDone),
+}
+
+// JobSpec is what the validator asks a miner to run.
+type JobSpec struct {
+	UUID          string // empty means a new random UUID
+	ExecutorClass protocol.ExecutorClass
+	DockerImage   string
+	Args          []string
+	Env           protocol.OrderedMap[string]
+	Volume        *protocol.Volume
+	OutputUpload  *protocol.OutputUpload
+	ArtifactsDir  *string
+	// Stage limits in whole seconds, as upstream sends them.
+	DownloadTimeLimit  int
+	ExecutionTimeLimit int
+	UploadTimeLimit    int
+}
+
+// JobResult is a job's outcome as the validator saw it.
+type JobResult struct {
+	UUID   string
+	Status protocol.JobStatus // completed, rejected, failed or horde_failed
+	Stdout string
+	Stderr string
+	// For anything but completed: who reported it, why, and at which stage.
+	ReportedBy protocol.JobParticipantType
+	Reason     string
+	Stage      protocol.JobStage
+	Message    string
+	ExitStatus *int
+	Took       time.Duration
+}
+
+// Failed reports whether the job did not complete.
+func (r *JobResult) Failed() bool { return r.Status != protocol.JobStatusCompleted }
+
+// RunJob runs spec on the miner with the given hotkey and waits for the outcome. An error is
+// returned only when the job could not be recorded; every outcome of the job itself, failures
+// included, is in the result.
+func (v *Validator) RunJob(ctx context.Context, minerHotkey string, spec JobSpec) (*JobResult, error) {
+	if spec.UUID == "" {
+		spec.UUID = uuid.NewString()
+	}
+	cls, err := v.cfg.Classes.Lookup(string(spec.ExecutorClass))
+	if err != nil {
+		return nil, fmt.Errorf("validator: job %s: %w", spec.UUID, err)
+	}
+	start := v.cfg.Now()
+	log := v.log.With("job", spec.UUID, "miner", minerHotkey[:min(10, len(minerHotkey))])
+	specJSON, _ := json.Marshal(spec)
+	if err := v.cfg.Store.CreateJob(ctx, store.Job{
+		UUID: spec.UUID, Role: "validator", ValidatorHotkey: v.hotkey, MinerHotkey: minerHotkey,
+		ExecutorClass: string(spec.ExecutorClass), DockerImage: spec.DockerImage,
+		Status: string(protocol.JobStatusSent), Spec: specJSON, CreatedAt: start, UpdatedAt: start,
+	}); err != nil {
+		return nil, fmt.Errorf("validator: record job %s: %w", spec.UUID, err)
+	}
+
+	d := &driver{v: v, spec: spec, miner: minerHotkey, log: log, spinUp: cls.SpinUp}
+	res := d.run(ctx)
+	res.UUID = spec.UUID
+	res.Took = v.cfg.Now().Sub(start)
+	resJSON, _ := json.Marshal(res)
+	if err := v.cfg.Store.UpdateJobStatus(context.WithoutCancel(ctx), spec.UUID, activeStatuses, string(res.Status), resJSON); err != nil {
+		return res, fmt.Errorf("validator: record outcome of job %s: %w", spec.UUID, err)
+	}
+	log.Info("job ended", "status", res.Status, "reason", res.Reason, "took", res.Took.Round(time.Millisecond))
+	return res, nil
+}
+
+// driver holds one job's connection and progress.
+type driver struct {
+	v      *Validator
+	spec   JobSpec
+	miner  string
+	log    *slog.Logger
+	spinUp time.Duration
+
+	conn     *wsconn.Conn
+	msgs     chan protocol.Message
+	readErr  chan error
+	initialSent bool // a JobFinished receipt is owed from here on, whatever the outcome
+}
+
+func hordeFailure(reason protocol.HordeFailureReason, msg string) *JobResult {
+	return &JobResult{
+		Status: protocol.JobStatusHordeFailed, ReportedBy: protocol.JobParticipantTypeValidator,
+		Reason: string(reason), Message: msg,
+	}
+}
+
+func (d *driver) run(ctx context.Context) *JobResult {
+	mg, err := d.v.cfg.Chain.Metagraph(ctx, d.v.cfg.NetUID, 0)
+	if err != nil {
+		return hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, "cannot read metagraph: "+err.Error())
+	}
+	n, ok := mg.ByHotkey(chain.Hotkey(d.miner))
+	if !ok {
+		return hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, "miner is not registered on the subnet")
+	}
+	base, err := minerURL(n)
+	if err != nil {
+		return hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, err.Error())
+	}
+	dialCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	d.conn, err = wsconn.Dial(dialCtx, base+"/v0.1/validator_interface/"+d.v.hotkey)
+	cancel()
+	if err != nil {
+		return hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, err.Error())
+	}
+	defer d.conn.CloseNow()
+
+	readCtx, stopReading := context.WithCancel(ctx)
+	defer stopReading()
+	d.msgs = make(chan protocol.Message, 16)
+	d.readErr = make(chan error, 1)
+	go d.readLoop(readCtx)
+
+	now := d.v.cfg.Now()
+	auth := &protocol.ValidatorAuthForMiner{ValidatorHotkey: d.v.hotkey, MinerHotkey: d.miner, Timestamp: now.Unix()}
+	auth.Signature = d.v.cfg.Keypair.Sign(auth.BlobForSigning()).Hex()
+	if err := d.conn.Send(ctx, auth); err != nil {
+		return hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, err.Error())
+	}
+	res := d.drive(ctx)
+	d.sendFinishedReceipt(ctx, res, now)
+	_ = d.conn.Close("job done")
+	return res
+}
+
+func (d *driver) readLoop(ctx context.Context) {
+	defer close(d.msgs)
+	for {
+		frame, err := d.conn.ReadFrame(ctx)
+		if err != nil {
+			d.readErr <- err
+			return
+		}
+		msg, err := protocol.DecodeMinerToValidator(frame)
+		if err != nil {
+			d.log.Warn("malformed message from miner", "err", err)
+			_ = d.conn.Send(ctx, &protocol.GenericError{Details: ptr("Malformed message: " + err.Error())})
+			continue
+		}
+		select {
+		case d.msgs <- msg:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// await returns the next message about this job, or a horde failure on timeout or a dropped
+// connection. Manifests, errors and other jobs' messages are logged and skipped.
+func (d *driver) await(ctx context.Context, deadline time.Time, onTimeout protocol.HordeFailureReason, what string) (protocol.Message, *JobResult) {
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, hordeFailure(protocol.HordeFailureReasonUnhandledException, "validator stopped: "+ctx.Err().Error())
+		case <-timer.C:
+			return nil, hordeFailure(onTimeout, "miner did not send "+what+" in time")
+		case msg, ok := <-d.msgs:
+			if !ok {
+				err := <-d.readErr
+				return nil, hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, "connection to miner lost: "+err.Error())
+			}
+			switch m := msg.(type) {
+			case *protocol.V0ExecutorManifestRequest, *protocol.V0MainHotkeyMessage:
+				continue
+			case *protocol.GenericError:
+				d.log.Warn("miner reported an error", "details", deref(m.Details))
+				continue
+			case *protocol.UnauthorizedError:
+				return nil, hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, "miner refused the validator: "+string(m.Code))
+			}
+			if id := jobUUIDOf(msg); id != d.spec.UUID {
+				d.log.Warn("message for another job ignored", "message", msg.MessageType(), "job_uuid", id)
+				continue
+			}
+			return msg, nil
+		}
+	}
+}
+
+// outcome converts a terminal miner message into a result; ok is false for other messages.
+func outcome(msg protocol.Message) (*JobResult, bool) {
+	switch m := msg.(type) {
+	case *protocol.V0DeclineJobRequest:
+		return &JobResult{Status: protocol.JobStatusRejected, ReportedBy: protocol.JobParticipantTypeMiner,
+			Reason: string(m.Reason), Message: m.Message}, true
+	case *protocol.V0JobFailedRequest:
+		return &JobResult{Status: protocol.JobStatusFailed, ReportedBy: protocol.JobParticipantTypeExecutor,
+			Reason: string(m.Reason), Stage: m.Stage, Message: m.Message, ExitStatus: m.DockerProcessExitStatus,
+			Stdout: deref(m.DockerProcessStdout), Stderr: deref(m.DockerProcessStderr)}, true
+	case *protocol.V0HordeFailedRequest:
+		return &JobResult{Status: protocol.JobStatusHordeFailed, ReportedBy: m.ReportedBy,
+			Reason: string(m.Reason), Message: m.Message}, true
+	case *protocol.V0JobFinishedRequest:
+		return &JobResult{Status: protocol.JobStatusCompleted, Stdout: m.DockerProcessStdout, Stderr: m.DockerProcessStderr}, true
+	}
+	return nil, false
+}
+
+func (d *driver) drive(ctx context.Context) *JobResult {
+	v, spec := d.v, d.spec
+	now := v.cfg.Now()
+	timing := &protocol.ExecutorTiming{
+		AllowedLeeway:           int(v.cfg.Leeway / time.Second),
+		DownloadTimeLimit:       spec.DownloadTimeLimit,
+		ExecutionTimeLimit:      spec.ExecutionTimeLimit,
+		UploadTimeLimit:         spec.UploadTimeLimit,
+		StreamingStartTimeLimit: 0,
+	}
+	started := protocol.JobStartedReceiptPayload{
+		JobUUID: spec.UUID, MinerHotkey: d.miner, ValidatorHotkey: v.hotkey,
+		Timestamp: protocol.NewTimestamp(now), ExecutorClass: spec.ExecutorClass, IsOrganic: true,
+		TTL: int(v.cfg.ReservationTimeLimit / time.Second),
+	}
+	initial := &protocol.V0InitialJobRequest{
+		JobUUID: spec.UUID, ExecutorClass: spec.ExecutorClass, DockerImage: ptr(spec.DockerImage),
+		Volume: spec.Volume, JobStartedReceiptPayload: started,
+		JobStartedReceiptSignature: v.cfg.Keypair.Sign(started.BlobForSigning()).Hex(),
+		ExecutorTiming:             timing,
+	}
+	if err := d.conn.Send(ctx, initial); err != nil {
+		return hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, err.Error())
+	}
+	d.initialSent = true
+
+	msg, fail := d.await(ctx, now.Add(v.cfg.ReservationTimeLimit), protocol.HordeFailureReasonInitialResponseTimedOut, "an accept or decline")
+	if fail != nil {
+		return fail
+	}
+	if res, done := outcome(msg); done {
+		return res
+	}
+	if _, ok := msg.(*protocol.V0AcceptJobRequest); !ok {
+		return hordeFailure(protocol.HordeFailureReasonGenericError, "miner sent "+msg.MessageType()+" instead of accepting or declining")
+	}
+	d.setStatus(ctx, protocol.JobStatusAccepted)
+
+	readiness := d.spinUp + v.cfg.ExecutorStartupTimeLimit
+	acceptedAt := v.cfg.Now()
+	acc := protocol.JobAcceptedReceiptPayload{
+		JobUUID: spec.UUID, MinerHotkey: d.miner, ValidatorHotkey: v.hotkey,
+		Timestamp: protocol.NewTimestamp(acceptedAt), TimeAccepted: protocol.NewTimestamp(acceptedAt),
+		TTL: int(readiness/time.Second) + timing.AllowedLeeway + timing.DownloadTimeLimit +
+			timing.ExecutionTimeLimit + timing.UploadTimeLimit + timing.StreamingStartTimeLimit,
+	}
+	if err := d.conn.Send(ctx, &protocol.V0JobAcceptedReceiptRequest{Payload: acc, Signature: v.cfg.Keypair.Sign(acc.BlobForSigning()).Hex()}); err != nil {
+		return hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, err.Error())
+	}
+
+	msg, fail = d.await(ctx, acceptedAt.Add(readiness), protocol.HordeFailureReasonExecutorReadinessResponseTimedOut, "executor ready")
+	if fail != nil {
+		return fail
+	}
+	if res, done := outcome(msg); done {
+		return res
+	}
+	if _, ok := msg.(*protocol.V0ExecutorReadyRequest); !ok {
+		return hordeFailure(protocol.HordeFailureReasonGenericError, "miner sent "+msg.MessageType()+" before the executor was ready")
+	}
+	d.setStatus(ctx, protocol.JobStatusExecutorReady)
+
+	// One cumulative deadline from here on, as upstream: time left over in a stage carries
+	// over to the next.
+	deadline := v.cfg.Now().Add(v.cfg.Leeway)
+	preset := protocol.DockerRunOptionsPresetNone
+	if cls, err := v.cfg.Classes.Lookup(string(spec.ExecutorClass)); err == nil && cls.HasGPU {
+		preset = protocol.DockerRunOptionsPresetNvidiaAll
+	}
+	req := &protocol.V0JobRequest{
+		JobUUID: spec.UUID, ExecutorClass: spec.ExecutorClass, DockerImage: spec.DockerImage,
+		DockerRunOptionsPreset: preset, DockerRunCmd: spec.Args, Env: spec.Env,
+		OutputUpload: spec.OutputUpload, ArtifactsDir: spec.ArtifactsDir,
+	}
+	if req.DockerRunCmd == nil {
+		req.DockerRunCmd = []string{}
+	}
+	if err := d.conn.Send(ctx, req); err != nil {
+		return hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, err.Error())
+	}
+
+	stages := []struct {
+		want    string
+		budget  int
+		timeout protocol.HordeFailureReason
+		status  protocol.JobStatus
+	}{
+		{"V0VolumesReadyRequest", spec.DownloadTimeLimit, protocol.HordeFailureReasonVolumesTimedOut, protocol.JobStatusVolumesReady},
+		{"V0ExecutionDoneRequest", spec.ExecutionTimeLimit, protocol.HordeFailureReasonExecutionTimedOut, protocol.JobStatusExecutionDone},
+		{"V0JobFinishedRequest", spec.UploadTimeLimit, protocol.HordeFailureReasonFinalResponseTimedOut, protocol.JobStatusCompleted},
+	}
+	for i := 0; i < len(stages); {
+		st := stages[i]
+		deadline = deadline.Add(secs(st.budget))
+		for {
+			msg, fail := d.await(ctx, deadline, st.timeout, st.want)
+			if fail != nil {
+				return fail
+			}
+			if res, done := outcome(msg); done {
+				return res
+			}
+			if msg.MessageType() == st.want {
+				d.setStatus(ctx, st.status)
+				break
+			}
+			// Machine specs and streaming messages may interleave; they end no stage.
+		}
+		i++
+	}
+	return hordeFailure(protocol.HordeFailureReasonGenericError, "job ended without an outcome") // unreachable: the last stage returns
+}
+
+func (d *driver) setStatus(ctx context.Context, s protocol.JobStatus) {
+	if err := d.v.cfg.Store.UpdateJobStatus(ctx, d.spec.UUID, activeStatuses, string(s), nil); err != nil {
+		d.log.Warn("cannot record job status", "status", s, "err", err)
+	}
+}
+
+// sendFinishedReceipt closes the job's receipts: score = paid executor seconds on success,
+// zero otherwise, as upstream does for every job past the initial request.
+func (d *driver) sendFinishedReceipt(ctx context.Context, res *JobResult, started time.Time) {
+	if !d.initialSent {
+		return
+	}
+	score := 0.0
+	if res.Status == protocol.JobStatusCompleted {
+		score = float64(d.spec.DownloadTimeLimit + d.spec.ExecutionTimeLimit + d.spec.UploadTimeLimit)
+	}
+	now := d.v.cfg.Now()
+	p := protocol.JobFinishedReceiptPayload{
+		JobUUID: d.spec.UUID, MinerHotkey: d.miner, ValidatorHotkey: d.v.hotkey,
+		Timestamp: protocol.NewTimestamp(now), TimeStarted: protocol.NewTimestamp(started),
+		TimeTookUS: now.Sub(started).Microseconds(), ScoreStr: fmt.Sprintf("%.6f", score),
+		BlockNumbers: []int{},
+	}
+	err := d.conn.Send(ctx, &protocol.V0JobFinishedReceiptRequest{Payload: p, Signature: d.v.cfg.Keypair.Sign(p.BlobForSigning()).Hex()})
+	if err != nil && !errors.Is(err, context.Canceled) {
+		d.log.Warn("cannot send job finished receipt", "err", err)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// jobUUIDOf returns the job a miner message is about; "" for messages about no job.
+func jobUUIDOf(m protocol.Message) string {
+	switch m := m.(type) {
+	case *protocol.V0AcceptJobRequest:
+		return m.JobUUID
+	case *protocol.V0DeclineJobRequest:
+		return m.JobUUID
+	case *protocol.V0ExecutorReadyRequest:
+		return m.JobUUID
+	case *protocol.V0VolumesReadyRequest:
+		return m.JobUUID
+	case *protocol.V0StreamingJobReadyRequest:
+		return m.JobUUID
+	case *protocol.V0ExecutionDoneRequest:
+		return m.JobUUID
+	case *protocol.V0MachineSpecsRequest:
+		return m.JobUUID
+	case *protocol.V0JobFinishedRequest:
+		return m.JobUUID
+	case *protocol.V0JobFailedRequest:
+		return m.JobUUID
+	case *protocol.V0HordeFailedRequest:
+		return m.JobUUID
+	}
+	return ""
+}

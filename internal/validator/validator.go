@@ -1,0 +1,97 @@
+// Package validator is the ComputeHorde validator role. This first cut drives one job on one
+// miner over the upstream websocket protocol: authenticate, send the job with signed
+// receipts, follow the stages under upstream's cumulative deadlines, and record the outcome.
+package validator
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/computehorde/horde/internal/chain"
+	"github.com/computehorde/horde/internal/hwclass"
+	"github.com/computehorde/horde/internal/keys"
+	"github.com/computehorde/horde/internal/store"
+)
+
+// Config holds a validator's dependencies and settings.
+type Config struct {
+	Keypair *keys.Keypair     // the validator's hotkey; required
+	Chain   chain.Chain       // required
+	NetUID  chain.NetUID      // subnet the validator works on
+	Store   *store.DB         // required
+	Classes *hwclass.Registry // nil means hwclass.Default()
+
+	// ReservationTimeLimit bounds the wait for a miner's accept or decline; zero means
+	// upstream's 7 s. It is also the JobStarted receipt's ttl.
+	ReservationTimeLimit time.Duration
+	// ExecutorStartupTimeLimit is added to the class's spin-up time for the executor-ready
+	// wait; zero means upstream's 5 s.
+	ExecutorStartupTimeLimit time.Duration
+	// Leeway is sent to the executor as allowed_leeway and added to the validator's own
+	// deadline; zero means upstream's 5 s.
+	Leeway time.Duration
+	// Now returns the current time; nil means time.Now.
+	Now    func() time.Time
+	Logger *slog.Logger // nil means slog.Default()
+}
+
+// Validator drives jobs on miners. It is safe for concurrent use.
+type Validator struct {
+	cfg    Config
+	hotkey string
+	log    *slog.Logger
+}
+
+// New validates cfg and returns a validator.
+func New(cfg Config) (*Validator, error) {
+	switch {
+	case cfg.Keypair == nil:
+		return nil, errors.New("validator: config: Keypair is required")
+	case cfg.Chain == nil:
+		return nil, errors.New("validator: config: Chain is required")
+	case cfg.Store == nil:
+		return nil, errors.New("validator: config: Store is required")
+	}
+	if cfg.Classes == nil {
+		cfg.Classes = hwclass.Default()
+	}
+	if cfg.ReservationTimeLimit == 0 {
+		cfg.ReservationTimeLimit = 7 * time.Second
+	}
+	if cfg.ExecutorStartupTimeLimit == 0 {
+		cfg.ExecutorStartupTimeLimit = 5 * time.Second
+	}
+	if cfg.Leeway == 0 {
+		cfg.Leeway = 5 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	hotkey := cfg.Keypair.Public().SS58()
+	return &Validator{cfg: cfg, hotkey: hotkey, log: cfg.Logger.With("role", "validator", "hotkey", hotkey[:10])}, nil
+}
+
+// Hotkey returns the validator's SS58 hotkey.
+func (v *Validator) Hotkey() string { return v.hotkey }
+
+// secs converts a whole-second limit to a duration.
+func secs(n int) time.Duration { return time.Duration(n) * time.Second }
+
+// errMinerNotServing means the miner has no axon on chain to connect to.
+var errMinerNotServing = errors.New("miner has no axon served on chain")
+
+func minerURL(n chain.Neuron) (string, error) {
+	if !n.Axon.IsServing() {
+		return "", fmt.Errorf("%w: %s", errMinerNotServing, n.Hotkey)
+	}
+	host := n.Axon.IP.String()
+	if n.Axon.IP.Is6() {
+		host = "[" + host + "]"
+	}
+	return fmt.Sprintf("ws://%s:%d", host, n.Axon.Port), nil
+}

@@ -1,0 +1,98 @@
+// Package wsconn wraps a websocket connection for the JSON-per-text-frame channels of the
+// ComputeHorde protocol: concurrent-safe sends, size-limited reads, and bounded close.
+package wsconn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/computehorde/horde/internal/protocol"
+)
+
+// WriteTimeout bounds one frame write, so a stalled peer cannot block a sender forever.
+const WriteTimeout = 10 * time.Second
+
+// Conn is one websocket connection carrying protocol messages. Send is safe for concurrent
+// use; Read must be called from one goroutine at a time.
+type Conn struct {
+	ws     *websocket.Conn
+	sendMu sync.Mutex
+}
+
+// New wraps ws, limiting incoming frames to protocol.MaxFrameSize.
+func New(ws *websocket.Conn) *Conn {
+	ws.SetReadLimit(protocol.MaxFrameSize)
+	return &Conn{ws: ws}
+}
+
+// Dial opens a websocket to url.
+func Dial(ctx context.Context, url string) (*Conn, error) {
+	ws, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: &http.Client{}})
+	if err != nil {
+		if resp != nil {
+			return nil, fmt.Errorf("dial %s: HTTP %s: %w", url, resp.Status, err)
+		}
+		return nil, fmt.Errorf("dial %s: %w", url, err)
+	}
+	return New(ws), nil
+}
+
+// Accept upgrades an HTTP request to a websocket.
+func Accept(w http.ResponseWriter, r *http.Request) (*Conn, error) {
+	ws, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		return nil, err
+	}
+	return New(ws), nil
+}
+
+// Send encodes m and writes it as one text frame.
+func (c *Conn) Send(ctx context.Context, m protocol.Message) error {
+	data, err := protocol.Encode(m)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", m.MessageType(), err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, WriteTimeout)
+	defer cancel()
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	if err := c.ws.Write(ctx, websocket.MessageText, data); err != nil {
+		return fmt.Errorf("send %s: %w", m.MessageType(), err)
+	}
+	return nil
+}
+
+// ReadFrame returns the next text frame. Binary frames are a protocol violation.
+func (c *Conn) ReadFrame(ctx context.Context) ([]byte, error) {
+	typ, data, err := c.ws.Read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if typ != websocket.MessageText {
+		return nil, errors.New("wsconn: binary frame received; the protocol uses JSON text frames")
+	}
+	return data, nil
+}
+
+// Close closes the connection with a normal status and a reason the peer can log.
+func (c *Conn) Close(reason string) error {
+	if len(reason) > 120 { // close reasons must fit in a control frame
+		reason = reason[:120]
+	}
+	return c.ws.Close(websocket.StatusNormalClosure, reason)
+}
+
+// CloseNow drops the connection without the closing handshake.
+func (c *Conn) CloseNow() error { return c.ws.CloseNow() }
+
+// IsClosed reports whether err means the peer closed the connection or it dropped.
+func IsClosed(err error) bool {
+	return websocket.CloseStatus(err) != -1 || errors.Is(err, context.Canceled) ||
+		errors.Is(err, context.DeadlineExceeded)
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The README's second command and what CI runs: installs what the suite needs (Docker engine,
+# PostgreSQL, staticcheck), then runs gofmt, go vet, staticcheck and the whole go test suite
+# against the real Docker engine, SQLite and a throwaway PostgreSQL cluster.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf 'horde: %s\n' "$*" >&2; }
+
+command -v go >/dev/null 2>&1 || { say "Go 1.26 is required (https://go.dev/dl); install it and re-run"; exit 1; }
+bash scripts/ensure-docker.sh
+
+pgdir=$(mktemp -d /tmp/horde-pg.XXXXXX)
+cleanup() { bash scripts/pg.sh stop "$pgdir" >/dev/null 2>&1 || true; rm -rf "$pgdir"; }
+trap cleanup EXIT
+eval "$(bash scripts/pg.sh start "$pgdir")"
+say "PostgreSQL for the store tests: ${HORDE_TEST_POSTGRES_DSN%%\?*}"
+
+say "gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then say "gofmt would change: $unformatted"; exit 1; fi
+
+say "go vet"
+go vet ./...
+
+if ! command -v staticcheck >/dev/null 2>&1 && [ ! -x "$(go env GOPATH)/bin/staticcheck" ]; then
+  say "installing staticcheck (go install)"
+  go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+fi
+say "staticcheck"
+PATH="$PATH:$(go env GOPATH)/bin" staticcheck ./...
+
+say "go test"
+go test -count=1 -timeout 12m "$@" ./...
