@@ -111,7 +111,7 @@ func Start(ctx context.Context, cfg Config) (_ *Devnet, err error) {
 		if d.tempDir, err = os.MkdirTemp("", "horde-dev-"); err != nil {
 			return nil, fmt.Errorf("devnet: %w", err)
 		}
-		cfg.DataDir = d.tempDir
+		d.cfg.DataDir = d.tempDir
 	} else if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("devnet: data dir: %w", err)
 	}
@@ -190,7 +190,7 @@ func Start(ctx context.Context, cfg Config) (_ *Devnet, err error) {
 		d.Chain.Run(runCtx)
 	}()
 	d.log.Info("devnet up", "validator", alice.Public().SS58(), "miner", bob.Public().SS58(),
-		"miner_addr", d.MinerAddr.String(), "data_dir", cfg.DataDir, "block_time", cfg.BlockTime)
+		"miner_addr", d.MinerAddr.String(), "data_dir", d.cfg.DataDir, "block_time", cfg.BlockTime)
 	return d, nil
 }
 
