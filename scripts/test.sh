@@ -14,7 +14,7 @@ pgdir=$(mktemp -d /tmp/horde-pg.XXXXXX)
 cleanup() { bash scripts/pg.sh stop "$pgdir" >/dev/null 2>&1 || true; rm -rf "$pgdir"; }
 trap cleanup EXIT
 eval "$(bash scripts/pg.sh start "$pgdir")"
-say "PostgreSQL for the store tests: ${HORDE_TEST_POSTGRES_DSN%%\?*}"
+say "PostgreSQL for the store tests is up (HORDE_TEST_POSTGRES_DSN)"
 
 say "gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))

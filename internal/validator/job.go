@@ -98,9 +98,9 @@ type driver struct {
 	log    *slog.Logger
 	spinUp time.Duration
 
-	conn     *wsconn.Conn
-	msgs     chan protocol.Message
-	readErr  chan error
+	conn        *wsconn.Conn
+	msgs        chan protocol.Message
+	readErr     chan error
 	initialSent bool // a JobFinished receipt is owed from here on, whatever the outcome
 }
 

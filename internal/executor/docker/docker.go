@@ -162,7 +162,8 @@ func (r *Runtime) Prepare(ctx context.Context, id string) (executor.Workspace, e
 	}
 	ws := executor.Workspace{Dir: dir, VolumeDir: filepath.Join(dir, "volume"), OutputDir: filepath.Join(dir, "output")}
 	for _, d := range []string{ws.VolumeDir, ws.OutputDir} {
-		if err := os.Mkdir(d, 0o777); err == nil {
+		err := os.Mkdir(d, 0o777)
+		if err == nil {
 			// The job may run as any user: make both directories usable by it (umask
 			// would otherwise strip the bits).
 			err = os.Chmod(d, 0o777)
