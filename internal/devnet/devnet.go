@@ -38,6 +38,9 @@ const (
 	MinerURI     = "//Bob"
 )
 
+// executorID labels every container the devnet's executors start (docker.LabelExecutor).
+const executorID = "horde-dev"
+
 // raoPerTAO converts TAO to the chain's integer unit.
 const raoPerTAO = 1_000_000_000
 
@@ -117,7 +120,7 @@ func Start(ctx context.Context, cfg Config) (_ *Devnet, err error) {
 	}
 
 	// The Docker engine first: without it nothing can run, so fail before anything else.
-	if d.runtime, err = docker.New(ctx, docker.Options{ExecutorID: "horde-dev", Logger: cfg.Logger}); err != nil {
+	if d.runtime, err = docker.New(ctx, docker.Options{ExecutorID: executorID, Logger: cfg.Logger}); err != nil {
 		return nil, err
 	}
 	if err := jobimage.Build(ctx, d.runtime.Client(), jobimage.Spec{

@@ -8,6 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"go.uber.org/goleak"
+
+	"github.com/computehorde/horde/internal/executor/docker"
 	"github.com/computehorde/horde/internal/jobimage"
 	"github.com/computehorde/horde/internal/protocol"
 	"github.com/computehorde/horde/internal/store"
@@ -79,4 +84,17 @@ func TestHelloJobEndToEnd(t *testing.T) {
 	if len(got) < 6 {
 		t.Errorf("miner stored %d receipts, want 3 per job (started, accepted, finished)", len(got))
 	}
+
+	// Executors clean up after themselves: no container of ours is left.
+	left, err := d.runtime.Client().ContainerList(ctx, container.ListOptions{
+		All: true, Filters: filters.NewArgs(filters.Arg("label", docker.LabelExecutor+"="+executorID)),
+	})
+	if err != nil {
+		t.Fatalf("ContainerList: %v", err)
+	}
+	if len(left) != 0 {
+		t.Errorf("%d job containers left behind", len(left))
+	}
 }
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -7,23 +7,16 @@ import (
 	"net/http"
 
 	"github.com/computehorde/horde/internal/protocol"
-	"github.com/computehorde/horde/internal/wsconn"
 )
 
 // serveExecutor handles an executor connecting back with its one-time token.
 func (m *Miner) serveExecutor(w http.ResponseWriter, r *http.Request) {
 	token := r.PathValue("token")
-	conn, err := wsconn.Accept(w, r)
-	if err != nil {
-		m.log.Warn("executor websocket upgrade failed", "err", err)
+	conn, release := m.accept(w, r, "executor")
+	if conn == nil {
 		return
 	}
-	defer conn.CloseNow()
-	untrack, ok := m.track(conn)
-	if !ok {
-		return
-	}
-	defer untrack()
+	defer release()
 	ctx := r.Context()
 
 	m.mu.Lock()
@@ -35,7 +28,7 @@ func (m *Miner) serveExecutor(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	j.mu.Lock()
-	ok = !j.claimed && j.status == statusWaitingForExecutor
+	ok := !j.claimed && j.status == statusWaitingForExecutor
 	if ok {
 		j.claimed = true
 		j.executor = conn

@@ -163,20 +163,28 @@ func (m *Miner) Close() error {
 	return nil
 }
 
-// track registers a live connection so Close can drop it; it reports false once the miner
-// is closed. Call the returned func when the connection's handler returns.
-func (m *Miner) track(c *wsconn.Conn) (untrack func(), ok bool) {
+// accept upgrades r to a websocket and registers it so Close can drop it. It returns a nil
+// conn when the upgrade failed or the miner is closed; otherwise release must be called when
+// the connection's handler returns.
+func (m *Miner) accept(w http.ResponseWriter, r *http.Request, peer string) (conn *wsconn.Conn, release func()) {
+	conn, err := wsconn.Accept(w, r)
+	if err != nil {
+		m.log.Warn(peer+" websocket upgrade failed", "err", err)
+		return nil, nil
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return nil, false
+		conn.CloseNow()
+		return nil, nil
 	}
-	m.conns[c] = struct{}{}
-	return func() {
+	m.conns[conn] = struct{}{}
+	return conn, func() {
+		conn.CloseNow()
 		m.mu.Lock()
-		delete(m.conns, c)
+		delete(m.conns, conn)
 		m.mu.Unlock()
-	}, true
+	}
 }
 
 func (m *Miner) manifest() *protocol.V0ExecutorManifestRequest {

@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+	"go.uber.org/goleak"
+
 	"github.com/computehorde/horde/internal/chain"
 	"github.com/computehorde/horde/internal/chain/sim"
 	"github.com/computehorde/horde/internal/keys"
@@ -402,5 +405,22 @@ func TestExecutorTokenSingleUse(t *testing.T) {
 	defer conn2.CloseNow()
 	if e, ok := readMsg(t.Context(), t, conn2, protocol.DecodeMinerToExecutor).(*protocol.GenericError); !ok || !strings.Contains(*e.Details, "No job waiting") {
 		t.Fatalf("unknown token: got %#v", e)
+	}
+}
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestOversizedFrameClosesConnection(t *testing.T) {
+	h := newHarness(t, happyExecutor)
+	c, err := wsconn.Dial(t.Context(), h.url+ValidatorPathPrefix+h.alice.SS58())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	huge := &protocol.GenericError{Details: ptr(strings.Repeat("x", protocol.MaxFrameSize))}
+	_ = c.Send(t.Context(), huge) // the miner may drop the connection mid-write
+	_, err = c.ReadFrame(t.Context())
+	if got := websocket.CloseStatus(err); got != websocket.StatusMessageTooBig {
+		t.Fatalf("read after oversized frame: %v (close status %d), want close status %d", err, got, websocket.StatusMessageTooBig)
 	}
 }

@@ -36,17 +36,11 @@ func (s *validatorSession) send(ctx context.Context, m protocol.Message) {
 
 func (m *Miner) serveValidator(w http.ResponseWriter, r *http.Request) {
 	hotkey := r.PathValue("hotkey")
-	conn, err := wsconn.Accept(w, r)
-	if err != nil {
-		m.log.Warn("validator websocket upgrade failed", "err", err)
+	conn, release := m.accept(w, r, "validator")
+	if conn == nil {
 		return
 	}
-	defer conn.CloseNow()
-	untrack, ok := m.track(conn)
-	if !ok {
-		return
-	}
-	defer untrack()
+	defer release()
 	ctx := r.Context()
 	log := m.log.With("validator", shortKey(hotkey))
 
