@@ -27,6 +27,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{name: "dev", summary: "run the whole subnet in one process (simulated chain, SQLite, local Docker) and run a job", run: runDev},
+		{name: "bench", summary: "whole-system figures: hello jobs through the devnet, latency and throughput", run: runBench},
 		{name: "wallet", summary: "Bittensor hotkeys: inspect a secret URI, create or show a wallet hotkey", run: runWallet},
 		{name: jobCommand, summary: "run a built-in job program (used inside job images)", run: runJob, hidden: true},
 	}

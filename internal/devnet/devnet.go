@@ -60,7 +60,9 @@ type Config struct {
 	// ExecutorClass is the class the miner offers and the hello job runs on; empty means
 	// always_on.test, which needs no GPU.
 	ExecutorClass protocol.ExecutorClass
-	Logger        *slog.Logger // nil means slog.Default()
+	// Executors is how many executors of that class the miner offers; zero means 1.
+	Executors int
+	Logger    *slog.Logger // nil means slog.Default()
 }
 
 // Devnet is a running subnet. Close it to stop everything it started.
@@ -98,6 +100,9 @@ func Start(ctx context.Context, cfg Config) (_ *Devnet, err error) {
 	}
 	if cfg.ExecutorClass == "" {
 		cfg.ExecutorClass = protocol.ExecutorClassAlwaysOnTest
+	}
+	if cfg.Executors == 0 {
+		cfg.Executors = 1
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -160,7 +165,7 @@ func Start(ctx context.Context, cfg Config) (_ *Devnet, err error) {
 	}
 	d.Miner, err = miner.New(miner.Config{
 		Keypair: bob, Chain: d.Chain, NetUID: NetUID, Store: d.MinerStore, Executors: execs,
-		Manifest: []miner.ManifestEntry{{Class: cfg.ExecutorClass, Count: 1}},
+		Manifest: []miner.ManifestEntry{{Class: cfg.ExecutorClass, Count: cfg.Executors}},
 		Logger:   cfg.Logger,
 	})
 	if err != nil {
