@@ -64,9 +64,9 @@ func (m *Miner) busyCount(class protocol.ExecutorClass) int {
 
 func (m *Miner) handleInitialJobRequest(ctx context.Context, s *validatorSession, req *protocol.V0InitialJobRequest) {
 	log := s.log.With("job", req.JobUUID, "class", req.ExecutorClass)
-	decline := func(reason protocol.JobRejectionReason, msg string) {
-		log.Info("declining job", "reason", reason, "message", msg)
-		s.send(ctx, &protocol.V0DeclineJobRequest{JobUUID: req.JobUUID, Message: msg, Reason: reason})
+	decline := func(reason protocol.JobRejectionReason, msg string, excuses []protocol.Receipt) {
+		log.Info("declining job", "reason", reason, "message", msg, "excuses", len(excuses))
+		s.send(ctx, &protocol.V0DeclineJobRequest{JobUUID: req.JobUUID, Message: msg, Reason: reason, Receipts: excuses})
 	}
 
 	// Upstream stores the JobStarted receipt before reserving an executor, so a busy decline
@@ -76,7 +76,7 @@ func (m *Miner) handleInitialJobRequest(ctx context.Context, s *validatorSession
 	capacity := m.capacity(req.ExecutorClass)
 	if capacity == 0 {
 		decline(protocol.JobRejectionReasonClassNotOffered,
-			fmt.Sprintf("Executor class %s is not in this miner's manifest", req.ExecutorClass))
+			fmt.Sprintf("Executor class %s is not in this miner's manifest", req.ExecutorClass), nil)
 		return
 	}
 
@@ -102,8 +102,11 @@ func (m *Miner) handleInitialJobRequest(ctx context.Context, s *validatorSession
 		s.send(ctx, &protocol.GenericError{Details: ptr(errDuplicateJob.Error() + ": " + req.JobUUID)})
 		return
 	case busy:
+		// Prove busyness with the receipts of the jobs occupying the executors, checked
+		// against the new request's own receipt time, as upstream does.
 		decline(protocol.JobRejectionReasonBusy,
-			fmt.Sprintf("All executors of class %s are busy", req.ExecutorClass))
+			fmt.Sprintf("All executors of class %s are busy", req.ExecutorClass),
+			m.excuseReceipts(ctx, req.ExecutorClass, req.JobStartedReceiptPayload.Timestamp.Time, req.JobUUID))
 		return
 	}
 

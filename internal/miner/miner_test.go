@@ -342,6 +342,16 @@ func TestDeclines(t *testing.T) {
 	if !ok || d.Reason != protocol.JobRejectionReasonBusy {
 		t.Fatalf("all executors busy: got %#v, want decline busy", d)
 	}
+	// The decline carries the running job's countersigned JobStarted receipt as its excuse.
+	if len(d.Receipts) != 1 || d.Receipts[0].Payload.Header().JobUUID != "00000000-0000-4000-8000-000000000002" {
+		t.Fatalf("busy decline excuses = %+v, want the running job's JobStarted receipt", d.Receipts)
+	}
+	if err := d.Receipts[0].VerifyMinerSignature(); err != nil {
+		t.Errorf("excuse receipt's miner signature: %v", err)
+	}
+	if err := d.Receipts[0].VerifyValidatorSignature(); err != nil {
+		t.Errorf("excuse receipt's validator signature: %v", err)
+	}
 }
 
 func TestExecutorDisconnectIsHordeFailure(t *testing.T) {

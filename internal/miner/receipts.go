@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
+	"github.com/computehorde/horde/internal/hwclass"
 	"github.com/computehorde/horde/internal/keys"
 	"github.com/computehorde/horde/internal/protocol"
 	"github.com/computehorde/horde/internal/store"
@@ -50,4 +52,46 @@ func (m *Miner) checkReceipt(validatorHotkey string, p protocol.ReceiptPayload, 
 		return fmt.Errorf("validator signature: %w", err)
 	}
 	return nil
+}
+
+// excuseLookback bounds how far back busy-excuse receipts are searched: no executor is kept
+// longer than upstream's MAX_EXECUTOR_TIMEOUT.
+const excuseLookback = hwclass.MaxExecutorTimeout
+
+// maxExcuses caps the receipts attached to one busy decline.
+const maxExcuses = 256
+
+// excuseReceipts returns the countersigned JobStarted receipts that prove the miner busy with
+// class at time at (upstream's busy-decline excuses, protocol.md §2.4): organic, same class,
+// valid at at, and for another job than exclude. Errors are logged; the decline then goes
+// out without excuses.
+func (m *Miner) excuseReceipts(ctx context.Context, class protocol.ExecutorClass, at time.Time, exclude string) []protocol.Receipt {
+	rows, err := m.cfg.Store.ListReceipts(ctx, store.ReceiptFilter{
+		Type: string(protocol.ReceiptTypeJobStarted), MinerHotkey: m.hotkey,
+		Since: at.Add(-excuseLookback), Until: at.Add(time.Microsecond),
+	})
+	if err != nil {
+		m.log.Error("cannot list receipts for a busy decline", "err", err)
+		return nil
+	}
+	var out []protocol.Receipt
+	for _, row := range rows {
+		if row.JobUUID == exclude || row.MinerSignature == "" {
+			continue
+		}
+		var p protocol.JobStartedReceiptPayload
+		if err := json.Unmarshal(row.Payload, &p); err != nil {
+			m.log.Error("stored receipt does not decode", "job", row.JobUUID, "err", err)
+			continue
+		}
+		expiry := p.Timestamp.Add(time.Duration(p.TTL) * time.Second)
+		if !p.IsOrganic || p.ExecutorClass != class || at.After(expiry) {
+			continue
+		}
+		out = append(out, protocol.Receipt{Payload: p, ValidatorSignature: row.ValidatorSignature, MinerSignature: &row.MinerSignature})
+		if len(out) == maxExcuses {
+			break
+		}
+	}
+	return out
 }

@@ -30,7 +30,8 @@ type ReceiptFilter struct {
 	Since       time.Time // Timestamp >= Since
 	Until       time.Time // Timestamp < Until
 	MinerHotkey string
-	Limit       int // at most this many; 0 means no limit
+	Type        string // receipt_type; empty means any
+	Limit       int    // at most this many; 0 means no limit
 }
 
 const receiptColumns = `receipt_type, job_uuid, validator_hotkey, miner_hotkey, timestamp, payload, validator_signature, miner_signature, created_at`
@@ -125,6 +126,10 @@ func (db *DB) ListReceipts(ctx context.Context, f ReceiptFilter) ([]Receipt, err
 	if f.MinerHotkey != "" {
 		where = append(where, `miner_hotkey = ?`)
 		args = append(args, f.MinerHotkey)
+	}
+	if f.Type != "" {
+		where = append(where, `receipt_type = ?`)
+		args = append(args, f.Type)
 	}
 	q := `SELECT ` + receiptColumns + ` FROM receipts`
 	if len(where) > 0 {

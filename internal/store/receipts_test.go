@@ -117,7 +117,11 @@ func TestListReceipts(t *testing.T) {
 		for i, off := range []time.Duration{
 			5 * time.Second, 100 * time.Millisecond, 120 * time.Millisecond, time.Second, 999999 * time.Microsecond, 0,
 		} {
-			r := testReceipt("JobFinishedReceipt", fmt.Sprintf("r%d", i), base.Add(off))
+			typ := "JobFinishedReceipt"
+			if i == 3 {
+				typ = "JobStartedReceipt"
+			}
+			r := testReceipt(typ, fmt.Sprintf("r%d", i), base.Add(off))
 			if i%2 == 1 {
 				r.MinerHotkey = "other"
 			}
@@ -153,6 +157,8 @@ func TestListReceipts(t *testing.T) {
 			}, "r1,r2,r4"},
 			{"miner", ReceiptFilter{MinerHotkey: "other"}, "r5,r1,r3"},
 			{"miner and window", ReceiptFilter{MinerHotkey: minerHK, Since: base.Add(time.Millisecond), Limit: 2}, "r2,r4"},
+			{"type", ReceiptFilter{Type: "JobStartedReceipt"}, "r3"},
+			{"type and miner", ReceiptFilter{Type: "JobFinishedReceipt", MinerHotkey: "other"}, "r5,r1"},
 		} {
 			if got := ids(tc.f); got != tc.want {
 				t.Errorf("%s: ListReceipts = %q, want %q", tc.name, got, tc.want)
