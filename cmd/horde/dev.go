@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -34,6 +35,24 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return fmt.Errorf("cannot find the horde executable to build the job image from: %w", err)
 	}
+	if *dataDir != "" {
+		// Created here so that the error names the flag and the directory asked for; MkdirAll
+		// alone names only the first path element that is not a directory.
+		if err := os.MkdirAll(*dataDir, 0o700); err != nil {
+			return fmt.Errorf("--data-dir %s: cannot create the directory: %w", *dataDir, err)
+		}
+	}
+
+	// stopped reports an interrupt (Ctrl-C, SIGTERM): without --once that is the normal way to
+	// stop, so it exits 0; with --once the job did not finish.
+	stopped := func() error {
+		fmt.Fprintln(stderr, "horde dev: stopping")
+		if *once {
+			return errors.New("interrupted before the job finished")
+		}
+		return nil
+	}
+
 	fmt.Fprintln(stderr, "horde dev: starting simulated chain, validator //Alice, miner //Bob and its executor on the local Docker engine")
 	net, err := devnet.Start(ctx, devnet.Config{
 		DataDir:       *dataDir,
@@ -43,12 +62,20 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		Logger:        logger,
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return stopped()
+		}
 		return err
 	}
 	defer net.Close()
 
+	// runOnce runs the hello job and prints its result. After an interrupt it returns
+	// ctx.Err() and prints nothing: the result would only report the interrupt.
 	runOnce := func() (*validator.JobResult, error) {
 		res, err := net.RunJob(ctx, net.HelloJob(fs.Args()...))
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -56,6 +83,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return res, nil
 	}
 	res, err := runOnce()
+	if ctx.Err() != nil {
+		return stopped()
+	}
 	if err != nil {
 		return err
 	}
@@ -71,10 +101,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	for {
 		select {
 		case <-ctx.Done():
-			fmt.Fprintln(stderr, "horde dev: stopping")
-			return nil
+			return stopped()
 		case <-ticker.C:
-			if _, err := runOnce(); err != nil {
+			if _, err := runOnce(); ctx.Err() != nil {
+				return stopped()
+			} else if err != nil {
 				return err
 			}
 		}

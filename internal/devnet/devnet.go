@@ -5,6 +5,7 @@ package devnet
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -37,9 +38,6 @@ const (
 	ValidatorURI = "//Alice"
 	MinerURI     = "//Bob"
 )
-
-// executorID labels every container the devnet's executors start (docker.LabelExecutor).
-const executorID = "horde-dev"
 
 // raoPerTAO converts TAO to the chain's integer unit.
 const raoPerTAO = 1_000_000_000
@@ -77,6 +75,10 @@ type Devnet struct {
 	ValidatorStore *store.DB
 	MinerStore     *store.DB
 
+	// ExecutorID labels every container this devnet's executors start (docker.LabelExecutor):
+	// "horde-dev-" and a random suffix, so devnets side by side never touch each other's.
+	ExecutorID string
+
 	runtime  *docker.Runtime
 	stores   []*store.DB
 	server   *http.Server
@@ -108,7 +110,7 @@ func Start(ctx context.Context, cfg Config) (_ *Devnet, err error) {
 		cfg.Logger = slog.Default()
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	d := &Devnet{cfg: cfg, log: cfg.Logger, cancel: cancel}
+	d := &Devnet{cfg: cfg, log: cfg.Logger, cancel: cancel, ExecutorID: "horde-dev-" + rand.Text()[:8]}
 	defer func() {
 		if err != nil {
 			d.Close()
@@ -121,11 +123,11 @@ func Start(ctx context.Context, cfg Config) (_ *Devnet, err error) {
 		}
 		d.cfg.DataDir = d.tempDir
 	} else if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("devnet: data dir: %w", err)
+		return nil, fmt.Errorf("devnet: data dir %s: %w", cfg.DataDir, err)
 	}
 
 	// The Docker engine first: without it nothing can run, so fail before anything else.
-	if d.runtime, err = docker.New(ctx, docker.Options{ExecutorID: executorID, Logger: cfg.Logger}); err != nil {
+	if d.runtime, err = docker.New(ctx, docker.Options{ExecutorID: d.ExecutorID, Logger: cfg.Logger}); err != nil {
 		return nil, err
 	}
 	if err := jobimage.Build(ctx, d.runtime.Client(), jobimage.Spec{
@@ -275,8 +277,12 @@ func (d *Devnet) Close() error {
 // localExecutors runs each executor in this process, on the local Docker engine. A real miner
 // runs them as separate processes or machines; the protocol between them is the same.
 type localExecutors struct {
-	ctx      context.Context // outlives the request that started the executor
-	wg       *sync.WaitGroup
+	ctx context.Context // outlives the request that started the executor
+	wg  *sync.WaitGroup
+	// ExecutorID labels every container this devnet's executors start (docker.LabelExecutor):
+	// "horde-dev-" and a random suffix, so devnets side by side never touch each other's.
+	ExecutorID string
+
 	runtime  *docker.Runtime
 	classes  *hwclass.Registry
 	minerURL string
@@ -294,7 +300,7 @@ func (l *localExecutors) Start(_ context.Context, req miner.ExecutorRequest) err
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
-		if err := executor.Run(l.ctx, cfg); err != nil {
+		if err := executor.Run(l.ctx, cfg); err != nil && l.ctx.Err() == nil {
 			l.log.Warn("executor ended with an error", "job", req.JobUUID, "err", err)
 		}
 	}()

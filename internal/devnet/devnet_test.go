@@ -87,7 +87,7 @@ func TestHelloJobEndToEnd(t *testing.T) {
 
 	// Executors clean up after themselves: no container of ours is left.
 	left, err := d.runtime.Client().ContainerList(ctx, container.ListOptions{
-		All: true, Filters: filters.NewArgs(filters.Arg("label", docker.LabelExecutor+"="+executorID)),
+		All: true, Filters: filters.NewArgs(filters.Arg("label", docker.LabelExecutor+"="+d.ExecutorID)),
 	})
 	if err != nil {
 		t.Fatalf("ContainerList: %v", err)

@@ -54,7 +54,9 @@ func (m *Miner) serveExecutor(w http.ResponseWriter, r *http.Request) {
 		frame, err := conn.ReadFrame(ctx)
 		if err != nil {
 			if st := j.getStatus(); st != statusFinished && st != statusFailed {
-				log.Warn("executor disconnected while the job was active", "err", err)
+				if !m.stopping() {
+					log.Warn("executor disconnected while the job was active", "err", err)
+				}
 				m.failJob(context.Background(), j, protocol.HordeFailureReasonExecutorDisconnected,
 					"Executor disconnected while job was running")
 			}

@@ -163,6 +163,17 @@ func (m *Miner) Close() error {
 	return nil
 }
 
+// stopping reports whether Close has been called; errors caused by the shutdown itself are
+// then not worth a warning.
+func (m *Miner) stopping() bool {
+	select {
+	case <-m.stop:
+		return true
+	default:
+		return false
+	}
+}
+
 // accept upgrades r to a websocket and registers it so Close can drop it. It returns a nil
 // conn when the upgrade failed or the miner is closed; otherwise release must be called when
 // the connection's handler returns.

@@ -76,7 +76,7 @@ func (m *Miner) serveValidator(w http.ResponseWriter, r *http.Request) {
 	for {
 		frame, err := conn.ReadFrame(ctx)
 		if err != nil {
-			if !wsconn.IsClosed(err) {
+			if !wsconn.IsClosed(err) && !m.stopping() {
 				log.Warn("validator connection failed", "err", err)
 			}
 			return
