@@ -69,7 +69,10 @@ func (v *Validator) RunJob(ctx context.Context, minerHotkey string, spec JobSpec
 	}
 	start := v.cfg.Now()
 	log := v.log.With("job", spec.UUID, "miner", minerHotkey[:min(10, len(minerHotkey))])
-	specJSON, _ := json.Marshal(spec)
+	specJSON, err := json.Marshal(spec)
+	if err != nil {
+		return nil, fmt.Errorf("validator: job %s: encode spec: %w", spec.UUID, err)
+	}
 	if err := v.cfg.Store.CreateJob(ctx, store.Job{
 		UUID: spec.UUID, Role: "validator", ValidatorHotkey: v.hotkey, MinerHotkey: minerHotkey,
 		ExecutorClass: string(spec.ExecutorClass), DockerImage: spec.DockerImage,
@@ -78,11 +81,14 @@ func (v *Validator) RunJob(ctx context.Context, minerHotkey string, spec JobSpec
 		return nil, fmt.Errorf("validator: record job %s: %w", spec.UUID, err)
 	}
 
-	d := &driver{v: v, spec: spec, miner: minerHotkey, log: log, spinUp: cls.SpinUp}
+	d := &driver{v: v, spec: spec, miner: minerHotkey, log: log, spinUp: cls.SpinUp, started: start}
 	res := d.run(ctx)
 	res.UUID = spec.UUID
 	res.Took = v.cfg.Now().Sub(start)
-	resJSON, _ := json.Marshal(res)
+	resJSON, err := json.Marshal(res)
+	if err != nil {
+		return res, fmt.Errorf("validator: record outcome of job %s: encode result: %w", spec.UUID, err)
+	}
 	if err := v.cfg.Store.UpdateJobStatus(context.WithoutCancel(ctx), spec.UUID, activeStatuses, string(res.Status), resJSON); err != nil {
 		return res, fmt.Errorf("validator: record outcome of job %s: %w", spec.UUID, err)
 	}
@@ -97,11 +103,14 @@ type driver struct {
 	miner  string
 	log    *slog.Logger
 	spinUp time.Duration
+	// started is when the job began, before connecting: the JobFinished receipt's
+	// time_started, from which upstream measures time_took_us.
+	started time.Time
 
 	conn        *wsconn.Conn
-	msgs        chan protocol.Message
-	readErr     chan error
-	initialSent bool // a JobFinished receipt is owed from here on, whatever the outcome
+	msgs        chan protocol.Message // closed by readLoop after it has set readErr
+	readErr     chan error            // buffered; readLoop sends exactly one error before closing msgs
+	initialSent bool                  // a JobFinished receipt is owed from here on, whatever the outcome
 }
 
 func hordeFailure(reason protocol.HordeFailureReason, msg string) *JobResult {
@@ -130,13 +139,19 @@ func (d *driver) run(ctx context.Context) *JobResult {
 	if err != nil {
 		return hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, err.Error())
 	}
-	defer d.conn.CloseNow()
-
 	readCtx, stopReading := context.WithCancel(ctx)
-	defer stopReading()
 	d.msgs = make(chan protocol.Message, 16)
 	d.readErr = make(chan error, 1)
-	go d.readLoop(readCtx)
+	readDone := make(chan struct{})
+	go func() {
+		defer close(readDone)
+		d.readLoop(readCtx)
+	}()
+	// The reader must be gone before RunJob returns: it logs and writes to the connection.
+	// Deferred calls run last-in first-out: stop the reader, drop the connection, wait.
+	defer func() { <-readDone }()
+	defer d.conn.CloseNow()
+	defer stopReading()
 
 	now := d.v.cfg.Now()
 	auth := &protocol.ValidatorAuthForMiner{ValidatorHotkey: d.v.hotkey, MinerHotkey: d.miner, Timestamp: now.Unix()}
@@ -145,17 +160,22 @@ func (d *driver) run(ctx context.Context) *JobResult {
 		return hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, err.Error())
 	}
 	res := d.drive(ctx)
-	d.sendFinishedReceipt(ctx, res, now)
+	d.sendFinishedReceipt(ctx, res)
 	_ = d.conn.Close("job done")
 	return res
 }
 
 func (d *driver) readLoop(ctx context.Context) {
-	defer close(d.msgs)
+	var readErr error
+	defer func() {
+		// await reads readErr once msgs is closed, so it must be set on every way out.
+		d.readErr <- readErr
+		close(d.msgs)
+	}()
 	for {
 		frame, err := d.conn.ReadFrame(ctx)
 		if err != nil {
-			d.readErr <- err
+			readErr = err
 			return
 		}
 		msg, err := protocol.DecodeMinerToValidator(frame)
@@ -167,6 +187,7 @@ func (d *driver) readLoop(ctx context.Context) {
 		select {
 		case d.msgs <- msg:
 		case <-ctx.Done():
+			readErr = ctx.Err()
 			return
 		}
 	}
@@ -175,7 +196,9 @@ func (d *driver) readLoop(ctx context.Context) {
 // await returns the next message about this job, or a horde failure on timeout or a dropped
 // connection. Manifests, errors and other jobs' messages are logged and skipped.
 func (d *driver) await(ctx context.Context, deadline time.Time, onTimeout protocol.HordeFailureReason, what string) (protocol.Message, *JobResult) {
-	timer := time.NewTimer(time.Until(deadline))
+	// The deadline comes from the injected clock, so the wait must too: time.Until would mix
+	// the real clock in and fire at once (or never) under a clock that is not time.Now.
+	timer := time.NewTimer(deadline.Sub(d.v.cfg.Now()))
 	defer timer.Stop()
 	for {
 		select {
@@ -186,6 +209,9 @@ func (d *driver) await(ctx context.Context, deadline time.Time, onTimeout protoc
 		case msg, ok := <-d.msgs:
 			if !ok {
 				err := <-d.readErr
+				if ctx.Err() != nil { // the reader stopped because the validator did
+					return nil, hordeFailure(protocol.HordeFailureReasonUnhandledException, "validator stopped: "+ctx.Err().Error())
+				}
 				return nil, hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, "connection to miner lost: "+err.Error())
 			}
 			switch m := msg.(type) {
@@ -206,8 +232,11 @@ func (d *driver) await(ctx context.Context, deadline time.Time, onTimeout protoc
 	}
 }
 
-// outcome converts a terminal miner message into a result; ok is false for other messages.
-func outcome(msg protocol.Message) (*JobResult, bool) {
+// failure converts a miner message that ends the job unsuccessfully into a result; ok is false
+// for other messages. These end the job at any stage, as upstream fails every pending wait
+// with them. V0JobFinishedRequest is not among them: it completes the job only once the
+// stages before it are done (see drive).
+func failure(msg protocol.Message) (*JobResult, bool) {
 	switch m := msg.(type) {
 	case *protocol.V0DeclineJobRequest:
 		return &JobResult{Status: protocol.JobStatusRejected, ReportedBy: protocol.JobParticipantTypeMiner,
@@ -219,8 +248,14 @@ func outcome(msg protocol.Message) (*JobResult, bool) {
 	case *protocol.V0HordeFailedRequest:
 		return &JobResult{Status: protocol.JobStatusHordeFailed, ReportedBy: m.ReportedBy,
 			Reason: string(m.Reason), Message: m.Message}, true
-	case *protocol.V0JobFinishedRequest:
-		return &JobResult{Status: protocol.JobStatusCompleted, Stdout: m.DockerProcessStdout, Stderr: m.DockerProcessStderr}, true
+	// The deprecated executor failures, read as upstream miners convert them before relaying.
+	case *protocol.V0ExecutorFailedRequest:
+		return &JobResult{Status: protocol.JobStatusHordeFailed, ReportedBy: protocol.JobParticipantTypeExecutor,
+			Reason: string(protocol.HordeFailureReasonGenericError), Message: "executor failed (legacy V0ExecutorFailedRequest)"}, true
+	case *protocol.V0StreamingJobNotReadyRequest:
+		return &JobResult{Status: protocol.JobStatusFailed, ReportedBy: protocol.JobParticipantTypeExecutor,
+			Reason: string(protocol.JobFailureReasonUnknown), Stage: protocol.JobStageStreamingStartup,
+			Message: "streaming job not ready (legacy V0StreamingJobNotReadyRequest)"}, true
 	}
 	return nil, false
 }
@@ -238,13 +273,14 @@ func (d *driver) drive(ctx context.Context) *JobResult {
 	started := protocol.JobStartedReceiptPayload{
 		JobUUID: spec.UUID, MinerHotkey: d.miner, ValidatorHotkey: v.hotkey,
 		Timestamp: protocol.NewTimestamp(now), ExecutorClass: spec.ExecutorClass, IsOrganic: true,
-		TTL: int(v.cfg.ReservationTimeLimit / time.Second),
+		TTL: ceilSecs(v.cfg.ReservationTimeLimit),
 	}
 	initial := &protocol.V0InitialJobRequest{
 		JobUUID: spec.UUID, ExecutorClass: spec.ExecutorClass, DockerImage: ptr(spec.DockerImage),
 		Volume: spec.Volume, JobStartedReceiptPayload: started,
 		JobStartedReceiptSignature: v.cfg.Keypair.Sign(started.BlobForSigning()).Hex(),
 		ExecutorTiming:             timing,
+		TimeoutSeconds:             ptr(legacyTotalJobTimeout),
 	}
 	if err := d.conn.Send(ctx, initial); err != nil {
 		return hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, err.Error())
@@ -255,7 +291,7 @@ func (d *driver) drive(ctx context.Context) *JobResult {
 	if fail != nil {
 		return fail
 	}
-	if res, done := outcome(msg); done {
+	if res, done := failure(msg); done {
 		return res
 	}
 	if _, ok := msg.(*protocol.V0AcceptJobRequest); !ok {
@@ -268,7 +304,7 @@ func (d *driver) drive(ctx context.Context) *JobResult {
 	acc := protocol.JobAcceptedReceiptPayload{
 		JobUUID: spec.UUID, MinerHotkey: d.miner, ValidatorHotkey: v.hotkey,
 		Timestamp: protocol.NewTimestamp(acceptedAt), TimeAccepted: protocol.NewTimestamp(acceptedAt),
-		TTL: int(readiness/time.Second) + timing.AllowedLeeway + timing.DownloadTimeLimit +
+		TTL: ceilSecs(readiness) + timing.AllowedLeeway + timing.DownloadTimeLimit +
 			timing.ExecutionTimeLimit + timing.UploadTimeLimit + timing.StreamingStartTimeLimit,
 	}
 	if err := d.conn.Send(ctx, &protocol.V0JobAcceptedReceiptRequest{Payload: acc, Signature: v.cfg.Keypair.Sign(acc.BlobForSigning()).Hex()}); err != nil {
@@ -279,7 +315,7 @@ func (d *driver) drive(ctx context.Context) *JobResult {
 	if fail != nil {
 		return fail
 	}
-	if res, done := outcome(msg); done {
+	if res, done := failure(msg); done {
 		return res
 	}
 	if _, ok := msg.(*protocol.V0ExecutorReadyRequest); !ok {
@@ -306,6 +342,9 @@ func (d *driver) drive(ctx context.Context) *JobResult {
 		return hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, err.Error())
 	}
 
+	// Like upstream's per-stage futures, a stage message that comes early is kept for its
+	// stage, so a V0JobFinishedRequest does not complete the job before the volumes-ready and
+	// execution-done messages have come, and stage messages out of order are not lost.
 	stages := []struct {
 		want    string
 		budget  int
@@ -314,28 +353,33 @@ func (d *driver) drive(ctx context.Context) *JobResult {
 	}{
 		{"V0VolumesReadyRequest", spec.DownloadTimeLimit, protocol.HordeFailureReasonVolumesTimedOut, protocol.JobStatusVolumesReady},
 		{"V0ExecutionDoneRequest", spec.ExecutionTimeLimit, protocol.HordeFailureReasonExecutionTimedOut, protocol.JobStatusExecutionDone},
-		{"V0JobFinishedRequest", spec.UploadTimeLimit, protocol.HordeFailureReasonFinalResponseTimedOut, protocol.JobStatusCompleted},
+		{"V0JobFinishedRequest", spec.UploadTimeLimit, protocol.HordeFailureReasonFinalResponseTimedOut, ""},
 	}
-	for i := 0; i < len(stages); {
-		st := stages[i]
+	got := map[string]protocol.Message{}
+	for _, st := range stages {
 		deadline = deadline.Add(secs(st.budget))
-		for {
+		for got[st.want] == nil {
 			msg, fail := d.await(ctx, deadline, st.timeout, st.want)
 			if fail != nil {
 				return fail
 			}
-			if res, done := outcome(msg); done {
+			if res, done := failure(msg); done {
 				return res
 			}
-			if msg.MessageType() == st.want {
-				d.setStatus(ctx, st.status)
-				break
+			switch msg.(type) {
+			case *protocol.V0VolumesReadyRequest, *protocol.V0ExecutionDoneRequest, *protocol.V0JobFinishedRequest:
+				if got[msg.MessageType()] == nil {
+					got[msg.MessageType()] = msg
+				}
 			}
-			// Machine specs and streaming messages may interleave; they end no stage.
+			// Anything else (machine specs, streaming, a repeated message) ends no stage.
 		}
-		i++
+		if st.status != "" {
+			d.setStatus(ctx, st.status)
+		}
 	}
-	return hordeFailure(protocol.HordeFailureReasonGenericError, "job ended without an outcome") // unreachable: the last stage returns
+	fin := got["V0JobFinishedRequest"].(*protocol.V0JobFinishedRequest)
+	return &JobResult{Status: protocol.JobStatusCompleted, Stdout: fin.DockerProcessStdout, Stderr: fin.DockerProcessStderr}
 }
 
 func (d *driver) setStatus(ctx context.Context, s protocol.JobStatus) {
@@ -346,7 +390,7 @@ func (d *driver) setStatus(ctx context.Context, s protocol.JobStatus) {
 
 // sendFinishedReceipt closes the job's receipts: score = paid executor seconds on success,
 // zero otherwise, as upstream does for every job past the initial request.
-func (d *driver) sendFinishedReceipt(ctx context.Context, res *JobResult, started time.Time) {
+func (d *driver) sendFinishedReceipt(ctx context.Context, res *JobResult) {
 	if !d.initialSent {
 		return
 	}
@@ -357,15 +401,24 @@ func (d *driver) sendFinishedReceipt(ctx context.Context, res *JobResult, starte
 	now := d.v.cfg.Now()
 	p := protocol.JobFinishedReceiptPayload{
 		JobUUID: d.spec.UUID, MinerHotkey: d.miner, ValidatorHotkey: d.v.hotkey,
-		Timestamp: protocol.NewTimestamp(now), TimeStarted: protocol.NewTimestamp(started),
-		TimeTookUS: now.Sub(started).Microseconds(), ScoreStr: fmt.Sprintf("%.6f", score),
+		Timestamp: protocol.NewTimestamp(now), TimeStarted: protocol.NewTimestamp(d.started),
+		TimeTookUS: now.Sub(d.started).Microseconds(), ScoreStr: fmt.Sprintf("%.6f", score),
 		BlockNumbers: []int{},
 	}
 	err := d.conn.Send(ctx, &protocol.V0JobFinishedReceiptRequest{Payload: p, Signature: d.v.cfg.Keypair.Sign(p.BlobForSigning()).Hex()})
-	if err != nil && !errors.Is(err, context.Canceled) {
+	if err != nil && ctx.Err() == nil {
 		d.log.Warn("cannot send job finished receipt", "err", err)
 	}
 }
+
+// legacyTotalJobTimeout is the deprecated single timeout_seconds upstream validators still
+// send with every initial request (OrganicJobDetails.total_job_timeout). Executors use it only
+// when executor_timing is absent.
+const legacyTotalJobTimeout = 300
+
+// ceilSecs converts a limit to whole seconds for a receipt ttl, rounding up so that a
+// sub-second limit does not make a receipt that has expired when it is issued.
+func ceilSecs(d time.Duration) int { return int((d + time.Second - 1) / time.Second) }
 
 func ptr[T any](v T) *T { return &v }
 
@@ -398,6 +451,10 @@ func jobUUIDOf(m protocol.Message) string {
 	case *protocol.V0JobFailedRequest:
 		return m.JobUUID
 	case *protocol.V0HordeFailedRequest:
+		return m.JobUUID
+	case *protocol.V0ExecutorFailedRequest:
+		return m.JobUUID
+	case *protocol.V0StreamingJobNotReadyRequest:
 		return m.JobUUID
 	}
 	return ""
