@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/computehorde/horde/internal/protocol"
@@ -408,22 +409,9 @@ func seconds[N int | int64 | float64](n N) time.Duration {
 
 // withDefaultTag appends ":latest" to a reference without a tag or digest, like upstream.
 func withDefaultTag(ref string) string {
-	last := ref
-	for i := len(ref) - 1; i >= 0; i-- {
-		if ref[i] == '/' {
-			last = ref[i+1:]
-			break
-		}
-	}
-	for i := 0; i < len(last); i++ {
-		if last[i] == ':' || last[i] == '@' {
-			return ref
-		}
-	}
-	for i := 0; i < len(ref); i++ {
-		if ref[i] == '@' {
-			return ref
-		}
+	name := ref[strings.LastIndex(ref, "/")+1:] // a registry port ("host:5000/img") is no tag
+	if strings.Contains(ref, "@") || strings.Contains(name, ":") {
+		return ref
 	}
 	return ref + ":latest"
 }
