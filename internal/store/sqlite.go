@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -58,7 +59,7 @@ func openSQLiteFile(ctx context.Context, path string) (*DB, error) {
 	db.w.SetConnMaxIdleTime(0)
 	// The first connection applies journal_mode=WAL, which reads the file header: this is
 	// where a file that is not a database is refused.
-	if err := db.w.PingContext(ctx); err != nil {
+	if err := pingSQLite(ctx, db.w); err != nil {
 		db.Close()
 		return nil, sqliteOpenError(abs, err)
 	}
@@ -74,6 +75,29 @@ func openSQLiteFile(ctx context.Context, path string) (*DB, error) {
 		return nil, sqliteOpenError(abs, err)
 	}
 	return db, nil
+}
+
+// sqliteBusy is SQLITE_BUSY's primary result code.
+const sqliteBusy = 5
+
+// pingSQLite opens the first connection. Switching a file to WAL takes an exclusive lock for
+// which SQLite does not always run the busy handler (two processes creating the same new
+// database, say), so SQLITE_BUSY is retried here for as long as busy_timeout would wait.
+func pingSQLite(ctx context.Context, db *sql.DB) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+		err := db.PingContext(ctx)
+		if err == nil || sqliteCode(err) != sqliteBusy || time.Now().After(deadline) {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
 }
 
 var memoryDBs atomic.Int64
