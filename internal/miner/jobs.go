@@ -69,9 +69,20 @@ func (m *Miner) handleInitialJobRequest(ctx context.Context, s *validatorSession
 		s.send(ctx, &protocol.V0DeclineJobRequest{JobUUID: req.JobUUID, Message: msg, Reason: reason, Receipts: excuses})
 	}
 
+	// The job UUID becomes part of the executor's token and URL path: only canonical UUIDs.
+	if id, err := uuid.Parse(req.JobUUID); err != nil || id.String() != req.JobUUID {
+		s.send(ctx, &protocol.GenericError{Details: ptr("Malformed message: job_uuid must be a lowercase canonical UUID")})
+		return
+	}
+
 	// Upstream stores the JobStarted receipt before reserving an executor, so a busy decline
-	// can later be excused by receipts of jobs that are really running.
-	m.storeReceipt(ctx, s, &req.JobStartedReceiptPayload, req.JobStartedReceiptSignature)
+	// can later be excused by receipts of jobs that are really running. A receipt for another
+	// job or class proves nothing about this one and is not stored.
+	if p := req.JobStartedReceiptPayload; p.JobUUID != req.JobUUID || p.ExecutorClass != req.ExecutorClass {
+		log.Warn("JobStarted receipt does not match its request; not stored", "receipt_job", p.JobUUID, "receipt_class", p.ExecutorClass)
+	} else {
+		m.storeReceipt(ctx, s, &req.JobStartedReceiptPayload, req.JobStartedReceiptSignature)
+	}
 
 	capacity := m.capacity(req.ExecutorClass)
 	if capacity == 0 {
@@ -110,11 +121,16 @@ func (m *Miner) handleInitialJobRequest(ctx context.Context, s *validatorSession
 		return
 	}
 
-	spec, _ := protocol.Encode(req)
+	spec, err := protocol.Encode(req)
+	if err != nil { // a decoded request always encodes; anything else is a bug worth a failure
+		m.forget(j)
+		m.failJob(ctx, j, protocol.HordeFailureReasonUnhandledException, "Miner could not encode the job request")
+		return
+	}
 	now := m.now()
-	err := m.cfg.Store.CreateJob(ctx, store.Job{
+	err = m.cfg.Store.CreateJob(ctx, store.Job{
 		UUID:            j.uuid,
-		Role:            "miner",
+		Role:            store.RoleMiner,
 		ValidatorHotkey: s.hotkey,
 		MinerHotkey:     m.hotkey,
 		ExecutorClass:   string(req.ExecutorClass),

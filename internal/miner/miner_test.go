@@ -59,10 +59,9 @@ func (s *scriptedExecutors) Start(ctx context.Context, req ExecutorRequest) erro
 			return
 		}
 		defer conn.CloseNow()
-		msg := readMsg(ctx, s.t, conn, protocol.DecodeMinerToExecutor)
-		initial, ok := msg.(*protocol.V0InitialJobRequest)
+		initial, ok := tryRead(ctx, s.t, conn, protocol.DecodeMinerToExecutor).(*protocol.V0InitialJobRequest)
 		if !ok {
-			s.t.Errorf("executor got %s first, want V0InitialJobRequest", msg.MessageType())
+			s.t.Errorf("executor: want V0InitialJobRequest first")
 			return
 		}
 		s.script(ctx, s.t, conn, initial)
@@ -74,7 +73,7 @@ func (s *scriptedExecutors) Start(ctx context.Context, req ExecutorRequest) erro
 func happyExecutor(ctx context.Context, t *testing.T, conn *wsconn.Conn, initial *protocol.V0InitialJobRequest) {
 	id := initial.JobUUID
 	send(ctx, t, conn, &protocol.V0ExecutorReadyRequest{JobUUID: id})
-	if _, ok := readMsg(ctx, t, conn, protocol.DecodeMinerToExecutor).(*protocol.V0JobRequest); !ok {
+	if _, ok := tryRead(ctx, t, conn, protocol.DecodeMinerToExecutor).(*protocol.V0JobRequest); !ok {
 		t.Errorf("executor: want V0JobRequest")
 		return
 	}
@@ -152,17 +151,31 @@ func send(ctx context.Context, t *testing.T, c *wsconn.Conn, m protocol.Message)
 	}
 }
 
-func readMsg(ctx context.Context, t *testing.T, c *wsconn.Conn, decode func([]byte) (protocol.Message, error)) protocol.Message {
+// tryRead reads and decodes one frame, reporting failures with t.Errorf so that executor
+// goroutines can use it; it returns nil on failure.
+func tryRead(ctx context.Context, t *testing.T, c *wsconn.Conn, decode func([]byte) (protocol.Message, error)) protocol.Message {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	frame, err := c.ReadFrame(ctx)
 	if err != nil {
-		t.Fatalf("read: %v", err)
+		t.Errorf("read: %v", err)
+		return nil
 	}
 	m, err := decode(frame)
 	if err != nil {
-		t.Fatalf("decode %s: %v", frame, err)
+		t.Errorf("decode %s: %v", frame, err)
+		return nil
+	}
+	return m
+}
+
+// readMsg is tryRead for the test goroutine: it stops the test on failure.
+func readMsg(ctx context.Context, t *testing.T, c *wsconn.Conn, decode func([]byte) (protocol.Message, error)) protocol.Message {
+	t.Helper()
+	m := tryRead(ctx, t, c, decode)
+	if m == nil {
+		t.FailNow()
 	}
 	return m
 }
@@ -351,6 +364,38 @@ func TestDeclines(t *testing.T) {
 	}
 	if err := d.Receipts[0].VerifyValidatorSignature(); err != nil {
 		t.Errorf("excuse receipt's validator signature: %v", err)
+	}
+}
+
+func TestInitialRequestChecks(t *testing.T) {
+	h := newHarness(t, readyThenHold)
+	c := h.authed()
+	ctx := t.Context()
+
+	bad := h.initialRequest("not-a-uuid/../x", protocol.ExecutorClassAlwaysOnTest)
+	send(ctx, t, c, bad)
+	if e, ok := h.read(c).(*protocol.GenericError); !ok || !strings.Contains(*e.Details, "job_uuid must be") {
+		t.Fatalf("non-UUID job_uuid: got %#v, want a GenericError", e)
+	}
+
+	// A receipt for another job is not stored; the job itself goes on, as upstream's does.
+	id := "00000000-0000-4000-8000-000000000007"
+	req := h.initialRequest(id, protocol.ExecutorClassAlwaysOnTest)
+	other := h.initialRequest("00000000-0000-4000-8000-000000000008", protocol.ExecutorClassAlwaysOnTest)
+	req.JobStartedReceiptPayload, req.JobStartedReceiptSignature = other.JobStartedReceiptPayload, other.JobStartedReceiptSignature
+	send(ctx, t, c, req)
+	if _, ok := h.read(c).(*protocol.V0AcceptJobRequest); !ok {
+		t.Fatal("want accept")
+	}
+	if _, ok := h.read(c).(*protocol.V0ExecutorReadyRequest); !ok {
+		t.Fatal("want executor ready")
+	}
+	rs, err := h.db.ListReceipts(ctx, store.ReceiptFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 0 {
+		t.Errorf("stored %d receipts for a mismatched JobStarted receipt, want 0", len(rs))
 	}
 }
 

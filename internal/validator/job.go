@@ -73,7 +73,7 @@ func (v *Validator) RunJob(ctx context.Context, minerHotkey string, spec JobSpec
 		return nil, fmt.Errorf("validator: job %s: encode spec: %w", spec.UUID, err)
 	}
 	if err := v.cfg.Store.CreateJob(ctx, store.Job{
-		UUID: spec.UUID, Role: "validator", ValidatorHotkey: v.hotkey, MinerHotkey: minerHotkey,
+		UUID: spec.UUID, Role: store.RoleValidator, ValidatorHotkey: v.hotkey, MinerHotkey: minerHotkey,
 		ExecutorClass: string(spec.ExecutorClass), DockerImage: spec.DockerImage,
 		Status: string(protocol.JobStatusSent), Spec: specJSON, CreatedAt: start, UpdatedAt: start,
 	}); err != nil {
