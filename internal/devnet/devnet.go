@@ -168,7 +168,9 @@ func Start(ctx context.Context, cfg Config) (_ *Devnet, err error) {
 	d.Miner, err = miner.New(miner.Config{
 		Keypair: bob, Chain: d.Chain, NetUID: NetUID, Store: d.MinerStore, Executors: execs,
 		Manifest: []miner.ManifestEntry{{Class: cfg.ExecutorClass, Count: cfg.Executors}},
-		Logger:   cfg.Logger,
+		// Upstream's miners serve validators with at least 1000 stake.
+		MinValidatorStake: 1000 * raoPerTAO,
+		Logger:            cfg.Logger,
 	})
 	if err != nil {
 		lis.Close()
