@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"slices"
 	"sync"
 	"time"
@@ -25,15 +24,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *jobs < 1 || *concurrency < 1 {
 		return fmt.Errorf("%w: -jobs and -concurrency must be at least 1", errUsage)
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("cannot find the horde executable to build the job image from: %w", err)
-	}
-	net, err := devnet.Start(ctx, devnet.Config{
-		JobBinary:     self,
-		JobEntrypoint: []string{"/bin/horde", jobCommand, "hello"},
-		Executors:     *concurrency,
-		Logger:        slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	net, err := startDevnet(ctx, devnet.Config{
+		Executors: *concurrency,
+		Logger:    slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
 		return err

@@ -31,10 +31,6 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
-	self, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("cannot find the horde executable to build the job image from: %w", err)
-	}
 	if *dataDir != "" {
 		// Created here so that the error names the flag and the directory asked for; MkdirAll
 		// alone names only the first path element that is not a directory.
@@ -54,13 +50,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 
 	fmt.Fprintln(stderr, "horde dev: starting simulated chain, validator //Alice, miner //Bob and its executor on the local Docker engine")
-	net, err := devnet.Start(ctx, devnet.Config{
-		DataDir:       *dataDir,
-		BlockTime:     *blockTime,
-		JobBinary:     self,
-		JobEntrypoint: []string{"/bin/horde", jobCommand, "hello"},
-		Logger:        logger,
-	})
+	net, err := startDevnet(ctx, devnet.Config{DataDir: *dataDir, BlockTime: *blockTime, Logger: logger})
 	if err != nil {
 		if ctx.Err() != nil {
 			return stopped()
@@ -137,4 +127,16 @@ func ensureNewline(s string) string {
 		return s
 	}
 	return s + "\n"
+}
+
+// startDevnet starts a devnet whose job image is assembled from this very executable, which
+// runs the hello job through its hidden `__job hello` command.
+func startDevnet(ctx context.Context, cfg devnet.Config) (*devnet.Devnet, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("cannot find the horde executable to build the job image from: %w", err)
+	}
+	cfg.JobBinary = self
+	cfg.JobEntrypoint = []string{"/bin/horde", jobCommand, "hello"}
+	return devnet.Start(ctx, cfg)
 }
