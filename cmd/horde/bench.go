@@ -52,14 +52,15 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				t0 := time.Now()
 				res, err := net.RunJob(ctx, net.HelloJob())
 				mu.Lock()
-				switch {
-				case err != nil:
+				if err == nil && res.Failed() {
+					err = fmt.Errorf("job %s: %s %s: %s", res.UUID, res.Status, res.Reason, res.Message)
+				}
+				if err != nil {
 					failed++
-					firstErr = cmpErr(firstErr, err)
-				case res.Failed():
-					failed++
-					firstErr = cmpErr(firstErr, fmt.Errorf("job %s: %s %s: %s", res.UUID, res.Status, res.Reason, res.Message))
-				default:
+					if firstErr == nil {
+						firstErr = err
+					}
+				} else {
 					latencies = append(latencies, time.Since(t0))
 				}
 				mu.Unlock()
@@ -92,11 +93,4 @@ feed:
 		return fmt.Errorf("%d of %d jobs failed; first: %w", failed, *jobs, firstErr)
 	}
 	return nil
-}
-
-func cmpErr(first, err error) error {
-	if first != nil {
-		return first
-	}
-	return err
 }

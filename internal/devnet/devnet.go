@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -109,22 +110,23 @@ func Start(ctx context.Context, cfg Config) (_ *Devnet, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	var tempDir string
+	if cfg.DataDir == "" {
+		if tempDir, err = os.MkdirTemp("", "horde-dev-"); err != nil {
+			return nil, fmt.Errorf("devnet: %w", err)
+		}
+		cfg.DataDir = tempDir
+	} else if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("devnet: data dir %s: %w", cfg.DataDir, err)
+	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	d := &Devnet{cfg: cfg, log: cfg.Logger, cancel: cancel, ExecutorID: "horde-dev-" + rand.Text()[:8]}
+	d := &Devnet{cfg: cfg, log: cfg.Logger, cancel: cancel, tempDir: tempDir,
+		ExecutorID: "horde-dev-" + strings.ToLower(rand.Text()[:8])}
 	defer func() {
 		if err != nil {
 			d.Close()
 		}
 	}()
-
-	if cfg.DataDir == "" {
-		if d.tempDir, err = os.MkdirTemp("", "horde-dev-"); err != nil {
-			return nil, fmt.Errorf("devnet: %w", err)
-		}
-		d.cfg.DataDir = d.tempDir
-	} else if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("devnet: data dir %s: %w", cfg.DataDir, err)
-	}
 
 	// The Docker engine first: without it nothing can run, so fail before anything else.
 	if d.runtime, err = docker.New(ctx, docker.Options{ExecutorID: d.ExecutorID, Logger: cfg.Logger}); err != nil {
@@ -202,7 +204,7 @@ func Start(ctx context.Context, cfg Config) (_ *Devnet, err error) {
 		d.Chain.Run(runCtx)
 	}()
 	d.log.Info("devnet up", "validator", alice.Public().SS58(), "miner", bob.Public().SS58(),
-		"miner_addr", d.MinerAddr.String(), "data_dir", d.cfg.DataDir, "block_time", cfg.BlockTime)
+		"miner_addr", d.MinerAddr.String(), "data_dir", cfg.DataDir, "block_time", cfg.BlockTime)
 	return d, nil
 }
 

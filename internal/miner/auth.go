@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/computehorde/horde/internal/chain"
-	"github.com/computehorde/horde/internal/keys"
 	"github.com/computehorde/horde/internal/protocol"
 )
 
@@ -54,7 +53,7 @@ func (m *Miner) checkAuth(pathHotkey string, a *protocol.ValidatorAuthForMiner) 
 	if ts.Before(now.Add(-m.cfg.AuthMaxAge)) || ts.After(now.Add(m.cfg.AuthMaxAge)) {
 		return errAuthStale
 	}
-	if err := keys.Verify(a.ValidatorHotkey, a.BlobForSigning(), a.Signature); err != nil {
+	if err := a.VerifySignature(); err != nil {
 		return fmt.Errorf("%w: %v", errAuthBadSignature, err)
 	}
 	if !m.replays.add(a.Signature, ts.Add(m.cfg.AuthMaxAge), now) {

@@ -22,6 +22,8 @@ const (
 	statusFailed             = "failed"
 )
 
+var errDuplicateJob = errors.New("job_uuid already used")
+
 var activeStatuses = []string{statusWaitingForExecutor, statusWaitingForPayload, statusRunning}
 
 // job is one accepted job, from the validator's initial request until its outcome is relayed.

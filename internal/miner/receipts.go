@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/computehorde/horde/internal/hwclass"
-	"github.com/computehorde/horde/internal/keys"
 	"github.com/computehorde/horde/internal/protocol"
 	"github.com/computehorde/horde/internal/store"
 )
@@ -48,7 +47,7 @@ func (m *Miner) checkReceipt(validatorHotkey string, p protocol.ReceiptPayload, 
 	if c.MinerHotkey != m.hotkey || c.ValidatorHotkey != validatorHotkey {
 		return errReceiptParty
 	}
-	if err := keys.Verify(validatorHotkey, p.BlobForSigning(), sig); err != nil {
+	if err := (protocol.Receipt{Payload: p, ValidatorSignature: sig}).VerifyValidatorSignature(); err != nil {
 		return fmt.Errorf("validator signature: %w", err)
 	}
 	return nil

@@ -2,7 +2,6 @@ package miner
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -149,5 +148,3 @@ func deref(s *string) string {
 	}
 	return *s
 }
-
-var errDuplicateJob = errors.New("job_uuid already used")

@@ -33,7 +33,7 @@ func New(ws *websocket.Conn) *Conn {
 
 // Dial opens a websocket to url.
 func Dial(ctx context.Context, url string) (*Conn, error) {
-	ws, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: &http.Client{}})
+	ws, resp, err := websocket.Dial(ctx, url, nil)
 	if err != nil {
 		if resp != nil {
 			return nil, fmt.Errorf("dial %s: HTTP %s: %w", url, resp.Status, err)
