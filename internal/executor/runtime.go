@@ -12,11 +12,14 @@ import (
 // The life of one job: Prepare → (fill Workspace.VolumeDir) → Start → Wait → (read
 // Workspace.OutputDir) → Remove. Remove must be called once Prepare succeeded, on every path.
 type Runtime interface {
-	// EnsureImage makes ref available to Start, pulling it (without credentials, for now) when
-	// it is not present locally.
+	// EnsureImage makes ref available to Start: a local copy is used as is; otherwise it is
+	// pulled, with the runtime's registry credentials for ref's registry and within the
+	// runtime's size and time bounds.
 	EnsureImage(ctx context.Context, ref string) error
 	// Prepare creates the job's host directories. The volume directory is mounted read-only at
-	// /volume and the output directory read-write at /output.
+	// /volume, the output directory read-write at /output, the artifacts directory read-write
+	// at RunSpec.ArtifactsMount when that is set, and ScriptPath read-only at /script.py when
+	// RunSpec.Script is set.
 	Prepare(ctx context.Context, id string) (Workspace, error)
 	// Start creates and starts the container of spec.ID, which must have been prepared.
 	Start(ctx context.Context, spec RunSpec) error
@@ -41,6 +44,11 @@ type Workspace struct {
 	VolumeDir string
 	// OutputDir is mounted read-write at /output.
 	OutputDir string
+	// ArtifactsDir is mounted read-write at RunSpec.ArtifactsMount, when that is set.
+	ArtifactsDir string
+	// ScriptPath is where a raw_script job's script is written before Start; it is mounted
+	// read-only at /script.py when RunSpec.Script is set.
+	ScriptPath string
 }
 
 // Limits bounds the resources of one job container. Zero values mean "no limit"; the caller
@@ -52,6 +60,9 @@ type Limits struct {
 	NanoCPUs int64
 	// Pids caps the number of processes and threads.
 	Pids int64
+	// DiskBytes caps what the job writes to disk (its writable layer plus /output and the
+	// artifacts directory); past it the job is killed (RunResult.DiskExceeded).
+	DiskBytes int64
 }
 
 // RunSpec says what to run.
@@ -68,6 +79,14 @@ type RunSpec struct {
 	Env []string
 	// Limits bounds the container.
 	Limits Limits
+	// GPUs gives the container every GPU of the host (upstream's nvidia_all preset). Only GPU
+	// classes set it.
+	GPUs bool
+	// ArtifactsMount is the absolute container path at which Workspace.ArtifactsDir is
+	// mounted; empty means no artifacts directory.
+	ArtifactsMount string
+	// Script mounts Workspace.ScriptPath read-only at /script.py (raw_script jobs).
+	Script bool
 	// Timeout is the execution limit counted from Start; zero means none.
 	Timeout time.Duration
 }
@@ -80,6 +99,8 @@ type RunResult struct {
 	TimedOut bool
 	// OOMKilled says the kernel killed the job for exceeding its memory limit.
 	OOMKilled bool
+	// DiskExceeded says the job was killed for writing more than Limits.DiskBytes.
+	DiskExceeded bool
 	// Stdout and Stderr are the container's streams, truncated like upstream: above
 	// MaxOutputChars characters, the first and last MaxOutputChars/2 joined by " ... ".
 	Stdout, Stderr string

@@ -10,6 +10,10 @@
 //     "dial ADDR: ok" or "dial ADDR: failed: <error>";
 //   - --print-bytes N: writes N more bytes ('x', newline every 100) to stdout;
 //   - --stderr TEXT: writes TEXT and a newline to stderr;
+//   - --copy SRC:DST: copies file SRC to DST and prints "copy SRC: N bytes" (or the error);
+//   - --write PATH:BYTES: writes BYTES bytes of a repeating pattern to PATH, stopping at the
+//     first error, and prints "write PATH: N bytes" (plus the error) — for artifacts and
+//     disk-limit tests;
 //   - --alloc-mb N: allocates and touches N MiB of memory (for memory-limit tests);
 //   - --sleep D: sleeps for the Go duration D (e.g. 30s);
 //   - --exit N: writes "exiting with status N" to stderr and returns N (default 0).
@@ -45,6 +49,13 @@ type options struct {
 	printBytes int
 	stderrText []string
 	allocMB    int
+	copies     [][2]string
+	writes     []write
+}
+
+type write struct {
+	path  string
+	bytes int64
 }
 
 func parse(args []string) (options, error) {
@@ -52,7 +63,7 @@ func parse(args []string) (options, error) {
 	for i := 0; i < len(args); i++ {
 		flag := args[i]
 		switch flag {
-		case "--exit", "--sleep", "--dial", "--print-bytes", "--stderr", "--alloc-mb":
+		case "--exit", "--sleep", "--dial", "--print-bytes", "--stderr", "--alloc-mb", "--copy", "--write":
 		default:
 			continue
 		}
@@ -90,6 +101,19 @@ func parse(args []string) (options, error) {
 				return o, fmt.Errorf("--alloc-mb %q: want a non-negative integer", val)
 			}
 			o.allocMB = n
+		case "--copy":
+			src, dst, ok := strings.Cut(val, ":")
+			if !ok || src == "" || dst == "" {
+				return o, fmt.Errorf("--copy %q: want SRC:DST", val)
+			}
+			o.copies = append(o.copies, [2]string{src, dst})
+		case "--write":
+			path, size, ok := strings.Cut(val, ":")
+			n, err := strconv.ParseInt(size, 10, 64)
+			if !ok || path == "" || err != nil || n < 0 {
+				return o, fmt.Errorf("--write %q: want PATH:BYTES", val)
+			}
+			o.writes = append(o.writes, write{path, n})
 		}
 	}
 	return o, nil
@@ -116,6 +140,12 @@ func run(args []string, stdout, stderr io.Writer, volumeDir, outputDir string) i
 	writeOutput(out, outputDir, line)
 	for _, addr := range o.dial {
 		fmt.Fprintf(out, "dial %s: %s\n", addr, dial(addr))
+	}
+	for _, c := range o.copies {
+		fmt.Fprintf(out, "copy %s: %s\n", c[0], copyFile(c[0], c[1]))
+	}
+	for _, w := range o.writes {
+		fmt.Fprintf(out, "write %s: %s\n", w.path, writeFile(w.path, w.bytes))
 	}
 	if o.printBytes > 0 {
 		printBytes(out, o.printBytes)
@@ -203,4 +233,45 @@ func alloc(mb int) int {
 		sink = append(sink, b)
 	}
 	return mb
+}
+
+func copyFile(src, dst string) string {
+	in, err := os.Open(src)
+	if err != nil {
+		return "failed: " + err.Error()
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return "failed: " + err.Error()
+	}
+	n, err := io.Copy(out, in)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Sprintf("%d bytes, failed: %v", n, err)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+func writeFile(path string, size int64) string {
+	f, err := os.Create(path)
+	if err != nil {
+		return "failed: " + err.Error()
+	}
+	chunk := []byte(strings.Repeat("horde-output-pattern\n", 1<<14)) // 336 KiB
+	var n int64
+	for n < size && err == nil {
+		var k int
+		k, err = f.Write(chunk[:min(int64(len(chunk)), size-n)])
+		n += int64(k)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Sprintf("%d bytes, failed: %v", n, err)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }

@@ -59,3 +59,30 @@ func TestRunBadFlag(t *testing.T) {
 		t.Errorf("stderr = %q", stderr.String())
 	}
 }
+
+func TestCopyAndWrite(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "in.bin")
+	if err := os.WriteFile(src, []byte("payload"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dst, big := filepath.Join(dir, "out.bin"), filepath.Join(dir, "big.bin")
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"--copy", src + ":" + dst, "--write", big + ":1000000", "--copy", "/nonexistent:" + dst + "2"}, &stdout, &stderr, "/nonexistent", "/nonexistent"); code != 0 {
+		t.Fatalf("exit code %d: %s", code, stderr.String())
+	}
+	for _, want := range []string{"copy " + src + ": 7 bytes\n", "write " + big + ": 1000000 bytes\n", "copy /nonexistent: failed:"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("stdout lacks %q:\n%s", want, stdout.String())
+		}
+	}
+	if b, _ := os.ReadFile(dst); string(b) != "payload" {
+		t.Errorf("copy = %q", b)
+	}
+	if info, err := os.Stat(big); err != nil || info.Size() != 1000000 {
+		t.Errorf("write: %v %v", info, err)
+	}
+	if code := run([]string{"--write", "nocolon"}, &stdout, &stderr, "/nonexistent", "/nonexistent"); code != 2 {
+		t.Errorf("malformed --write: exit %d, want 2", code)
+	}
+}
