@@ -28,6 +28,7 @@ func commands() []command {
 	return []command{
 		{name: "dev", summary: "run the whole subnet in one process (simulated chain, SQLite, local Docker) and run a job", run: runDev},
 		{name: "bench", summary: "whole-system figures: hello jobs through the devnet, latency and throughput", run: runBench},
+		{name: "executor", summary: "run a job spec locally exactly as a miner's executor would; pre-load images", run: runExecutor},
 		{name: "wallet", summary: "Bittensor hotkeys: inspect a secret URI, create or show a wallet hotkey", run: runWallet},
 		{name: jobCommand, summary: "run a built-in job program (used inside job images)", run: runJob, hidden: true},
 	}
@@ -38,7 +39,6 @@ func commands() []command {
 var plannedRoles = []struct{ name, summary string }{
 	{"validator", "Bittensor validator: metagraph sync, jobs, accounting, scoring, weights"},
 	{"miner", "Bittensor miner: validator and executor endpoints, executor managers, manifest"},
-	{"executor", "run one job on the local Docker engine, as a miner's executor"},
 	{"facilitator", "user-facing API: accounts, credits, job queue, validator link"},
 }
 

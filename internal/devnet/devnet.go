@@ -6,6 +6,8 @@ package devnet
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -77,7 +79,7 @@ type Devnet struct {
 	MinerStore     *store.DB
 
 	// ExecutorID labels every container this devnet's executors start (docker.LabelExecutor):
-	// "horde-dev-" and a random suffix, so devnets side by side never touch each other's.
+	// "horde-dev-" and a suffix, random or derived from a kept data dir (see executorID).
 	ExecutorID string
 
 	runtime  *docker.Runtime
@@ -120,8 +122,7 @@ func Start(ctx context.Context, cfg Config) (_ *Devnet, err error) {
 		return nil, fmt.Errorf("devnet: data dir %s: %w", cfg.DataDir, err)
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	d := &Devnet{cfg: cfg, log: cfg.Logger, cancel: cancel, tempDir: tempDir,
-		ExecutorID: "horde-dev-" + strings.ToLower(rand.Text()[:8])}
+	d := &Devnet{cfg: cfg, log: cfg.Logger, cancel: cancel, tempDir: tempDir, ExecutorID: executorID(cfg.DataDir, tempDir != "")}
 	defer func() {
 		if err != nil {
 			d.Close()
@@ -129,8 +130,19 @@ func Start(ctx context.Context, cfg Config) (_ *Devnet, err error) {
 	}()
 
 	// The Docker engine first: without it nothing can run, so fail before anything else.
-	if d.runtime, err = docker.New(ctx, docker.Options{ExecutorID: d.ExecutorID, Logger: cfg.Logger}); err != nil {
+	workDir := filepath.Join(cfg.DataDir, "jobs")
+	if err := os.MkdirAll(workDir, 0o700); err != nil {
+		return nil, fmt.Errorf("devnet: %w", err)
+	}
+	if d.runtime, err = docker.New(ctx, docker.Options{ExecutorID: d.ExecutorID, WorkDir: workDir, Logger: cfg.Logger}); err != nil {
 		return nil, err
+	}
+	if tempDir == "" {
+		// A devnet on a kept data dir owns its executor ID: whatever a killed earlier run on
+		// the same directory left (containers, job directories) is removed now.
+		if err := d.runtime.Sweep(ctx); err != nil {
+			d.log.Warn("could not remove an earlier run's leftovers", "err", err)
+		}
 	}
 	if err := jobimage.Build(ctx, d.runtime.Client(), jobimage.Spec{
 		Tag: cfg.JobImage, Binary: cfg.JobBinary, Entrypoint: cfg.JobEntrypoint,
@@ -298,7 +310,7 @@ func (l *localExecutors) Start(_ context.Context, req miner.ExecutorRequest) err
 		MinerURL: l.minerURL,
 		Token:    req.Token,
 		Runtime:  l.runtime,
-		Limits:   l.limits,
+		Classes:  l.classes,
 		Logger:   l.log,
 	}
 	l.wg.Add(1)
@@ -311,11 +323,17 @@ func (l *localExecutors) Start(_ context.Context, req miner.ExecutorRequest) err
 	return nil
 }
 
-// limits maps a hardware class to its job container limits.
-func (l *localExecutors) limits(class string) (executor.Limits, error) {
-	cls, err := l.classes.Lookup(class)
-	if err != nil {
-		return executor.Limits{}, err
+// executorID names this devnet's executors on the Docker engine. On a kept data directory it is
+// derived from the directory, so a later run can find and remove what a killed one left; on a
+// throwaway one it is random, so devnets side by side never touch each other's containers.
+func executorID(dataDir string, throwaway bool) string {
+	if throwaway {
+		return "horde-dev-" + strings.ToLower(rand.Text()[:8])
 	}
-	return executor.Limits{MemoryBytes: cls.MemoryBytes, NanoCPUs: cls.NanoCPUs, Pids: cls.PidsLimit}, nil
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		abs = dataDir
+	}
+	sum := sha256.Sum256([]byte(abs))
+	return "horde-dev-" + hex.EncodeToString(sum[:4])
 }

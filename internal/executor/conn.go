@@ -169,6 +169,29 @@ func (c *minerConn) gone() error {
 	return errMinerGone
 }
 
+// watch returns a context that ends with ctx or when the miner connection drops.
+func (c *minerConn) watch(ctx context.Context) (context.Context, context.CancelFunc) {
+	wctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-c.done:
+			cancel()
+		case <-wctx.Done():
+		}
+	}()
+	return wctx, cancel
+}
+
+// goneIfDone returns the connection's end as an error if the miner has gone, else nil.
+func (c *minerConn) goneIfDone() error {
+	select {
+	case <-c.done:
+		return c.gone()
+	default:
+		return nil
+	}
+}
+
 // close closes the websocket (normal closure, bounded) and waits for the reader to stop.
 func (c *minerConn) close() {
 	c.closeOnce.Do(func() {

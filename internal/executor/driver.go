@@ -7,9 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path"
 	"strings"
 	"time"
 
+	"github.com/computehorde/horde/internal/executor/upload"
+	"github.com/computehorde/horde/internal/executor/volume"
+	"github.com/computehorde/horde/internal/gpu"
+	"github.com/computehorde/horde/internal/hwclass"
 	"github.com/computehorde/horde/internal/protocol"
 )
 
@@ -40,6 +46,12 @@ func hordeFailed(reason protocol.HordeFailureReason, format string, args ...any)
 	return &hordeError{reason: reason, message: fmt.Sprintf(format, args...)}
 }
 
+// SecurityChecker is implemented by runtimes that can tell whether their engine lets a
+// container escape (docker.Runtime: CVE-2022-0492). The executor runs it in the startup stage.
+type SecurityChecker interface {
+	CheckSecurity(ctx context.Context) error
+}
+
 // driver runs the stages of one job.
 type driver struct {
 	cfg   Config
@@ -53,8 +65,10 @@ type driver struct {
 
 	initial *protocol.V0InitialJobRequest
 	request *protocol.V0JobRequest
+	class   hwclass.Class
 	ws      *Workspace // set once Prepare succeeded
 	result  *RunResult // set once the container ran
+	specs   *specsCollector
 }
 
 // runtimeID is the job's key in the Runtime and its container name suffix: the job UUID part of
@@ -75,7 +89,14 @@ func runtimeID(token string) string {
 }
 
 func (d *driver) run(ctx context.Context) error {
+	d.specs = collectSpecs(ctx, d.cfg.GPUs, d.cfg.SpecsDisk)
+	defer d.specs.stop()
 	err := d.stages(ctx)
+	if d.ws != nil && d.result != nil && d.cfg.KeepOutput != "" {
+		if kerr := keepOutput(*d.ws, d.cfg.KeepOutput); kerr != nil {
+			d.log.Error("could not keep the job's output", "dir", d.cfg.KeepOutput, "err", kerr)
+		}
+	}
 	if d.ws != nil {
 		// Remove runs on a fresh bounded context of its own, also after ctx ended.
 		if rerr := d.cfg.Runtime.Remove(context.WithoutCancel(ctx), runtimeID(d.cfg.Token)); rerr != nil {
@@ -258,11 +279,19 @@ func (d *driver) stages(ctx context.Context) error {
 	return d.upload(ctx)
 }
 
-// startup makes sure the image is there, prepares the workspace and says ready, all within the
-// startup deadline.
+// startup checks the host, makes sure the image is there, prepares the workspace and says
+// ready, all within the startup deadline.
 func (d *driver) startup(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(ctx, max(d.timeLeft(), 0))
 	defer cancel()
+	cls, err := d.cfg.Classes.Lookup(string(d.initial.ExecutorClass))
+	if err != nil {
+		return hordeFailed(protocol.HordeFailureReasonGenericError, "This executor cannot run class %s: %v", d.initial.ExecutorClass, err)
+	}
+	d.class = cls
+	if err := d.securityChecks(sctx); err != nil {
+		return err
+	}
 	if img := derefString(d.initial.DockerImage); img != "" {
 		if err := d.cfg.Runtime.EnsureImage(sctx, withDefaultTag(img)); err != nil {
 			if sctx.Err() != nil && ctx.Err() == nil {
@@ -273,10 +302,31 @@ func (d *driver) startup(ctx context.Context) error {
 	}
 	ws, err := d.cfg.Runtime.Prepare(ctx, runtimeID(d.cfg.Token))
 	if err != nil {
-		return err
+		return hordeFailed(protocol.HordeFailureReasonGenericError, "Could not prepare the job's directories: %v", err)
 	}
 	d.ws = &ws
 	return d.conn.send(ctx, &protocol.V0ExecutorReadyRequest{JobUUID: d.jobUUID})
+}
+
+// securityChecks refuses to run on an engine a job could escape from, and, for GPU classes, with
+// an NVIDIA Container Toolkit older than gpu.MinToolkitVersion (upstream's two checks).
+func (d *driver) securityChecks(ctx context.Context) error {
+	if sc, ok := d.cfg.Runtime.(SecurityChecker); ok {
+		if err := sc.CheckSecurity(ctx); err != nil {
+			return hordeFailed(protocol.HordeFailureReasonSecurityCheckFailed, "Security check failed: %v", err)
+		}
+	}
+	if !d.class.HasGPU {
+		return nil
+	}
+	version, err := d.cfg.GPUs.ToolkitVersion(ctx)
+	if err == nil {
+		err = gpu.CheckToolkit(version)
+	}
+	if err != nil {
+		return hordeFailed(protocol.HordeFailureReasonSecurityCheckFailed, "Security check failed: NVIDIA Container Toolkit: %v", err)
+	}
+	return nil
 }
 
 func (d *driver) download(ctx context.Context) error {
@@ -299,11 +349,9 @@ func (d *driver) download(ctx context.Context) error {
 		vol = req.Volume
 	}
 	if vol != nil {
-		n, err := d.unpackVolume(vol)
-		if err != nil {
+		if err := d.fetchVolume(ctx, vol); err != nil {
 			return err
 		}
-		d.log.Info("volume ready", "bytes", n)
 	}
 	if d.timeLeft() <= 0 {
 		return jobFailed(protocol.JobFailureReasonTimeout, "Download time exceeded")
@@ -311,71 +359,85 @@ func (d *driver) download(ctx context.Context) error {
 	return d.conn.send(ctx, &protocol.V0VolumesReadyRequest{JobUUID: d.jobUUID})
 }
 
+// fetchVolume downloads and unpacks vol within the stage deadline. Every failure of the volume
+// itself (unreachable, too large, malformed, unsafe) is the job's: download_failed.
+func (d *driver) fetchVolume(ctx context.Context, vol *protocol.Volume) error {
+	tmp, err := os.MkdirTemp(d.ws.Dir, "download-")
+	if err != nil {
+		return hordeFailed(protocol.HordeFailureReasonGenericError, "Could not create a download directory: %v", err)
+	}
+	defer os.RemoveAll(tmp)
+	fctx, cancel := context.WithTimeout(ctx, max(d.timeLeft(), 0))
+	defer cancel()
+	start := time.Now()
+	stats, err := d.cfg.Volumes.Fetch(fctx, vol, d.ws.VolumeDir, tmp)
+	switch {
+	case err == nil:
+		d.log.Info("volume ready", "type", vol.Type(), "bytes", stats.Bytes, "files", stats.Files, "took", time.Since(start).Round(time.Millisecond))
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case fctx.Err() != nil:
+		return jobFailed(protocol.JobFailureReasonTimeout, "Download time exceeded: %v", err)
+	case errors.Is(err, volume.ErrTooLarge):
+		return jobFailed(protocol.JobFailureReasonDownloadFailed, "Input volume too large: %v", err)
+	default:
+		return jobFailed(protocol.JobFailureReasonDownloadFailed, "Download failed: %v", err)
+	}
+}
+
 func (d *driver) execute(ctx context.Context, execLimit time.Duration) error {
-	req := d.request
-	image := req.DockerImage
-	if image == "" {
-		image = derefString(d.initial.DockerImage)
-	}
-	if image == "" {
-		return hordeFailed(protocol.HordeFailureReasonGenericError, "No docker image given in the job request")
-	}
-	image = withDefaultTag(image)
-	if req.RawScript != nil {
-		return hordeFailed(protocol.HordeFailureReasonGenericError, "raw_script jobs are not supported yet")
-	}
-	if req.DockerRunOptionsPreset != "" && req.DockerRunOptionsPreset != protocol.DockerRunOptionsPresetNone {
-		// GPU device requests come with the GPU work; for now the job runs without them.
-		d.log.Warn("docker_run_options_preset is not supported yet; running without GPUs", "preset", req.DockerRunOptionsPreset)
-	}
-	var limits Limits
-	if d.cfg.Limits != nil {
-		var err error
-		if limits, err = d.cfg.Limits(string(req.ExecutorClass)); err != nil {
-			return hordeFailed(protocol.HordeFailureReasonGenericError, "No limits for executor class %s: %v", req.ExecutorClass, err)
-		}
+	spec, err := d.runSpec(ctx)
+	if err != nil {
+		return err
 	}
 	// The container gets the execution limit (legacy mode: whatever is left), never more
 	// than the time left in the stage.
-	timeout := d.timeLeft()
+	spec.Timeout = d.timeLeft()
 	if execLimit > 0 {
-		timeout = min(timeout, execLimit)
+		spec.Timeout = min(spec.Timeout, execLimit)
 	}
-	if timeout <= 0 {
+	if spec.Timeout <= 0 {
 		return jobFailed(protocol.JobFailureReasonTimeout, "Execution time exceeded")
 	}
 	pctx, cancel := context.WithTimeout(ctx, d.timeLeft())
-	err := d.cfg.Runtime.EnsureImage(pctx, image)
+	err = d.cfg.Runtime.EnsureImage(pctx, spec.Image)
 	cancel()
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return hordeFailed(protocol.HordeFailureReasonGenericError, "Failed to pull image %s: %v", image, err)
+		return hordeFailed(protocol.HordeFailureReasonGenericError, "Failed to pull image %s: %v", spec.Image, err)
 	}
-	id := runtimeID(d.cfg.Token)
-	spec := RunSpec{
-		ID:      id,
-		JobUUID: d.jobUUID,
-		Image:   image,
-		Cmd:     req.DockerRunCmd,
-		Env:     envList(req),
-		Limits:  limits,
-		Timeout: timeout,
+
+	// Losing the miner stops the job: nobody could be told the result.
+	wctx, stop := d.conn.watch(ctx)
+	defer stop()
+	if err := d.cfg.Runtime.Start(wctx, spec); err != nil {
+		if gone := d.conn.goneIfDone(); gone != nil {
+			return gone
+		}
+		return hordeFailed(protocol.HordeFailureReasonGenericError, "Failed to start the job container: %v", err)
 	}
-	if err := d.cfg.Runtime.Start(ctx, spec); err != nil {
-		return err
-	}
-	res, err := d.cfg.Runtime.Wait(ctx, id)
+	res, err := d.cfg.Runtime.Wait(wctx, spec.ID)
 	if err != nil {
-		return err
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if gone := d.conn.goneIfDone(); gone != nil {
+			return gone
+		}
+		return hordeFailed(protocol.HordeFailureReasonGenericError, "Lost the job container: %v", err)
 	}
 	d.result = &res
 	d.log.Info("job container finished", "exit_code", res.ExitCode, "timed_out", res.TimedOut,
-		"oom_killed", res.OOMKilled, "duration", res.Duration.Round(time.Millisecond))
+		"oom_killed", res.OOMKilled, "disk_exceeded", res.DiskExceeded, "duration", res.Duration.Round(time.Millisecond))
 	switch {
 	case res.TimedOut:
 		return jobFailed(protocol.JobFailureReasonTimeout, "Job container timed out during execution")
+	case res.DiskExceeded:
+		return jobFailed(protocol.JobFailureReasonNonzeroReturnCode,
+			"Job container was killed: it wrote more than %d bytes to disk (exit code %d)", spec.Limits.DiskBytes, res.ExitCode)
 	case res.ExitCode != 0:
 		msg := fmt.Sprintf("Job container exited with non-zero exit code: %d", res.ExitCode)
 		if res.OOMKilled {
@@ -386,20 +448,111 @@ func (d *driver) execute(ctx context.Context, execLimit time.Duration) error {
 	return d.conn.send(ctx, &protocol.V0ExecutionDoneRequest{JobUUID: d.jobUUID})
 }
 
-func (d *driver) upload(ctx context.Context) error {
-	if d.request.OutputUpload != nil {
-		return jobFailed(protocol.JobFailureReasonUploadFailed, "Upload failed: output upload type %s not supported yet", outputUploadType(d.request.OutputUpload))
+// runSpec turns the job request into what the runtime runs: image, command, env, class limits,
+// GPUs, the raw script and the artifacts directory.
+func (d *driver) runSpec(ctx context.Context) (RunSpec, error) {
+	req := d.request
+	image := req.DockerImage
+	if image == "" {
+		image = derefString(d.initial.DockerImage)
 	}
-	if d.request.ArtifactsDir != nil && *d.request.ArtifactsDir != "" {
-		d.log.Warn("artifacts_dir is not supported yet; no artifacts are returned", "artifacts_dir", *d.request.ArtifactsDir)
+	if image == "" {
+		return RunSpec{}, hordeFailed(protocol.HordeFailureReasonGenericError, "No docker image given in the job request")
+	}
+	spec := RunSpec{
+		ID:      runtimeID(d.cfg.Token),
+		JobUUID: d.jobUUID,
+		Image:   withDefaultTag(image),
+		Cmd:     req.DockerRunCmd,
+		Env:     envList(req),
+		Limits:  classLimits(d.class),
+	}
+	if d.cfg.MaxDiskBytes > 0 && (spec.Limits.DiskBytes == 0 || spec.Limits.DiskBytes > d.cfg.MaxDiskBytes) {
+		spec.Limits.DiskBytes = d.cfg.MaxDiskBytes
+	}
+	switch req.DockerRunOptionsPreset {
+	case "", protocol.DockerRunOptionsPresetNone:
+	case protocol.DockerRunOptionsPresetNvidiaAll:
+		if !d.class.HasGPU {
+			d.log.Warn("nvidia_all asked for on a class without GPUs; running without them", "class", d.class.Name)
+			break
+		}
+		if n := d.specs.gpuCount(ctx); n == 0 {
+			return RunSpec{}, hordeFailed(protocol.HordeFailureReasonGenericError,
+				"Executor class %s needs GPUs, but none were found on this host", d.class.Name)
+		}
+		spec.GPUs = true
+	default:
+		return RunSpec{}, hordeFailed(protocol.HordeFailureReasonGenericError, "Invalid docker_run_options_preset %q", req.DockerRunOptionsPreset)
+	}
+	if req.RawScript != nil {
+		// Upstream: the script becomes /script.py, run with python unless a command is given.
+		if err := os.WriteFile(d.ws.ScriptPath, []byte(*req.RawScript), 0o644); err != nil {
+			return RunSpec{}, hordeFailed(protocol.HordeFailureReasonGenericError, "Could not write the raw script: %v", err)
+		}
+		spec.Script = true
+		if len(spec.Cmd) == 0 {
+			spec.Cmd = []string{"python", "/script.py"}
+		}
+	}
+	if dir := derefString(req.ArtifactsDir); dir != "" {
+		if !path.IsAbs(dir) || path.Clean(dir) == "/" {
+			return RunSpec{}, hordeFailed(protocol.HordeFailureReasonGenericError, "Invalid artifacts_dir %q: want an absolute path below /", dir)
+		}
+		spec.ArtifactsMount = path.Clean(dir)
+	}
+	return spec, nil
+}
+
+// classLimits maps a hardware class to its container limits.
+func classLimits(c hwclass.Class) Limits {
+	return Limits{MemoryBytes: c.MemoryBytes, NanoCPUs: c.NanoCPUs, Pids: c.PidsLimit, DiskBytes: int64(c.StorageGB) << 30}
+}
+
+func (d *driver) upload(ctx context.Context) error {
+	var artifacts *protocol.OrderedMap[string]
+	if mount := derefString(d.request.ArtifactsDir); mount != "" {
+		var err error
+		if artifacts, err = upload.CollectArtifacts(d.ws.ArtifactsDir, path.Clean(mount), d.log); err != nil {
+			return jobFailed(protocol.JobFailureReasonUploadFailed, "Upload failed: artifacts: %v", err)
+		}
+	}
+	var results *protocol.OrderedMap[string]
+	if up := d.request.OutputUpload; up != nil {
+		tmp, err := os.MkdirTemp(d.ws.Dir, "upload-")
+		if err != nil {
+			return hordeFailed(protocol.HordeFailureReasonGenericError, "Could not create an upload directory: %v", err)
+		}
+		defer os.RemoveAll(tmp)
+		uctx, cancel := context.WithTimeout(ctx, max(d.timeLeft(), 0))
+		defer cancel()
+		start := time.Now()
+		results, err = d.cfg.Uploads.Upload(uctx, up, d.ws.OutputDir, tmp)
+		switch {
+		case err == nil:
+			d.log.Info("outputs uploaded", "type", up.Type(), "took", time.Since(start).Round(time.Millisecond))
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case uctx.Err() != nil:
+			return jobFailed(protocol.JobFailureReasonTimeout, "Upload time exceeded: %v", err)
+		default:
+			return jobFailed(protocol.JobFailureReasonUploadFailed, "Upload failed: %v", err)
+		}
 	}
 	if d.timeLeft() <= 0 {
 		return jobFailed(protocol.JobFailureReasonTimeout, "Upload time exceeded")
+	}
+	if specs := d.specs.wait(ctx, d.timeLeft()); specs != nil {
+		if err := d.conn.send(ctx, &protocol.V0MachineSpecsRequest{JobUUID: d.jobUUID, Specs: protocol.MachineSpecs{Specs: specs}}); err != nil {
+			return err
+		}
 	}
 	return d.conn.send(ctx, &protocol.V0JobFinishedRequest{
 		JobUUID:             d.jobUUID,
 		DockerProcessStdout: d.result.Stdout,
 		DockerProcessStderr: d.result.Stderr,
+		Artifacts:           artifacts,
+		UploadResults:       results,
 	})
 }
 

@@ -4,12 +4,15 @@
 //
 // The stage machine follows upstream's JobDriver (reference/protocol.md §3.2):
 //
-//	startup (StartupTimeLimit): await V0InitialJobRequest, make sure the image is present,
-//	    prepare the workspace, send V0ExecutorReadyRequest;
+//	startup (StartupTimeLimit): await V0InitialJobRequest, run the security checks, make sure
+//	    the image is present, prepare the workspace, send V0ExecutorReadyRequest;
 //	deadline := allowed_leeway (or legacy timeout_seconds);
-//	download (+download_time_limit): await V0JobRequest, unpack the volume, send V0VolumesReadyRequest;
+//	download (+download_time_limit): await V0JobRequest, fetch the volume, send V0VolumesReadyRequest;
 //	execution (+execution_time_limit): run the container, send V0ExecutionDoneRequest;
-//	upload (+upload_time_limit): send V0JobFinishedRequest.
+//	upload (+upload_time_limit): collect artifacts, upload outputs, send V0MachineSpecsRequest
+//	    and V0JobFinishedRequest.
+//
+// Machine specs are collected alongside, from the start of the job.
 //
 // The deadline is cumulative: time a stage does not use carries over. A failure the job caused
 // becomes V0JobFailedRequest (with the stage and the container's output); anything else becomes
@@ -27,6 +30,11 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/computehorde/horde/internal/executor/upload"
+	"github.com/computehorde/horde/internal/executor/volume"
+	"github.com/computehorde/horde/internal/gpu"
+	"github.com/computehorde/horde/internal/hwclass"
 )
 
 // Defaults of Config.
@@ -57,14 +65,28 @@ type Config struct {
 	Token string
 	// Runtime runs the job container. Required.
 	Runtime Runtime
-	// Limits maps the job's executor class to container limits; nil runs without limits.
-	// An error fails the job as a horde failure.
-	Limits func(executorClass string) (Limits, error)
-	// StartupTimeLimit bounds the wait for V0InitialJobRequest plus the image check (upstream's
-	// --startup-time-limit); zero means DefaultStartupTimeLimit.
+	// Classes maps the job's executor class to its container limits (memory, CPU, pids, disk)
+	// and says whether it has GPUs; nil means hwclass.Default().
+	Classes *hwclass.Registry
+	// MaxDiskBytes, when positive, lowers every class's disk cap (storage_gb) to this many
+	// bytes, for hosts with less free disk than the class promises.
+	MaxDiskBytes int64
+	// StartupTimeLimit bounds the wait for V0InitialJobRequest plus the security checks and the
+	// image check (upstream's --startup-time-limit); zero means DefaultStartupTimeLimit.
 	StartupTimeLimit time.Duration
-	// MaxVolumeBytes caps the unpacked volume; zero means DefaultMaxVolumeBytes, negative no cap.
-	MaxVolumeBytes int64
+	// Volumes fetches the job's input volume; nil means volume.New with default caps.
+	Volumes *volume.Fetcher
+	// Uploads sends the job's outputs; nil means upload.New with default limits.
+	Uploads *upload.Uploader
+	// GPUs finds the host's GPUs (machine specs, GPU classes) and the NVIDIA Container
+	// Toolkit version (security check for GPU classes); nil means gpu.None (no GPUs).
+	GPUs gpu.Detector
+	// SpecsDisk is the path whose file system the machine specs describe; "" means the
+	// current directory.
+	SpecsDisk string
+	// KeepOutput, when set, receives a copy of the job's /output (and artifacts under
+	// artifacts/) before the workspace is wiped: `horde executor run --output DIR`.
+	KeepOutput string
 	// DialAttempts is how often to try connecting to the miner, with exponential backoff
 	// (1 s, 2 s, 4 s, … plus jitter); zero means DefaultDialAttempts.
 	DialAttempts int
@@ -95,20 +117,32 @@ func (c *Config) Validate() error {
 }
 
 func (c Config) withDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
 	if c.StartupTimeLimit == 0 {
 		c.StartupTimeLimit = DefaultStartupTimeLimit
 	}
-	if c.MaxVolumeBytes == 0 {
-		c.MaxVolumeBytes = DefaultMaxVolumeBytes
+	if c.Classes == nil {
+		c.Classes = hwclass.Default()
+	}
+	if c.Volumes == nil {
+		c.Volumes = volume.New(volume.Config{Logger: c.Logger})
+	}
+	if c.Uploads == nil {
+		c.Uploads = upload.New(upload.Config{Logger: c.Logger})
+	}
+	if c.GPUs == nil {
+		c.GPUs = gpu.None{}
+	}
+	if c.SpecsDisk == "" {
+		c.SpecsDisk = "."
 	}
 	if c.DialAttempts <= 0 {
 		c.DialAttempts = DefaultDialAttempts
 	}
 	if c.Clock == nil {
 		c.Clock = realClock{}
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return c
 }

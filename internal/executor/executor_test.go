@@ -48,6 +48,7 @@ func TestMain(m *testing.M) {
 type step struct {
 	send   string // raw frame to send
 	expect int    // number of executor messages to receive before the next step
+	hangUp bool   // drop the connection without a closing handshake
 }
 
 // fakeMiner serves the executor endpoint for one token and records everything the executor
@@ -92,6 +93,9 @@ func (m *fakeMiner) serve(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Minute)
 	defer cancel()
 	for _, s := range m.script {
+		if s.hangUp {
+			return // the deferred CloseNow drops the connection
+		}
 		if s.send != "" {
 			if err := ws.Write(ctx, websocket.MessageText, []byte(s.send)); err != nil {
 				m.t.Errorf("miner send: %v", err)
@@ -276,9 +280,6 @@ func (e env) runCtx(ctx context.Context, t *testing.T, m *fakeMiner, mod func(*e
 		Token:        m.token,
 		Runtime:      e.rt,
 		DialAttempts: 1,
-		Limits: func(class string) (executor.Limits, error) {
-			return executor.Limits{MemoryBytes: 256 << 20, Pids: 256}, nil
-		},
 	}
 	if testing.Verbose() {
 		cfg.Logger = testLogger(t)
@@ -340,7 +341,7 @@ func TestHappyPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := m.messages()
-	checkTypes(t, got, "V0ExecutorReadyRequest", "V0VolumesReadyRequest", "V0ExecutionDoneRequest", "V0JobFinishedRequest")
+	checkTypes(t, got, "V0ExecutorReadyRequest", "V0VolumesReadyRequest", "V0ExecutionDoneRequest", "V0MachineSpecsRequest", "V0JobFinishedRequest")
 	if m.path != "/v0.1/executor_interface/"+j.token {
 		t.Errorf("dialled %s", m.path)
 	}
@@ -349,7 +350,13 @@ func TestHappyPath(t *testing.T) {
 			t.Errorf("%s names job %q", msg.MessageType(), u)
 		}
 	}
-	fin := got[3].(*protocol.V0JobFinishedRequest)
+	specs := got[3].(*protocol.V0MachineSpecsRequest)
+	for _, key := range []string{`"cpu"`, `"ram"`, `"hard_disk"`, `"os"`, `"gpu"`} {
+		if !strings.Contains(string(specs.Specs.Specs), key) {
+			t.Errorf("machine specs lack %s: %s", key, specs.Specs.Specs)
+		}
+	}
+	fin := got[4].(*protocol.V0JobFinishedRequest)
 	for _, want := range []string{"hello from horde a b\n", "volume: payload.txt 5\n", "volume: sub/x.txt 1\n", "output: wrote hello.txt\n"} {
 		if !strings.Contains(fin.DockerProcessStdout, want) {
 			t.Errorf("stdout lacks %q: %q", want, fin.DockerProcessStdout)
@@ -358,8 +365,8 @@ func TestHappyPath(t *testing.T) {
 	if fin.DockerProcessStderr != "" {
 		t.Errorf("stderr = %q", fin.DockerProcessStderr)
 	}
-	if !strings.Contains(m.raw[3], `"artifacts":null,"upload_results":null`) {
-		t.Errorf("JobFinished frame: %s", m.raw[3])
+	if !strings.Contains(m.raw[4], `"artifacts":null,"upload_results":null`) {
+		t.Errorf("JobFinished frame: %s", m.raw[4])
 	}
 	e.assertClean(t, j.uuid)
 }
@@ -437,7 +444,7 @@ func TestLegacyTimeoutSeconds(t *testing.T) {
 	if err := e.run(t, m, nil); err != nil {
 		t.Fatal(err)
 	}
-	checkTypes(t, m.messages(), "V0ExecutorReadyRequest", "V0VolumesReadyRequest", "V0ExecutionDoneRequest", "V0JobFinishedRequest")
+	checkTypes(t, m.messages(), "V0ExecutorReadyRequest", "V0VolumesReadyRequest", "V0ExecutionDoneRequest", "V0MachineSpecsRequest", "V0JobFinishedRequest")
 	e.assertClean(t, j.uuid)
 }
 
@@ -459,28 +466,6 @@ func TestNoTiming(t *testing.T) {
 	e.assertClean(t, j.uuid)
 }
 
-func TestUnsupportedVolumeType(t *testing.T) {
-	e := newEnv(t)
-	j := newJob(e.image)
-	m := newFakeMiner(t, j.token,
-		step{send: j.initial(func(m map[string]any) {
-			m["volume"] = map[string]any{"volume_type": "zip_url", "contents": "http://127.0.0.1:1/x.zip", "relative_path": nil}
-		}), expect: 1},
-		step{send: j.request(nil)},
-	)
-	if err := e.run(t, m, nil); err != nil {
-		t.Fatal(err)
-	}
-	got := m.messages()
-	checkTypes(t, got, "V0ExecutorReadyRequest", "V0JobFailedRequest")
-	f := got[1].(*protocol.V0JobFailedRequest)
-	if f.Reason != protocol.JobFailureReasonDownloadFailed || f.Stage != protocol.JobStageVolumeDownload ||
-		f.Message != "volume type zip_url not supported yet" {
-		t.Errorf("%s %s %q", f.Reason, f.Stage, f.Message)
-	}
-	e.assertClean(t, j.uuid)
-}
-
 func TestZipSlipVolume(t *testing.T) {
 	e := newEnv(t)
 	j := newJob(e.image)
@@ -498,31 +483,6 @@ func TestZipSlipVolume(t *testing.T) {
 	f := got[1].(*protocol.V0JobFailedRequest)
 	if f.Reason != protocol.JobFailureReasonDownloadFailed || !strings.Contains(f.Message, "..") {
 		t.Errorf("%s %q", f.Reason, f.Message)
-	}
-	e.assertClean(t, j.uuid)
-}
-
-func TestOutputUploadNotSupported(t *testing.T) {
-	e := newEnv(t)
-	j := newJob(e.image)
-	m := newFakeMiner(t, j.token,
-		step{send: j.initial(nil), expect: 1},
-		step{send: j.request(func(m map[string]any) {
-			m["output_upload"] = map[string]any{"output_upload_type": "zip_and_http_put", "url": "http://127.0.0.1:1/out.zip"}
-		})},
-	)
-	if err := e.run(t, m, nil); err != nil {
-		t.Fatal(err)
-	}
-	got := m.messages()
-	checkTypes(t, got, "V0ExecutorReadyRequest", "V0VolumesReadyRequest", "V0ExecutionDoneRequest", "V0JobFailedRequest")
-	f := got[3].(*protocol.V0JobFailedRequest)
-	if f.Reason != protocol.JobFailureReasonUploadFailed || f.Stage != protocol.JobStageResultUpload ||
-		!strings.Contains(f.Message, "not supported yet") {
-		t.Errorf("%s %s %q", f.Reason, f.Stage, f.Message)
-	}
-	if f.DockerProcessExitStatus == nil || *f.DockerProcessExitStatus != 0 || f.DockerProcessStdout == nil {
-		t.Errorf("upload failure lacks the container result: %+v", f)
 	}
 	e.assertClean(t, j.uuid)
 }
@@ -562,7 +522,7 @@ func TestChannelRules(t *testing.T) {
 	}
 	got := m.messages()
 	checkTypes(t, got, "GenericError", "GenericError", "V0ExecutorReadyRequest", "GenericError",
-		"V0VolumesReadyRequest", "V0ExecutionDoneRequest", "V0JobFinishedRequest")
+		"V0VolumesReadyRequest", "V0ExecutionDoneRequest", "V0MachineSpecsRequest", "V0JobFinishedRequest")
 	for i, want := range map[int]string{0: "before an initial job request", 1: "Malformed message", 3: "duplicate initial job request"} {
 		g := got[i].(*protocol.GenericError)
 		if g.Details == nil || !strings.Contains(*g.Details, want) {
@@ -662,6 +622,8 @@ func jobUUIDOf(m protocol.Message) string {
 	case *protocol.V0VolumesReadyRequest:
 		return m.JobUUID
 	case *protocol.V0ExecutionDoneRequest:
+		return m.JobUUID
+	case *protocol.V0MachineSpecsRequest:
 		return m.JobUUID
 	case *protocol.V0JobFinishedRequest:
 		return m.JobUUID

@@ -15,8 +15,6 @@ func envList(req *protocol.V0JobRequest) []string {
 	return out
 }
 
-func outputUploadType(u *protocol.OutputUpload) protocol.OutputUploadType { return u.Type() }
-
 // failureContext encodes the free-form context object of a failure message.
 func failureContext(m map[string]any) json.RawMessage {
 	if len(m) == 0 {

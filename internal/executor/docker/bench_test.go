@@ -18,9 +18,9 @@ import (
 )
 
 // BenchmarkBareEngineRun is the floor: create, start, wait, logs and remove of the hello
-// container straight through the Engine API client, with the same isolation settings. The
-// "mounts" variant adds the two bind mounts the runtime uses, to separate the engine's cost of
-// mounts from the runtime's own work.
+// container straight through the Engine API client, with the same isolation and log settings.
+// The "mounts" variant adds the two bind mounts the runtime uses, to separate the engine's cost
+// of mounts from the runtime's own work.
 func BenchmarkBareEngineRun(b *testing.B) {
 	b.Run("plain", func(b *testing.B) { benchBare(b, false) })
 	b.Run("mounts", func(b *testing.B) { benchBare(b, true) })
@@ -30,7 +30,12 @@ func benchBare(b *testing.B, mounts bool) {
 	cli := jobimagetest.Engine(b)
 	img := jobimagetest.Hello(b)
 	ctx := context.Background()
-	host := &container.HostConfig{NetworkMode: "none", SecurityOpt: []string{"no-new-privileges"}, CapDrop: []string{"ALL"}}
+	host := &container.HostConfig{
+		NetworkMode: "none", SecurityOpt: []string{"no-new-privileges"}, CapDrop: []string{"ALL"},
+		LogConfig: container.LogConfig{Type: "json-file", Config: map[string]string{
+			"max-size": fmt.Sprint(docker.DefaultMaxLogBytes / 2), "max-file": "2",
+		}},
+	}
 	if mounts {
 		dir := b.TempDir()
 		host.Mounts = []mount.Mount{
@@ -77,8 +82,9 @@ func benchBare(b *testing.B, mounts bool) {
 	}
 }
 
-// BenchmarkRuntimeRun runs the same container through the runtime: Prepare (temp dirs), Start
-// (with bind mounts and labels), Wait (inspect, logs to files, truncation) and Remove.
+// BenchmarkRuntimeRun runs the same container through the runtime: Prepare (temp dirs and the
+// owner marker), Start (with bind mounts, labels and the log cap), Wait (inspect, logs to files,
+// truncation; no disk watchdog, as DiskBytes is 0) and Remove.
 func BenchmarkRuntimeRun(b *testing.B) {
 	jobimagetest.Engine(b)
 	img := jobimagetest.Hello(b)

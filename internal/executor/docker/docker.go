@@ -3,27 +3,36 @@
 //
 // Job containers get no network (NetworkMode "none"), no new privileges, no capabilities, the
 // memory/CPU/pids limits of executor.Limits, /volume bound read-only and /output read-write from
-// a per-job temporary directory, and the labels LabelJobUUID and LabelExecutor. The runtime only
-// ever removes containers it created (tracked by ID, and carrying its labels).
+// a per-job temporary directory (plus the artifacts directory and /script.py when asked), every
+// GPU only when RunSpec.GPUs is set, a json-file log capped at Options.MaxLogBytes, and the
+// labels LabelJobUUID, LabelExecutor and LabelRuntimeID. A disk watchdog enforces
+// Limits.DiskBytes while the job runs.
+//
+// The runtime only ever removes containers and directories of its own executor: those it
+// created (tracked by ID) and, through Sweep, leftovers that carry its Options.ExecutorID.
 package docker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/system"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
 
@@ -43,15 +52,31 @@ const (
 // ContainerNamePrefix starts every job container's name.
 const ContainerNamePrefix = "horde-job-"
 
-// Timeouts of the engine calls that are not bounded by the job itself.
+// workspacePrefix starts the name of every job directory under Options.WorkDir.
+const workspacePrefix = "horde-job-"
+
+// Defaults of Options.
+const (
+	DefaultPullTimeout      = 5 * time.Minute
+	DefaultMaxLogBytes      = 256 << 20
+	DefaultDiskPollInterval = time.Second
+)
+
+// Timeouts and backoff of the engine calls that are not bounded by the job itself.
 const (
 	pingTimeout    = 5 * time.Second
 	cleanupTimeout = 30 * time.Second
 	killTimeout    = 15 * time.Second
+	retryFirst     = 100 * time.Millisecond
+	retryMax       = 2 * time.Second
 )
 
 // ErrEngineUnreachable is returned by New when the Docker engine does not answer.
 var ErrEngineUnreachable = errors.New("docker: engine not reachable")
+
+// ErrEngineConnectionLost is returned by Wait when the connection to the engine breaks while
+// the job runs (engine restarting or dead). The container may still exist; Remove retries.
+var ErrEngineConnectionLost = errors.New("docker: engine connection lost")
 
 // ErrUnknownJob is returned for a runtime ID that Prepare has not seen (or Remove has removed).
 var ErrUnknownJob = errors.New("docker: unknown job")
@@ -62,20 +87,43 @@ type Options struct {
 	// The directories are bind-mounted, so the path must mean the same on the engine's host
 	// (matters when the executor itself runs in a container).
 	WorkDir string
-	// ExecutorID is the value of the horde.executor label; empty means "horde-executor".
+	// ExecutorID is the value of the horde.executor label and of each job directory's owner
+	// marker; empty means "horde-executor". Sweep removes whatever carries it, so two live
+	// runtimes on one engine or WorkDir must not share it.
 	ExecutorID string
 	// Logger receives one line per container event; nil discards.
 	Logger *slog.Logger
+	// Registries holds pull credentials by registry host ("docker.io", "ghcr.io",
+	// "127.0.0.1:5000"); "index.docker.io" and "registry-1.docker.io" mean "docker.io".
+	Registries map[string]RegistryAuth
+	// PullTimeout bounds one image pull; zero means DefaultPullTimeout.
+	PullTimeout time.Duration
+	// MaxImageBytes bounds the size of a pulled image (the layers' download sizes while
+	// pulling, the unpacked size afterwards); zero means no bound.
+	MaxImageBytes int64
+	// MaxLogBytes bounds what the engine keeps of a job's stdout and stderr (two json-file
+	// files of half the size each, JSON framing included); zero means DefaultMaxLogBytes.
+	// Beyond it the oldest output is dropped, so stdout.txt and stderr.txt then hold only the
+	// most recent output.
+	MaxLogBytes int64
+	// DiskPollInterval is how often the disk watchdog measures a job with Limits.DiskBytes;
+	// zero means DefaultDiskPollInterval.
+	DiskPollInterval time.Duration
 }
 
 // Runtime implements executor.Runtime on a Docker engine.
 type Runtime struct {
-	cli  *client.Client
-	opts Options
-	log  *slog.Logger
+	cli        *client.Client
+	opts       Options
+	log        *slog.Logger
+	workDir    string
+	registries map[string]RegistryAuth // by canonical host
+	// sleep waits between retries; tests replace it (export_test.go).
+	sleep func(ctx context.Context, d time.Duration) error
 
 	mu   sync.Mutex
 	jobs map[string]*job // by runtime ID
+	info *system.Info    // cached engine Info, for CheckSecurity
 }
 
 var _ executor.Runtime = (*Runtime)(nil)
@@ -86,6 +134,7 @@ type job struct {
 	containerID string
 	started     time.Time
 	timeout     time.Duration
+	diskBytes   int64
 }
 
 // New connects to the engine named by the environment (DOCKER_HOST, DOCKER_API_VERSION, …;
@@ -103,49 +152,75 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 		cli.Close()
 		return nil, fmt.Errorf("%w at %s: %w — start it (e.g. `dockerd &` or `systemctl start docker`) or set DOCKER_HOST", ErrEngineUnreachable, host, err)
 	}
-	return NewWithClient(cli, opts), nil
+	rt, err := NewWithClient(cli, opts)
+	if err != nil {
+		cli.Close()
+		return nil, err
+	}
+	return rt, nil
 }
 
-// NewWithClient wraps an existing client (which the Runtime then owns and closes).
-func NewWithClient(cli *client.Client, opts Options) *Runtime {
+// NewWithClient wraps an existing client (e.g. one made with client.WithHost), which the
+// Runtime then owns and closes; on error the client stays the caller's. It checks opts and does
+// not contact the engine.
+func NewWithClient(cli *client.Client, opts Options) (*Runtime, error) {
 	if opts.ExecutorID == "" {
 		opts.ExecutorID = "horde-executor"
+	}
+	for name, v := range map[string]int64{
+		"PullTimeout": int64(opts.PullTimeout), "MaxImageBytes": opts.MaxImageBytes,
+		"MaxLogBytes": opts.MaxLogBytes, "DiskPollInterval": int64(opts.DiskPollInterval),
+	} {
+		if v < 0 {
+			return nil, fmt.Errorf("docker: Options.%s is negative (%d); use zero for the default", name, v)
+		}
+	}
+	if opts.PullTimeout == 0 {
+		opts.PullTimeout = DefaultPullTimeout
+	}
+	if opts.MaxLogBytes == 0 {
+		opts.MaxLogBytes = DefaultMaxLogBytes
+	}
+	if opts.DiskPollInterval == 0 {
+		opts.DiskPollInterval = DefaultDiskPollInterval
+	}
+	registries, err := canonicalRegistries(opts.Registries)
+	if err != nil {
+		return nil, err
 	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Runtime{cli: cli, opts: opts, log: log, jobs: map[string]*job{}}
+	workDir := opts.WorkDir
+	if workDir == "" {
+		workDir = os.TempDir()
+	}
+	return &Runtime{
+		cli: cli, opts: opts, log: log, workDir: workDir, registries: registries,
+		sleep: sleepCtx, jobs: map[string]*job{},
+	}, nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Client returns the engine client, for tests and tools that need raw calls.
 func (r *Runtime) Client() *client.Client { return r.cli }
 
-// EnsureImage implements executor.Runtime.
-func (r *Runtime) EnsureImage(ctx context.Context, ref string) error {
-	if _, err := r.cli.ImageInspect(ctx, ref); err == nil {
-		return nil
-	} else if !cerrdefs.IsNotFound(err) {
-		return fmt.Errorf("docker: inspect image %s: %w", ref, err)
-	}
-	r.log.Info("pulling image", "image", ref)
-	rc, err := r.cli.ImagePull(ctx, ref, image.PullOptions{})
-	if err != nil {
-		return fmt.Errorf("docker: pull image %s: %w", ref, err)
-	}
-	defer rc.Close()
-	if err := readJSONStream(rc); err != nil {
-		return fmt.Errorf("docker: pull image %s: %w", ref, err)
-	}
-	if _, err := r.cli.ImageInspect(ctx, ref); err != nil {
-		return fmt.Errorf("docker: image %s missing after pull: %w", ref, err)
-	}
-	return nil
-}
-
 var validID = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
 
-// Prepare implements executor.Runtime.
+// Prepare implements executor.Runtime. The workspace holds volume/, output/ and artifacts/
+// (mode 0777, so a job running as any user can use them) and an owner marker naming
+// Options.ExecutorID, which Sweep reads.
 func (r *Runtime) Prepare(ctx context.Context, id string) (executor.Workspace, error) {
 	if !validID.MatchString(id) {
 		return executor.Workspace{}, fmt.Errorf("docker: runtime ID %q must be 1-128 characters of [a-zA-Z0-9_.-], starting with a letter or digit", id)
@@ -156,17 +231,21 @@ func (r *Runtime) Prepare(ctx context.Context, id string) (executor.Workspace, e
 	if dup {
 		return executor.Workspace{}, fmt.Errorf("docker: job %s already prepared", id)
 	}
-	dir, err := os.MkdirTemp(r.opts.WorkDir, "horde-job-")
+	dir, err := os.MkdirTemp(r.workDir, workspacePrefix)
 	if err != nil {
-		return executor.Workspace{}, fmt.Errorf("docker: create job directory (check Options.WorkDir): %w", err)
+		return executor.Workspace{}, fmt.Errorf("docker: create job directory in %s (check Options.WorkDir): %w", r.workDir, err)
 	}
-	ws := executor.Workspace{Dir: dir, VolumeDir: filepath.Join(dir, "volume"), OutputDir: filepath.Join(dir, "output")}
-	for _, d := range []string{ws.VolumeDir, ws.OutputDir} {
+	ws := executor.Workspace{
+		Dir:          dir,
+		VolumeDir:    filepath.Join(dir, "volume"),
+		OutputDir:    filepath.Join(dir, "output"),
+		ArtifactsDir: filepath.Join(dir, "artifacts"),
+		ScriptPath:   filepath.Join(dir, "script.py"),
+	}
+	for _, d := range []string{ws.VolumeDir, ws.OutputDir, ws.ArtifactsDir} {
 		err := os.Mkdir(d, 0o777)
 		if err == nil {
-			// The job may run as any user: make both directories usable by it (umask
-			// would otherwise strip the bits).
-			err = os.Chmod(d, 0o777)
+			err = os.Chmod(d, 0o777) // umask would otherwise strip the bits
 		}
 		if err != nil {
 			os.RemoveAll(dir)
@@ -174,12 +253,22 @@ func (r *Runtime) Prepare(ctx context.Context, id string) (executor.Workspace, e
 		}
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if _, dup := r.jobs[id]; dup {
+		r.mu.Unlock()
 		os.RemoveAll(dir)
 		return executor.Workspace{}, fmt.Errorf("docker: job %s already prepared", id)
 	}
 	r.jobs[id] = &job{id: id, ws: ws}
+	r.mu.Unlock()
+	// The marker comes after the job is held, so a concurrent Sweep that sees it also sees
+	// the job as held and leaves the directory alone.
+	if err := writeMarker(dir, r.opts.ExecutorID); err != nil {
+		r.mu.Lock()
+		delete(r.jobs, id)
+		r.mu.Unlock()
+		os.RemoveAll(dir)
+		return executor.Workspace{}, fmt.Errorf("docker: job directory %s: %w", dir, err)
+	}
 	return ws, nil
 }
 
@@ -202,27 +291,15 @@ func (r *Runtime) Start(ctx context.Context, spec executor.RunSpec) error {
 	if err != nil {
 		return err
 	}
-	if j.containerID != "" {
+	r.mu.Lock()
+	started := j.containerID != ""
+	r.mu.Unlock()
+	if started {
 		return fmt.Errorf("docker: job %s already started", spec.ID)
 	}
-	if spec.Image == "" {
-		return errors.New("docker: RunSpec.Image is empty")
-	}
-	cfg := &container.Config{
-		Image:  spec.Image,
-		Cmd:    spec.Cmd,
-		Env:    spec.Env,
-		Labels: r.labels(spec),
-	}
-	host := &container.HostConfig{
-		NetworkMode: "none",
-		SecurityOpt: []string{"no-new-privileges"},
-		CapDrop:     []string{"ALL"},
-		Mounts: []mount.Mount{
-			{Type: mount.TypeBind, Source: j.ws.VolumeDir, Target: "/volume", ReadOnly: true},
-			{Type: mount.TypeBind, Source: j.ws.OutputDir, Target: "/output"},
-		},
-		Resources: resources(spec.Limits),
+	cfg, host, err := r.containerConfig(spec, j.ws)
+	if err != nil {
+		return err
 	}
 	created, err := r.cli.ContainerCreate(ctx, cfg, host, nil, nil, ContainerName(spec.ID))
 	if err != nil {
@@ -235,6 +312,7 @@ func (r *Runtime) Start(ctx context.Context, spec executor.RunSpec) error {
 	r.mu.Lock()
 	j.containerID = created.ID
 	j.timeout = spec.Timeout
+	j.diskBytes = spec.Limits.DiskBytes
 	r.mu.Unlock()
 
 	if err := r.cli.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
@@ -243,12 +321,85 @@ func (r *Runtime) Start(ctx context.Context, spec executor.RunSpec) error {
 		r.mu.Lock()
 		j.containerID = ""
 		r.mu.Unlock()
-		return fmt.Errorf("docker: start container for job %s: %w", spec.ID, err)
+		hint := ""
+		if spec.GPUs {
+			hint = " (the job asks for GPUs: the engine needs the NVIDIA Container Toolkit)"
+		}
+		return fmt.Errorf("docker: start container for job %s%s: %w", spec.ID, hint, err)
 	}
 	r.mu.Lock()
 	j.started = time.Now()
 	r.mu.Unlock()
 	log.Info("job container started", "image", spec.Image, "timeout", spec.Timeout)
+	return nil
+}
+
+// containerConfig is the container that Start creates for spec in ws.
+func (r *Runtime) containerConfig(spec executor.RunSpec, ws executor.Workspace) (*container.Config, *container.HostConfig, error) {
+	if spec.Image == "" {
+		return nil, nil, errors.New("docker: RunSpec.Image is empty")
+	}
+	mounts := []mount.Mount{
+		{Type: mount.TypeBind, Source: ws.VolumeDir, Target: "/volume", ReadOnly: true},
+		{Type: mount.TypeBind, Source: ws.OutputDir, Target: "/output"},
+	}
+	if spec.ArtifactsMount != "" {
+		if err := checkArtifactsMount(spec.ArtifactsMount); err != nil {
+			return nil, nil, fmt.Errorf("docker: job %s: %w", spec.ID, err)
+		}
+		mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: ws.ArtifactsDir, Target: spec.ArtifactsMount})
+	}
+	if spec.Script {
+		fi, err := os.Lstat(ws.ScriptPath)
+		if err != nil {
+			return nil, nil, fmt.Errorf("docker: job %s: RunSpec.Script is set but the script is missing: %w", spec.ID, err)
+		}
+		if !fi.Mode().IsRegular() {
+			return nil, nil, fmt.Errorf("docker: job %s: script %s is not a regular file (%s)", spec.ID, ws.ScriptPath, fi.Mode().Type())
+		}
+		mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: ws.ScriptPath, Target: "/script.py", ReadOnly: true})
+	}
+	res := resources(spec.Limits)
+	if spec.GPUs {
+		res.DeviceRequests = []container.DeviceRequest{{Driver: "nvidia", Count: -1, Capabilities: [][]string{{"gpu"}}}}
+	}
+	cfg := &container.Config{
+		Image:  spec.Image,
+		Cmd:    spec.Cmd,
+		Env:    spec.Env,
+		Labels: r.labels(spec),
+	}
+	host := &container.HostConfig{
+		NetworkMode: "none",
+		SecurityOpt: []string{"no-new-privileges"},
+		CapDrop:     []string{"ALL"},
+		Mounts:      mounts,
+		Resources:   res,
+		// A chatty job must not fill the engine's disk: the engine keeps at most two files of
+		// half the cap each and drops the oldest output beyond that.
+		LogConfig: container.LogConfig{Type: "json-file", Config: map[string]string{
+			"max-size": strconv.FormatInt(max(r.opts.MaxLogBytes/2, 1), 10),
+			"max-file": "2",
+		}},
+	}
+	return cfg, host, nil
+}
+
+// checkArtifactsMount accepts an absolute, clean container path that does not replace or
+// shadow the runtime's own mounts or the kernel's pseudo file systems.
+func checkArtifactsMount(p string) error {
+	if !strings.HasPrefix(p, "/") || path.Clean(p) != p || strings.ContainsRune(p, 0) {
+		return fmt.Errorf("artifacts mount %q must be an absolute, clean container path such as /artifacts", p)
+	}
+	switch p {
+	case "/", "/volume", "/output", "/script.py":
+		return fmt.Errorf("artifacts mount %q would replace a mount of its own (/, /volume, /output and /script.py are taken)", p)
+	}
+	for _, sys := range []string{"/proc", "/sys", "/dev", "/script.py"} {
+		if p == sys || strings.HasPrefix(p, sys+"/") {
+			return fmt.Errorf("artifacts mount %q is under %s, which is not allowed", p, sys)
+		}
+	}
 	return nil
 }
 
@@ -276,14 +427,16 @@ func resources(l executor.Limits) container.Resources {
 	return res
 }
 
-// Wait implements executor.Runtime.
+// Wait implements executor.Runtime. With Limits.DiskBytes set, a watchdog measures the job's
+// disk use while Wait runs and kills the job past the cap (RunResult.DiskExceeded); a last
+// measurement after the exit catches a job that wrote too much between two polls.
 func (r *Runtime) Wait(ctx context.Context, id string) (executor.RunResult, error) {
 	j, err := r.job(id)
 	if err != nil {
 		return executor.RunResult{}, err
 	}
 	r.mu.Lock()
-	cid, started, timeout := j.containerID, j.started, j.timeout
+	cid, started, timeout, diskBytes := j.containerID, j.started, j.timeout, j.diskBytes
 	r.mu.Unlock()
 	if cid == "" {
 		return executor.RunResult{}, fmt.Errorf("docker: job %s has no running container; call Start first", id)
@@ -294,6 +447,12 @@ func (r *Runtime) Wait(ctx context.Context, id string) (executor.RunResult, erro
 		waitCtx, cancel = context.WithDeadline(ctx, started.Add(timeout))
 	}
 	defer cancel()
+
+	var watch *diskWatch
+	if diskBytes > 0 {
+		watch = r.watchDisk(ctx, j.ws, cid, diskBytes)
+		defer watch.stop()
+	}
 
 	var res executor.RunResult
 	exitCh, errCh := r.cli.ContainerWait(waitCtx, cid, container.WaitConditionNotRunning)
@@ -309,7 +468,11 @@ func (r *Runtime) Wait(ctx context.Context, id string) (executor.RunResult, erro
 			r.kill(cid)
 			return res, fmt.Errorf("docker: wait for job %s: %w", id, ctx.Err())
 		}
-		if !errors.Is(err, context.DeadlineExceeded) && waitCtx.Err() == nil {
+		if waitCtx.Err() == nil || !errors.Is(err, context.DeadlineExceeded) {
+			if isConnLoss(err) {
+				return res, fmt.Errorf("%w while waiting for job %s (container %s; Remove retries until the engine is back): %w",
+					ErrEngineConnectionLost, id, shortID(cid), err)
+			}
 			return res, fmt.Errorf("docker: wait for job %s: %w", id, err)
 		}
 		res.TimedOut = true
@@ -319,6 +482,18 @@ func (r *Runtime) Wait(ctx context.Context, id string) (executor.RunResult, erro
 		}
 	}
 	res.Duration = time.Since(started)
+
+	if watch != nil {
+		exceeded := watch.stop()
+		if !exceeded {
+			// The job may have written past the cap since the last poll and exited.
+			if used := r.diskUsage(ctx, j.ws, cid); used > diskBytes {
+				exceeded = true
+				r.log.Warn("job wrote more than its disk limit before exiting", "container", shortID(cid), "used_bytes", used, "limit_bytes", diskBytes)
+			}
+		}
+		res.DiskExceeded = exceeded
+	}
 
 	info, err := r.cli.ContainerInspect(ctx, cid)
 	if err != nil {
@@ -332,8 +507,19 @@ func (r *Runtime) Wait(ctx context.Context, id string) (executor.RunResult, erro
 		return res, fmt.Errorf("docker: logs of job %s: %w", id, err)
 	}
 	r.log.Info("job container exited", "container", shortID(cid), "exit_code", res.ExitCode,
-		"timed_out", res.TimedOut, "oom_killed", res.OOMKilled, "duration", res.Duration)
+		"timed_out", res.TimedOut, "oom_killed", res.OOMKilled, "disk_exceeded", res.DiskExceeded, "duration", res.Duration)
 	return res, nil
+}
+
+// isConnLoss reports whether err says the engine could not be reached or the connection to it
+// broke, as opposed to an answer from the engine.
+func isConnLoss(err error) bool {
+	if client.IsErrConnectionFailed(err) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+		return true
+	}
+	var op *net.OpError
+	return errors.As(err, &op)
 }
 
 // kill sends SIGKILL and waits until the container is no longer running, on a context of its
@@ -408,7 +594,8 @@ func createFresh(path string) (*os.File, error) {
 	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o666)
 }
 
-// Remove implements executor.Runtime.
+// Remove implements executor.Runtime. An unreachable engine is retried with backoff for up to
+// 30 s, so a briefly restarting engine still gets the container removed.
 func (r *Runtime) Remove(ctx context.Context, id string) error {
 	r.mu.Lock()
 	j, ok := r.jobs[id]
@@ -436,20 +623,29 @@ func (r *Runtime) removeJob(ctx context.Context, j *job) error {
 }
 
 // removeContainer force-removes cid on a fresh bounded context (cleanup must run when the
-// caller's context has ended). Already gone is success.
+// caller's context has ended), retrying while the engine is unreachable. Already gone is
+// success.
 func (r *Runtime) removeContainer(ctx context.Context, cid string) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
-	err := r.cli.ContainerRemove(ctx, cid, container.RemoveOptions{Force: true, RemoveVolumes: true})
-	if err != nil && !cerrdefs.IsNotFound(err) {
-		if cerrdefs.IsConflict(err) {
-			// "removal already in progress"
+	backoff := retryFirst
+	for {
+		err := r.cli.ContainerRemove(ctx, cid, container.RemoveOptions{Force: true, RemoveVolumes: true})
+		switch {
+		case err == nil || cerrdefs.IsNotFound(err):
+			r.log.Debug("job container removed", "container", shortID(cid))
 			return nil
+		case cerrdefs.IsConflict(err):
+			return nil // "removal already in progress"
+		case ctx.Err() != nil || !isConnLoss(err):
+			return fmt.Errorf("docker: remove container %s: %w", shortID(cid), err)
 		}
-		return fmt.Errorf("docker: remove container %s: %w", shortID(cid), err)
+		r.log.Warn("engine unreachable; retrying container removal", "container", shortID(cid), "in", backoff, "err", err)
+		if r.sleep(ctx, backoff) != nil {
+			return fmt.Errorf("docker: remove container %s: engine still unreachable after %v: %w", shortID(cid), cleanupTimeout, err)
+		}
+		backoff = min(2*backoff, retryMax)
 	}
-	r.log.Debug("job container removed", "container", shortID(cid))
-	return nil
 }
 
 // Close implements executor.Runtime: it removes every job still held, then closes the client.
@@ -475,30 +671,4 @@ func shortID(id string) string {
 		return id[:12]
 	}
 	return id
-}
-
-// readJSONStream drains an engine progress stream (pull, load) and returns the first error
-// reported in it.
-func readJSONStream(r io.Reader) error {
-	dec := json.NewDecoder(r)
-	for {
-		var msg struct {
-			Error       string `json:"error"`
-			ErrorDetail *struct {
-				Message string `json:"message"`
-			} `json:"errorDetail"`
-		}
-		if err := dec.Decode(&msg); err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return fmt.Errorf("read engine response: %w", err)
-		}
-		if msg.ErrorDetail != nil && msg.ErrorDetail.Message != "" {
-			return errors.New(msg.ErrorDetail.Message)
-		}
-		if msg.Error != "" {
-			return errors.New(msg.Error)
-		}
-	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"go.uber.org/goleak"
 
 	"github.com/computehorde/horde/internal/executor"
 	"github.com/computehorde/horde/internal/executor/docker"
@@ -24,19 +25,29 @@ import (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	jobimagetest.Cleanup()
+	// Every runtime was closed: no watchdog, proxy or engine-client goroutine may remain.
+	if err := goleak.Find(); code == 0 && err != nil {
+		fmt.Fprintln(os.Stderr, "leaked goroutines:", err)
+		code = 1
+	}
 	os.Exit(code)
 }
 
 var seq atomic.Int64
 
-// newRuntime returns a runtime with a unique executor label and its own work directory.
-func newRuntime(t *testing.T) *docker.Runtime {
+// newRuntime returns a runtime with a unique executor label and its own work directory; opts
+// adjust the options.
+func newRuntime(t *testing.T, opts ...func(*docker.Options)) *docker.Runtime {
 	t.Helper()
 	jobimagetest.Engine(t)
-	rt, err := docker.New(context.Background(), docker.Options{
+	o := docker.Options{
 		WorkDir:    t.TempDir(),
 		ExecutorID: fmt.Sprintf("docker-test-%d-%d", os.Getpid(), seq.Add(1)),
-	})
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	rt, err := docker.New(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,6 +163,15 @@ func TestRunHello(t *testing.T) {
 		if info.Config.Labels[docker.LabelJobUUID] != "job-"+id || info.Config.Labels[docker.LabelExecutor] == "" {
 			t.Errorf("labels: %v", info.Config.Labels)
 		}
+		if lc := hc.LogConfig; lc.Type != "json-file" || lc.Config["max-size"] != fmt.Sprint(docker.DefaultMaxLogBytes/2) || lc.Config["max-file"] != "2" {
+			t.Errorf("log config: %+v", lc)
+		}
+		if len(hc.DeviceRequests) != 0 {
+			t.Errorf("a job without GPUs got device requests %+v", hc.DeviceRequests)
+		}
+		if len(info.Mounts) != 2 {
+			t.Errorf("mounts: %+v, want /volume and /output only", info.Mounts)
+		}
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -212,28 +232,19 @@ func TestTimeoutKills(t *testing.T) {
 	}
 }
 
+// TestNoNetwork: the job reaches neither the host's loopback nor any other address of the
+// host, though real listeners wait there.
 func TestNoNetwork(t *testing.T) {
 	rt := newRuntime(t)
-	ln, err := net.Listen("tcp", "0.0.0.0:0")
-	if err != nil {
-		t.Fatal(err)
+	hosts := append([]string{"127.0.0.1"}, hostIPs(t)...)
+	if len(hosts) < 2 {
+		t.Fatal("the host has no address besides loopback to try")
 	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	port := ln.Addr().(*net.TCPAddr).Port
-	targets := []string{fmt.Sprintf("127.0.0.1:%d", port)}
-	if ip := hostIP(); ip != "" {
-		targets = append(targets, net.JoinHostPort(ip, fmt.Sprint(port)))
+	var targets []string
+	for _, h := range hosts {
+		targets = append(targets, listen(t, h))
 	}
-	// The listener works from the host.
+	// The listeners work from the host.
 	for _, addr := range targets {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err != nil {
@@ -256,17 +267,42 @@ func TestNoNetwork(t *testing.T) {
 	}
 }
 
-func hostIP() string {
+// listen starts a TCP listener on host that accepts and closes connections until the test ends,
+// and returns its address.
+func listen(t *testing.T, host string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() { ln.Close(); <-done })
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// hostIPs returns the host's non-loopback IPv4 addresses.
+func hostIPs(t *testing.T) []string {
 	addrs, err := net.InterfaceAddrs()
 	if err != nil {
-		return ""
+		t.Fatal(err)
 	}
+	var ips []string
 	for _, a := range addrs {
 		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
-			return n.IP.String()
+			ips = append(ips, n.IP.String())
 		}
 	}
-	return ""
+	return ips
 }
 
 func TestOutputTruncated(t *testing.T) {

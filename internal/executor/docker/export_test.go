@@ -1,0 +1,28 @@
+package docker
+
+import (
+	"context"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/system"
+
+	"github.com/computehorde/horde/internal/executor"
+)
+
+// SetSleep replaces the wait between retries, so tests control the backoff.
+func (r *Runtime) SetSleep(f func(ctx context.Context, d time.Duration) error) { r.sleep = f }
+
+// ContainerConfig is the container Start would create for spec in ws.
+func (r *Runtime) ContainerConfig(spec executor.RunSpec, ws executor.Workspace) (*container.Config, *container.HostConfig, error) {
+	return r.containerConfig(spec, ws)
+}
+
+// CheckEngineSecurity is the decision of CheckSecurity on one Info.
+func CheckEngineSecurity(info system.Info) ([]string, error) { return checkEngineSecurity(info) }
+
+// RegistryHost is the key of a registry name in the runtime's credentials.
+func RegistryHost(name string) string { return registryHost(name) }
+
+// RedactURLs strips URL query strings from s.
+func RedactURLs(s string) string { return redactURLs(s) }

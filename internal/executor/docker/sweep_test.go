@@ -1,0 +1,104 @@
+package docker_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+
+	"github.com/computehorde/horde/internal/executor"
+	"github.com/computehorde/horde/internal/executor/docker"
+	"github.com/computehorde/horde/internal/jobimage/jobimagetest"
+)
+
+// TestSweep: a new runtime of executor A removes what an earlier runtime of A left (its
+// process "died" without Remove), but nothing of executor B sharing the engine and WorkDir, and
+// nothing it holds itself.
+func TestSweep(t *testing.T) {
+	cli := jobimagetest.Engine(t)
+	img := jobimagetest.Hello(t)
+	ctx := context.Background()
+	workDir := t.TempDir()
+	execA, execB := "sweep-a-"+uniqueID(t), "sweep-b-"+uniqueID(t)
+	open := func(id string) *docker.Runtime {
+		rt, err := docker.New(ctx, docker.Options{WorkDir: workDir, ExecutorID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := rt.Close(); err != nil {
+				t.Errorf("close %s: %v", id, err)
+			}
+		})
+		return rt
+	}
+	start := func(rt *docker.Runtime) (string, executor.Workspace) {
+		id := uniqueID(t)
+		ws, err := rt.Prepare(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rt.Start(ctx, executor.RunSpec{ID: id, JobUUID: id, Image: img, Cmd: []string{"--sleep", "30s"}}); err != nil {
+			t.Fatal(err)
+		}
+		return id, ws
+	}
+	count := func(id string) int {
+		list, err := cli.ContainerList(ctx, container.ListOptions{
+			All: true, Filters: filters.NewArgs(filters.Arg("label", docker.LabelRuntimeID+"="+id)),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(list)
+	}
+	exists := func(dir string) bool {
+		_, err := os.Stat(dir)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+
+	deadA := open(execA) // stands for a killed process of A: never removes its job
+	leftID, leftWS := start(deadA)
+	prepOnly, err := deadA.Prepare(ctx, uniqueID(t)) // a directory without a container
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherID, otherWS := start(open(execB))
+	stranger := filepath.Join(workDir, "horde-job-unmarked")
+	if err := os.Mkdir(stranger, 0o700); err != nil {
+		t.Fatal(err)
+	}
+
+	liveA := open(execA)
+	heldID, heldWS := start(liveA)
+	if err := liveA.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	if n := count(leftID); n != 0 {
+		t.Errorf("leftover container of A survived (%d)", n)
+	}
+	for _, dir := range []string{leftWS.Dir, prepOnly.Dir} {
+		if exists(dir) {
+			t.Errorf("leftover directory %s of A survived", dir)
+		}
+	}
+	if count(otherID) != 1 || !exists(otherWS.Dir) {
+		t.Error("Sweep removed executor B's job")
+	}
+	if count(heldID) != 1 || !exists(heldWS.Dir) {
+		t.Error("Sweep removed a job its runtime holds")
+	}
+	if !exists(stranger) {
+		t.Error("Sweep removed a directory without a marker")
+	}
+	// The runtimes' Close (cleanups) remove B's and the held job; deadA's Close finds its
+	// job already gone, which is no error.
+}

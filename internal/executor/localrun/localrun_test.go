@@ -1,0 +1,236 @@
+package localrun_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/computehorde/horde/internal/executor"
+	"github.com/computehorde/horde/internal/executor/docker"
+	"github.com/computehorde/horde/internal/executor/localrun"
+	"github.com/computehorde/horde/internal/jobimage/jobimagetest"
+	"github.com/computehorde/horde/internal/protocol"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	jobimagetest.Cleanup()
+	os.Exit(code)
+}
+
+func TestParseSpecDefaults(t *testing.T) {
+	job, err := localrun.ParseSpec([]byte(`{"docker_image": "alpine", "docker_run_cmd": ["echo", "hi"], "env": {"B": "2", "A": "1"}, "execution_time_limit": 7}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := job.Request
+	if r.DockerImage != "alpine" || strings.Join(r.DockerRunCmd, " ") != "echo hi" || string(r.ExecutorClass) != localrun.DefaultClass ||
+		r.DockerRunOptionsPreset != protocol.DockerRunOptionsPresetNone || r.Volume != nil || r.OutputUpload != nil {
+		t.Errorf("request %+v", r)
+	}
+	if keys := r.Env.Keys(); strings.Join(keys, ",") != "B,A" {
+		t.Errorf("env order %v", keys)
+	}
+	want := protocol.ExecutorTiming{AllowedLeeway: localrun.DefaultAllowedLeeway, DownloadTimeLimit: localrun.DefaultDownloadTimeLimit,
+		ExecutionTimeLimit: 7, UploadTimeLimit: localrun.DefaultUploadTimeLimit}
+	if job.Timing != want {
+		t.Errorf("timing %+v, want %+v", job.Timing, want)
+	}
+	if r.JobUUID == "" {
+		t.Error("no job UUID")
+	}
+}
+
+func TestParseSpecRejects(t *testing.T) {
+	for _, tc := range []struct{ spec, want string }{
+		{``, "not JSON"},
+		{`[1]`, "want a JSON object"},
+		{`{"docker_image": "a"} x`, "trailing data"},
+		{`{"docker_image": "a", "docker_image": "b"}`, `"docker_image" appears twice`},
+		{`{"docker_run_cmd": []}`, `"docker_image" is required`},
+		{`{"docker_image": "a", "bogus": 1}`, "bogus"},
+		{`{"docker_image": 5}`, "docker_image"},
+		{`{"docker_image": "a", "env": {"A": 1}}`, "env"},
+		{`{"docker_image": "a", "execution_time_limit": -1}`, "execution_time_limit"},
+		{`{"docker_image": "a", "execution_time_limit": "60"}`, "execution_time_limit"},
+		{`{"docker_image": "a", "execution_time_limit": 0}`, "execution_time_limit"},
+		{`{"docker_image": "a", "job_uuid": "x"}`, "set by the runner"},
+		{`{"docker_image": "a", "volume": {"volume_type": "zip_url"}}`, "volume"},
+		{`{"docker_image": "a", "docker_run_options_preset": "all_the_gpus"}`, "docker_run_options_preset"},
+	} {
+		_, err := localrun.ParseSpec([]byte(tc.spec))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ParseSpec(%s) = %v, want an error naming %q", tc.spec, err, tc.want)
+		}
+	}
+}
+
+func newRuntime(t testing.TB) *docker.Runtime {
+	t.Helper()
+	jobimagetest.Engine(t)
+	rt, err := docker.New(context.Background(), docker.Options{WorkDir: t.TempDir(), ExecutorID: "localrun-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Close() })
+	return rt
+}
+
+func spec(t testing.TB, image string, extra string) localrun.Job {
+	t.Helper()
+	job, err := localrun.ParseSpec([]byte(`{"docker_image": "` + image + `"` + extra + `}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return job
+}
+
+func TestRunHello(t *testing.T) {
+	rt := newRuntime(t)
+	img := jobimagetest.Hello(t)
+	out := t.TempDir()
+	var events []localrun.Event
+	res, err := localrun.Run(context.Background(), spec(t, img, `, "docker_run_cmd": ["--write", "/artifacts/a.txt:5"], "artifacts_dir": "/artifacts"`), localrun.Options{
+		Runtime:   rt,
+		Configure: func(c *executor.Config) { c.KeepOutput = out },
+		OnEvent:   func(ev localrun.Event) { events = append(events, ev) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Succeeded() {
+		t.Fatalf("final %#v", res.Final)
+	}
+	var stages []string
+	for _, ev := range events {
+		stages = append(stages, string(ev.Stage)+":"+ev.Message.MessageType())
+	}
+	want := "executor_startup:V0ExecutorReadyRequest volume_download:V0VolumesReadyRequest execution:V0ExecutionDoneRequest " +
+		"result_upload:V0MachineSpecsRequest result_upload:V0JobFinishedRequest"
+	if strings.Join(stages, " ") != want {
+		t.Errorf("events %v", stages)
+	}
+	if res.JobTime <= 0 || res.JobTime > res.Total {
+		t.Errorf("job time %v, total %v", res.JobTime, res.Total)
+	}
+	fin := res.Final.(*protocol.V0JobFinishedRequest)
+	if !strings.HasPrefix(fin.DockerProcessStdout, "hello from horde") {
+		t.Errorf("stdout %q", fin.DockerProcessStdout)
+	}
+	for _, f := range []string{"hello.txt", "stdout.txt", "stderr.txt", "artifacts/a.txt"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Errorf("kept output lacks %s: %v", f, err)
+		}
+	}
+}
+
+func TestRunFailureKeepsOutput(t *testing.T) {
+	rt := newRuntime(t)
+	img := jobimagetest.Hello(t)
+	out := t.TempDir()
+	res, err := localrun.Run(context.Background(), spec(t, img, `, "docker_run_cmd": ["--exit", "4"]`), localrun.Options{
+		Runtime: rt, Configure: func(c *executor.Config) { c.KeepOutput = out },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, ok := res.Final.(*protocol.V0JobFailedRequest)
+	if !ok || f.Reason != protocol.JobFailureReasonNonzeroReturnCode || *f.DockerProcessExitStatus != 4 {
+		t.Fatalf("final %#v", res.Final)
+	}
+	if b, err := os.ReadFile(filepath.Join(out, "stderr.txt")); err != nil || !strings.Contains(string(b), "exiting with status 4") {
+		t.Errorf("stderr.txt = %q, %v", b, err)
+	}
+}
+
+// BenchmarkExecutorVsBare measures, side by side in each iteration, a bare Engine API run of
+// the hello container (create, start, wait, logs, remove, with the same isolation settings and
+// mounts) and the same job through a whole executor (loopback miner websocket, workspace,
+// stage messages, limits, logs to files, machine specs, cleanup). Metrics: bare-ms,
+// executor-ms (job request sent → job finished received), executor-total-ms (initial request →
+// job finished) and overhead-ms (executor-ms − bare-ms, the target being ≤ 20).
+func BenchmarkExecutorVsBare(b *testing.B) {
+	rt := newRuntime(b)
+	img := jobimagetest.Hello(b)
+	cli := rt.Client()
+	ctx := context.Background()
+	dir := b.TempDir()
+	for _, d := range []string{"volume", "output"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o777); err != nil {
+			b.Fatal(err)
+		}
+	}
+	limits := executor.Limits{MemoryBytes: 512 << 20, NanoCPUs: 1e9, Pids: 256}
+	host := &container.HostConfig{
+		NetworkMode: "none", SecurityOpt: []string{"no-new-privileges"}, CapDrop: []string{"ALL"},
+		Mounts: []mount.Mount{
+			{Type: mount.TypeBind, Source: filepath.Join(dir, "volume"), Target: "/volume", ReadOnly: true},
+			{Type: mount.TypeBind, Source: filepath.Join(dir, "output"), Target: "/output"},
+		},
+		Resources: container.Resources{Memory: limits.MemoryBytes, MemorySwap: limits.MemoryBytes, NanoCPUs: limits.NanoCPUs, PidsLimit: &limits.Pids},
+	}
+	job := spec(b, img, "")
+	var bare, exec, total time.Duration
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		start := time.Now()
+		bareRun(b, ctx, cli, img, host, fmt.Sprintf("horde-bench-bare-%d-%d", os.Getpid(), i))
+		bare += time.Since(start)
+
+		res, err := localrun.Run(ctx, job, localrun.Options{Runtime: rt})
+		if err != nil || !res.Succeeded() {
+			b.Fatalf("executor run: %v %#v", err, res.Final)
+		}
+		exec += res.JobTime
+		total += res.Total
+	}
+	n := float64(b.N)
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / n }
+	b.ReportMetric(ms(bare), "bare-ms")
+	b.ReportMetric(ms(exec), "executor-ms")
+	b.ReportMetric(ms(total), "executor-total-ms")
+	b.ReportMetric(ms(exec-bare), "overhead-ms")
+	b.ReportMetric(0, "ns/op")
+}
+
+func bareRun(b *testing.B, ctx context.Context, cli *client.Client, img string, host *container.HostConfig, name string) {
+	created, err := cli.ContainerCreate(ctx, &container.Config{Image: img}, host, nil, nil, name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cli.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	exitCh, errCh := cli.ContainerWait(ctx, created.ID, container.WaitConditionNotRunning)
+	select {
+	case st := <-exitCh:
+		if st.StatusCode != 0 {
+			b.Fatalf("exit %d", st.StatusCode)
+		}
+	case err := <-errCh:
+		b.Fatal(err)
+	}
+	rc, err := cli.ContainerLogs(ctx, created.ID, container.LogsOptions{ShowStdout: true, ShowStderr: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	_, err = stdcopy.StdCopy(&stdout, &stderr, rc)
+	rc.Close()
+	if err != nil || !strings.HasPrefix(stdout.String(), "hello from horde") {
+		b.Fatalf("logs %q: %v", stdout.String(), err)
+	}
+	if err := cli.ContainerRemove(ctx, created.ID, container.RemoveOptions{Force: true}); err != nil {
+		b.Fatal(err)
+	}
+}
