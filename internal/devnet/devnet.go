@@ -24,6 +24,7 @@ import (
 	"github.com/computehorde/horde/internal/chain/sim"
 	"github.com/computehorde/horde/internal/executor"
 	"github.com/computehorde/horde/internal/executor/docker"
+	"github.com/computehorde/horde/internal/gpu"
 	"github.com/computehorde/horde/internal/hwclass"
 	"github.com/computehorde/horde/internal/jobimage"
 	"github.com/computehorde/horde/internal/keys"
@@ -176,7 +177,7 @@ func Start(ctx context.Context, cfg Config) (_ *Devnet, err error) {
 	d.MinerAddr = netip.MustParseAddrPort(lis.Addr().String())
 	classes := hwclass.Default()
 	execs := &localExecutors{
-		ctx: runCtx, wg: &d.wg, runtime: d.runtime, classes: classes,
+		ctx: runCtx, wg: &d.wg, runtime: d.runtime, classes: classes, workDir: workDir,
 		minerURL: "ws://" + d.MinerAddr.String(), log: cfg.Logger,
 	}
 	d.Miner, err = miner.New(miner.Config{
@@ -301,17 +302,20 @@ type localExecutors struct {
 
 	runtime  *docker.Runtime
 	classes  *hwclass.Registry
+	workDir  string
 	minerURL string
 	log      *slog.Logger
 }
 
 func (l *localExecutors) Start(_ context.Context, req miner.ExecutorRequest) error {
 	cfg := executor.Config{
-		MinerURL: l.minerURL,
-		Token:    req.Token,
-		Runtime:  l.runtime,
-		Classes:  l.classes,
-		Logger:   l.log,
+		MinerURL:  l.minerURL,
+		Token:     req.Token,
+		Runtime:   l.runtime,
+		Classes:   l.classes,
+		GPUs:      gpu.NvidiaSMI{}, // a development host's real GPUs, if any, go into the specs
+		SpecsDisk: l.workDir,
+		Logger:    l.log,
 	}
 	l.wg.Add(1)
 	go func() {

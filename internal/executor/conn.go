@@ -2,6 +2,7 @@ package executor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -32,6 +33,9 @@ type minerConn struct {
 
 	initial chan *protocol.V0InitialJobRequest // buffered 1
 	job     chan *protocol.V0JobRequest        // buffered 1
+	// malformed receives the decode error of a job request that cannot be read: it can never
+	// become valid, so waiting for the stage deadline would only blame the job for it.
+	malformed chan error // buffered 1
 
 	done    chan struct{} // closed when the reader stops
 	readErr error         // why it stopped; read after done
@@ -84,6 +88,7 @@ func dialMiner(ctx context.Context, cfg Config, log *slog.Logger) (*minerConn, e
 		log:        log,
 		initial:    make(chan *protocol.V0InitialJobRequest, 1),
 		job:        make(chan *protocol.V0JobRequest, 1),
+		malformed:  make(chan error, 1),
 		done:       make(chan struct{}),
 		cancelRead: cancel,
 	}
@@ -112,6 +117,12 @@ func (c *minerConn) readLoop(ctx context.Context) {
 		if err != nil {
 			c.log.Warn("malformed message from miner", "err", err)
 			c.genericError(ctx, "Malformed message: "+err.Error())
+			if t := messageType(data); t == "V0InitialJobRequest" || t == "V0JobRequest" {
+				select {
+				case c.malformed <- fmt.Errorf("malformed %s: %w", t, err):
+				default:
+				}
+			}
 			continue
 		}
 		switch m := msg.(type) {
@@ -159,6 +170,15 @@ func (c *minerConn) send(ctx context.Context, m protocol.Message) error {
 		return fmt.Errorf("executor: send %s to miner: %w", m.MessageType(), err)
 	}
 	return nil
+}
+
+// messageType reads the message_type of a frame that did not decode, "" if there is none.
+func messageType(data []byte) string {
+	var m struct {
+		MessageType string `json:"message_type"`
+	}
+	_ = json.Unmarshal(data, &m)
+	return m.MessageType
 }
 
 // gone reports why the connection stopped, for a wait that saw done closed.

@@ -216,6 +216,8 @@ func await[T any](ctx context.Context, d *driver, ch <-chan T) (T, error) {
 		return zero, errDeadline
 	case <-d.conn.done:
 		return zero, d.conn.gone()
+	case err := <-d.conn.malformed:
+		return zero, hordeFailed(protocol.HordeFailureReasonGenericError, "Received a %v", err)
 	case <-ctx.Done():
 		return zero, ctx.Err()
 	}

@@ -452,3 +452,29 @@ func TestFiveJobsBackToBack(t *testing.T) {
 		t.Errorf("work dir holds %d entries", len(entries))
 	}
 }
+
+// TestMalformedJobRequest: a job request that cannot be read is a horde failure at once, not a
+// download timeout blamed on the job.
+func TestMalformedJobRequest(t *testing.T) {
+	e := newEnv(t)
+	j := newJob(e.image)
+	m := newFakeMiner(t, j.token,
+		step{send: j.initial(nil), expect: 1},
+		step{send: j.request(func(m map[string]any) { m["docker_run_cmd"] = "echo hi" })},
+	)
+	start := time.Now()
+	if err := e.run(t, m, nil); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("took %v; the download limit is 10 s", took)
+	}
+	got := m.messages()
+	checkTypes(t, got, "V0ExecutorReadyRequest", "GenericError", "V0HordeFailedRequest")
+	h := got[2].(*protocol.V0HordeFailedRequest)
+	if h.Reason != protocol.HordeFailureReasonGenericError || !strings.Contains(h.Message, "malformed V0JobRequest") ||
+		!strings.Contains(h.Message, "docker_run_cmd") {
+		t.Errorf("%s %q", h.Reason, h.Message)
+	}
+	e.assertClean(t, j.uuid)
+}

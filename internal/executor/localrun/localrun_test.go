@@ -234,3 +234,25 @@ func bareRun(b *testing.B, ctx context.Context, cli *client.Client, img string, 
 		b.Fatal(err)
 	}
 }
+
+// TestExampleSpec keeps the README's example spec valid.
+func TestExampleSpec(t *testing.T) {
+	data, err := os.ReadFile("../../../examples/hello-job.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	job, err := localrun.ParseSpec(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if job.Request.Volume == nil || job.Request.Volume.Inline == nil || derefOr(job.Request.ArtifactsDir) != "/artifacts" {
+		t.Errorf("example spec: %+v", job.Request)
+	}
+}
+
+func derefOr(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
