@@ -66,6 +66,7 @@ type driver struct {
 	initial *protocol.V0InitialJobRequest
 	request *protocol.V0JobRequest
 	class   hwclass.Class
+	ensured string     // the image EnsureImage made present at startup
 	ws      *Workspace // set once Prepare succeeded
 	result  *RunResult // set once the container ran
 	specs   *specsCollector
@@ -301,6 +302,7 @@ func (d *driver) startup(ctx context.Context) error {
 			}
 			return hordeFailed(protocol.HordeFailureReasonGenericError, "Failed to pull image %s: %v", img, err)
 		}
+		d.ensured = withDefaultTag(img)
 	}
 	ws, err := d.cfg.Runtime.Prepare(ctx, runtimeID(d.cfg.Token))
 	if err != nil {
@@ -402,14 +404,17 @@ func (d *driver) execute(ctx context.Context, execLimit time.Duration) error {
 	if spec.Timeout <= 0 {
 		return jobFailed(protocol.JobFailureReasonTimeout, "Execution time exceeded")
 	}
-	pctx, cancel := context.WithTimeout(ctx, d.timeLeft())
-	err = d.cfg.Runtime.EnsureImage(pctx, spec.Image)
-	cancel()
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
+	if spec.Image != d.ensured {
+		// The job request names another image than the initial request's pre-pull hint.
+		pctx, cancel := context.WithTimeout(ctx, d.timeLeft())
+		err = d.cfg.Runtime.EnsureImage(pctx, spec.Image)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return hordeFailed(protocol.HordeFailureReasonGenericError, "Failed to pull image %s: %v", spec.Image, err)
 		}
-		return hordeFailed(protocol.HordeFailureReasonGenericError, "Failed to pull image %s: %v", spec.Image, err)
 	}
 
 	// Losing the miner stops the job: nobody could be told the result.

@@ -487,7 +487,7 @@ func (r *Runtime) Wait(ctx context.Context, id string) (executor.RunResult, erro
 		exceeded := watch.stop()
 		if !exceeded {
 			// The job may have written past the cap since the last poll and exited.
-			if used := r.diskUsage(ctx, j.ws, cid); used > diskBytes {
+			if used := r.diskUsage(ctx, j.ws, cid, false); used > diskBytes {
 				exceeded = true
 				r.log.Warn("job wrote more than its disk limit before exiting", "container", shortID(cid), "used_bytes", used, "limit_bytes", diskBytes)
 			}
