@@ -18,6 +18,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/client"
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 	"github.com/minio/minio-go/v7"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/computehorde/horde/internal/executor"
 	"github.com/computehorde/horde/internal/executor/docker"
+	"github.com/computehorde/horde/internal/executor/docker/dockertest"
 	"github.com/computehorde/horde/internal/executor/volume"
 	"github.com/computehorde/horde/internal/protocol"
 )
@@ -475,6 +477,60 @@ func TestMalformedJobRequest(t *testing.T) {
 	if h.Reason != protocol.HordeFailureReasonGenericError || !strings.Contains(h.Message, "malformed V0JobRequest") ||
 		!strings.Contains(h.Message, "docker_run_cmd") {
 		t.Errorf("%s %q", h.Reason, h.Message)
+	}
+	e.assertClean(t, j.uuid)
+}
+
+// TestEngineLostMidJob: the Docker engine goes away while the job runs. The executor reports a
+// horde failure at the execution stage, keeps trying to remove the container until the engine
+// is back, and leaves nothing behind.
+func TestEngineLostMidJob(t *testing.T) {
+	e := newEnv(t)
+	host := e.rt.Client().DaemonHost()
+	if !strings.HasPrefix(host, "unix://") {
+		t.Skipf("the proxy needs a unix-socket engine, not %s", host)
+	}
+	proxy := dockertest.StartProxy(t, strings.TrimPrefix(host, "unix://"))
+	cli, err := client.NewClientWithOpts(client.WithHost("unix://"+proxy.Path), client.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := docker.NewWithClient(cli, docker.Options{WorkDir: e.workDir, ExecutorID: "executor-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Close() })
+
+	j := newJob(e.image)
+	m := newFakeMiner(t, j.token,
+		step{send: j.initial(nil), expect: 1},
+		step{send: j.request(func(m map[string]any) { m["docker_run_cmd"] = []string{"--sleep", "60s"} })},
+	)
+	go func() {
+		select {
+		case <-proxy.Waits(): // the container runs and the executor waits for it
+		case <-time.After(30 * time.Second):
+			return
+		}
+		proxy.Cut()
+		time.Sleep(time.Second) // the engine is away for a second
+		if err := proxy.Resume(); err != nil {
+			t.Error(err)
+		}
+	}()
+	start := time.Now()
+	if err := e.run(t, m, func(c *executor.Config) { c.Runtime = rt }); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 20*time.Second {
+		t.Errorf("took %v", took)
+	}
+	got := m.messages()
+	checkTypes(t, got, "V0ExecutorReadyRequest", "V0VolumesReadyRequest", "V0HordeFailedRequest")
+	h := got[2].(*protocol.V0HordeFailedRequest)
+	if h.Reason != protocol.HordeFailureReasonGenericError || !strings.Contains(h.Message, "engine connection lost") ||
+		!strings.Contains(string(h.Context), `"stage":"execution"`) {
+		t.Errorf("%s %q %s", h.Reason, h.Message, h.Context)
 	}
 	e.assertClean(t, j.uuid)
 }

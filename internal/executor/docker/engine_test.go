@@ -1,11 +1,8 @@
 package docker_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"net"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -17,117 +14,9 @@ import (
 
 	"github.com/computehorde/horde/internal/executor"
 	"github.com/computehorde/horde/internal/executor/docker"
+	"github.com/computehorde/horde/internal/executor/docker/dockertest"
 	"github.com/computehorde/horde/internal/jobimage/jobimagetest"
 )
-
-// engineProxy forwards a unix socket to the engine's, and can play a dying engine: cut drops
-// every connection and stops accepting, resume accepts again.
-type engineProxy struct {
-	path, target string
-	waits        chan struct{} // gets a value per /wait request forwarded
-
-	mu    sync.Mutex
-	ln    net.Listener
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
-}
-
-func startProxy(t *testing.T, target string) *engineProxy {
-	t.Helper()
-	p := &engineProxy{
-		path: filepath.Join(t.TempDir(), "engine.sock"), target: target,
-		waits: make(chan struct{}, 16), conns: map[net.Conn]struct{}{},
-	}
-	p.resume(t)
-	t.Cleanup(func() {
-		p.cut()
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *engineProxy) resume(t *testing.T) {
-	t.Helper()
-	ln, err := net.Listen("unix", p.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.mu.Lock()
-	p.ln = ln
-	p.mu.Unlock()
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("unix", p.target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			if !p.track(c, up) {
-				return
-			}
-			p.wg.Add(2)
-			go p.pipe(up, c, true)
-			go p.pipe(c, up, false)
-		}
-	}()
-}
-
-// track registers a connection pair, unless the proxy has been cut meanwhile.
-func (p *engineProxy) track(c, up net.Conn) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln == nil {
-		c.Close()
-		up.Close()
-		return false
-	}
-	p.conns[c], p.conns[up] = struct{}{}, struct{}{}
-	return true
-}
-
-// pipe copies src to dst; the client-to-engine direction reports wait requests.
-func (p *engineProxy) pipe(dst, src net.Conn, toEngine bool) {
-	defer p.wg.Done()
-	defer dst.Close()
-	defer src.Close()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			if toEngine && bytes.Contains(buf[:n], []byte("/wait?")) {
-				select {
-				case p.waits <- struct{}{}:
-				default:
-				}
-			}
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-func (p *engineProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		p.ln.Close()
-		p.ln = nil
-	}
-	for c := range p.conns {
-		c.Close()
-	}
-	clear(p.conns)
-}
 
 // TestEngineLostMidJob: the engine goes away while a job runs. Wait returns at once with
 // ErrEngineConnectionLost; Remove, called while the engine is still away, retries until it
@@ -138,8 +27,8 @@ func TestEngineLostMidJob(t *testing.T) {
 	if !strings.HasPrefix(host, "unix://") {
 		t.Skipf("the proxy needs a unix-socket engine, not %s", host)
 	}
-	p := startProxy(t, strings.TrimPrefix(host, "unix://"))
-	cli, err := client.NewClientWithOpts(client.WithHost("unix://"+p.path), client.WithAPIVersionNegotiation())
+	p := dockertest.StartProxy(t, strings.TrimPrefix(host, "unix://"))
+	cli, err := client.NewClientWithOpts(client.WithHost("unix://"+p.Path), client.WithAPIVersionNegotiation())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,14 +57,14 @@ func TestEngineLostMidJob(t *testing.T) {
 		waitErr <- err
 	}()
 	select {
-	case <-p.waits:
+	case <-p.Waits():
 	case err := <-waitErr:
 		t.Fatalf("Wait returned before the engine went away: %v", err)
 	case <-time.After(10 * time.Second):
 		t.Fatal("Wait sent no wait request")
 	}
 	cut := time.Now()
-	p.cut()
+	p.Cut()
 	select {
 	case err := <-waitErr:
 		t.Log(err)
@@ -209,7 +98,9 @@ func TestEngineLostMidJob(t *testing.T) {
 	case err := <-removeErr:
 		t.Fatalf("Remove with the engine away returned %v without retrying", err)
 	}
-	p.resume(t)
+	if err := p.Resume(); err != nil {
+		t.Fatal(err)
+	}
 	close(resumed)
 	if err := <-removeErr; err != nil {
 		t.Fatalf("Remove after the engine came back: %v", err)
