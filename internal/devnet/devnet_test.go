@@ -85,15 +85,21 @@ func TestHelloJobEndToEnd(t *testing.T) {
 		t.Errorf("miner stored %d receipts, want 3 per job (started, accepted, finished)", len(got))
 	}
 
-	// Executors clean up after themselves: no container of ours is left.
-	left, err := d.runtime.Client().ContainerList(ctx, container.ListOptions{
-		All: true, Filters: filters.NewArgs(filters.Arg("label", docker.LabelExecutor+"="+d.ExecutorID)),
-	})
-	if err != nil {
-		t.Fatalf("ContainerList: %v", err)
-	}
-	if len(left) != 0 {
-		t.Errorf("%d job containers left behind", len(left))
+	// Executors clean up after themselves, right after reporting: soon no container of ours
+	// is left.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		left, err := d.runtime.Client().ContainerList(ctx, container.ListOptions{
+			All: true, Filters: filters.NewArgs(filters.Arg("label", docker.LabelExecutor+"="+d.ExecutorID)),
+		})
+		if err != nil {
+			t.Fatalf("ContainerList: %v", err)
+		}
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d job containers left behind", len(left))
+		}
 	}
 }
 

@@ -98,12 +98,21 @@ func (d *driver) run(ctx context.Context) error {
 			d.log.Error("could not keep the job's output", "dir", d.cfg.KeepOutput, "err", kerr)
 		}
 	}
+	// Report first, then clean up, as on success: removal can take long (an engine that is
+	// away is retried for up to 30 s) and the miner's deadline does not wait for it.
+	result := d.finish(ctx, err)
 	if d.ws != nil {
 		// Remove runs on a fresh bounded context of its own, also after ctx ended.
 		if rerr := d.cfg.Runtime.Remove(context.WithoutCancel(ctx), runtimeID(d.cfg.Token)); rerr != nil {
 			d.log.Error("job cleanup failed", "err", rerr)
 		}
 	}
+	return result
+}
+
+// finish reports the outcome of stages (nothing more to say on success) and returns Run's
+// result.
+func (d *driver) finish(ctx context.Context, err error) error {
 	if err == nil {
 		return nil
 	}
