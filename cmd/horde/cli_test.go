@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/computehorde/horde/internal/jobimage/jobimagetest"
 )
 
 // hordeBin is the executable TestMain built.
@@ -68,6 +70,7 @@ func testMain(m *testing.M) int {
 	}
 
 	code := m.Run()
+	jobimagetest.Cleanup() // the hello image the executor tests built
 
 	jobsMu.Lock()
 	used := dockerUsed
