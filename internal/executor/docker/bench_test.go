@@ -1,7 +1,6 @@
 package docker_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -10,10 +9,10 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
-	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/computehorde/horde/internal/executor"
 	"github.com/computehorde/horde/internal/executor/docker"
+	"github.com/computehorde/horde/internal/executor/docker/dockertest"
 	"github.com/computehorde/horde/internal/jobimage/jobimagetest"
 )
 
@@ -45,39 +44,13 @@ func benchBare(b *testing.B, mounts bool) {
 	}
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		created, err := cli.ContainerCreate(ctx,
-			&container.Config{Image: img, Cmd: []string{"bench"}},
-			host, nil, nil, fmt.Sprintf("horde-bench-bare-%d-%d", os.Getpid(), i))
+		stdout, err := dockertest.BareRun(ctx, cli, &container.Config{Image: img, Cmd: []string{"bench"}}, host,
+			fmt.Sprintf("horde-bench-bare-%d-%d", os.Getpid(), i))
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := cli.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
-			b.Fatal(err)
-		}
-		exitCh, errCh := cli.ContainerWait(ctx, created.ID, container.WaitConditionNotRunning)
-		select {
-		case st := <-exitCh:
-			if st.StatusCode != 0 {
-				b.Fatalf("exit %d", st.StatusCode)
-			}
-		case err := <-errCh:
-			b.Fatal(err)
-		}
-		rc, err := cli.ContainerLogs(ctx, created.ID, container.LogsOptions{ShowStdout: true, ShowStderr: true})
-		if err != nil {
-			b.Fatal(err)
-		}
-		var stdout, stderr bytes.Buffer
-		_, err = stdcopy.StdCopy(&stdout, &stderr, rc)
-		rc.Close()
-		if err != nil {
-			b.Fatal(err)
-		}
-		if !strings.HasPrefix(stdout.String(), "hello from horde") {
-			b.Fatalf("stdout %q", stdout.String())
-		}
-		if err := cli.ContainerRemove(ctx, created.ID, container.RemoveOptions{Force: true}); err != nil {
-			b.Fatal(err)
+		if !strings.HasPrefix(stdout, "hello from horde") {
+			b.Fatalf("stdout %q", stdout)
 		}
 	}
 }

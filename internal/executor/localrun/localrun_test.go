@@ -1,7 +1,6 @@
 package localrun_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -12,11 +11,10 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
-	"github.com/docker/docker/client"
-	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/computehorde/horde/internal/executor"
 	"github.com/computehorde/horde/internal/executor/docker"
+	"github.com/computehorde/horde/internal/executor/docker/dockertest"
 	"github.com/computehorde/horde/internal/executor/localrun"
 	"github.com/computehorde/horde/internal/jobimage/jobimagetest"
 	"github.com/computehorde/horde/internal/protocol"
@@ -186,7 +184,10 @@ func BenchmarkExecutorVsBare(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
 		start := time.Now()
-		bareRun(b, ctx, cli, img, host, fmt.Sprintf("horde-bench-bare-%d-%d", os.Getpid(), i))
+		stdout, err := dockertest.BareRun(ctx, cli, &container.Config{Image: img}, host, fmt.Sprintf("horde-bench-bare-%d-%d", os.Getpid(), i))
+		if err != nil || !strings.HasPrefix(stdout, "hello from horde") {
+			b.Fatalf("bare run: %q %v", stdout, err)
+		}
 		bare += time.Since(start)
 
 		start = time.Now()
@@ -206,38 +207,6 @@ func BenchmarkExecutorVsBare(b *testing.B) {
 	b.ReportMetric(ms(wall), "executor-wall-ms")
 	b.ReportMetric(ms(exec-bare), "overhead-ms")
 	b.ReportMetric(0, "ns/op")
-}
-
-func bareRun(b *testing.B, ctx context.Context, cli *client.Client, img string, host *container.HostConfig, name string) {
-	created, err := cli.ContainerCreate(ctx, &container.Config{Image: img}, host, nil, nil, name)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cli.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
-		b.Fatal(err)
-	}
-	exitCh, errCh := cli.ContainerWait(ctx, created.ID, container.WaitConditionNotRunning)
-	select {
-	case st := <-exitCh:
-		if st.StatusCode != 0 {
-			b.Fatalf("exit %d", st.StatusCode)
-		}
-	case err := <-errCh:
-		b.Fatal(err)
-	}
-	rc, err := cli.ContainerLogs(ctx, created.ID, container.LogsOptions{ShowStdout: true, ShowStderr: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	var stdout, stderr bytes.Buffer
-	_, err = stdcopy.StdCopy(&stdout, &stderr, rc)
-	rc.Close()
-	if err != nil || !strings.HasPrefix(stdout.String(), "hello from horde") {
-		b.Fatalf("logs %q: %v", stdout.String(), err)
-	}
-	if err := cli.ContainerRemove(ctx, created.ID, container.RemoveOptions{Force: true}); err != nil {
-		b.Fatal(err)
-	}
 }
 
 // TestExampleSpec keeps the README's example spec valid.
