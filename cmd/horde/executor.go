@@ -185,6 +185,9 @@ func runExecutorRun(ctx context.Context, args []string, stdout, stderr io.Writer
 		},
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return errors.New("interrupted: the job was stopped and its container and files removed")
+		}
 		return err
 	}
 	return printOutcome(stdout, res, *outDir)
