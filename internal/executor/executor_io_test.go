@@ -397,7 +397,7 @@ func TestMinerDropsDuringExecution(t *testing.T) {
 	m := newFakeMiner(t, j.token,
 		step{send: j.initial(nil), expect: 1},
 		step{send: j.request(func(m map[string]any) { m["docker_run_cmd"] = []string{"--sleep", "60s"} }), expect: 1},
-		step{hangUp: true},
+		step{before: func() { e.waitRunning(t, j.uuid) }, hangUp: true},
 	)
 	start := time.Now()
 	err := e.run(t, m, nil)
@@ -408,6 +408,24 @@ func TestMinerDropsDuringExecution(t *testing.T) {
 		t.Errorf("took %v to notice the miner left", took)
 	}
 	e.assertClean(t, j.uuid)
+}
+
+// waitRunning waits until the container of job jobUUID runs. It may be called off the test's
+// goroutine, so it reports with Error.
+func (e env) waitRunning(t *testing.T, jobUUID string) {
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		list, err := e.rt.Client().ContainerList(context.Background(), container.ListOptions{
+			Filters: filters.NewArgs(filters.Arg("label", docker.LabelJobUUID+"="+jobUUID), filters.Arg("status", "running")),
+		})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if len(list) > 0 {
+			return
+		}
+	}
+	t.Errorf("the container of job %s did not start", jobUUID)
 }
 
 // TestFiveJobsBackToBack leaves no container, network or temporary directory behind.

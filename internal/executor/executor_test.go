@@ -49,6 +49,7 @@ type step struct {
 	send   string // raw frame to send
 	expect int    // number of executor messages to receive before the next step
 	hangUp bool   // drop the connection without a closing handshake
+	before func() // runs before the step's action (on the miner's goroutine)
 }
 
 // fakeMiner serves the executor endpoint for one token and records everything the executor
@@ -93,6 +94,9 @@ func (m *fakeMiner) serve(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Minute)
 	defer cancel()
 	for _, s := range m.script {
+		if s.before != nil {
+			s.before()
+		}
 		if s.hangUp {
 			return // the deferred CloseNow drops the connection
 		}
