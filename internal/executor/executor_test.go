@@ -264,7 +264,7 @@ func newEnv(t *testing.T) env {
 	jobimagetest.Engine(t)
 	img := jobimagetest.Hello(t)
 	workDir := t.TempDir()
-	rt, err := docker.New(context.Background(), docker.Options{WorkDir: workDir, ExecutorID: "executor-test"})
+	rt, err := docker.New(context.Background(), docker.Options{WorkDir: workDir, ExecutorID: "executor-test", DiskPollInterval: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
