@@ -31,13 +31,19 @@ func (r *Runtime) watchDisk(ctx context.Context, ws executor.Workspace, cid stri
 		defer close(w.done)
 		t := time.NewTicker(r.opts.DiskPollInterval)
 		defer t.Stop()
+		upper, resolved := "", false // the writable layer's directory, looked up once
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
 			}
-			used := r.diskUsage(ctx, ws, cid, true)
+			if !resolved {
+				if info, err := r.cli.ContainerInspect(ctx, cid); err == nil {
+					upper, resolved = upperDir(info), true
+				}
+			}
+			used := r.diskUsage(ctx, ws, cid, upper)
 			if used <= limit || ctx.Err() != nil {
 				continue
 			}
@@ -64,23 +70,15 @@ func (w *diskWatch) stop() (exceeded bool) {
 }
 
 // diskUsage is what the job has written: the bytes under its output and artifacts directories
-// plus its container's writable layer. The layer is measured by walking its upper directory when
-// the engine names one this process can read (overlay drivers, executor on the engine's host):
-// asking the engine for SizeRw instead costs about 16 ms of its time per call here. Without it,
-// the engine is asked (only when askEngine is set: the last check after the job's exit skips
-// it, the polls while it ran having asked), and when that fails too the layer is left out.
-func (r *Runtime) diskUsage(ctx context.Context, ws executor.Workspace, cid string, askEngine bool) int64 {
+// plus its container's writable layer. The layer is measured by walking upper, its directory,
+// when known: asking the engine for SizeRw instead costs about 16 ms of its time per call here.
+// Without it the engine is asked, and when that fails too the layer is left out.
+func (r *Runtime) diskUsage(ctx context.Context, ws executor.Workspace, cid, upper string) int64 {
 	total := dirBytes(ws.OutputDir) + dirBytes(ws.ArtifactsDir)
-	info, _, err := r.cli.ContainerInspectWithRaw(ctx, cid, false)
-	if err == nil {
-		if n, ok := upperDirBytes(info); ok {
-			return total + n
-		}
-		if !askEngine {
-			return total
-		}
-		info, _, err = r.cli.ContainerInspectWithRaw(ctx, cid, true)
+	if upper != "" {
+		return total + dirBytes(upper)
 	}
+	info, _, err := r.cli.ContainerInspectWithRaw(ctx, cid, true)
 	if err != nil {
 		if ctx.Err() == nil {
 			r.log.Debug("writable layer size unknown; counting the job directories only", "container", shortID(cid), "err", err)
@@ -93,20 +91,17 @@ func (r *Runtime) diskUsage(ctx context.Context, ws executor.Workspace, cid stri
 	return total
 }
 
-// upperDirBytes measures the container's writable layer from its overlay upper directory, if
-// the engine reports one and it can be read from here.
-func upperDirBytes(info container.InspectResponse) (int64, bool) {
-	if info.GraphDriver.Data == nil {
-		return 0, false
-	}
+// upperDir is the container's writable layer directory if the engine reports one (overlay
+// drivers) and this process can read it (executor on the engine's host); "" otherwise.
+func upperDir(info container.InspectResponse) string {
 	dir := info.GraphDriver.Data["UpperDir"]
 	if dir == "" {
-		return 0, false
+		return ""
 	}
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-		return 0, false
+		return ""
 	}
-	return dirBytes(dir), true
+	return dir
 }
 
 // dirBytes sums the sizes of the regular files under dir. It never follows a symlink (Lstat

@@ -483,21 +483,25 @@ func (r *Runtime) Wait(ctx context.Context, id string) (executor.RunResult, erro
 	}
 	res.Duration = time.Since(started)
 
+	info, err := r.cli.ContainerInspect(ctx, cid)
+	if err != nil {
+		return res, fmt.Errorf("docker: inspect container of job %s: %w", id, err)
+	}
 	if watch != nil {
 		exceeded := watch.stop()
 		if !exceeded {
-			// The job may have written past the cap since the last poll and exited.
-			if used := r.diskUsage(ctx, j.ws, cid, false); used > diskBytes {
+			// The job may have written past the cap since the last poll and exited. Only what
+			// can be counted without the engine's costly SizeRw: the polls asked for it.
+			used := dirBytes(j.ws.OutputDir) + dirBytes(j.ws.ArtifactsDir)
+			if upper := upperDir(info); upper != "" {
+				used += dirBytes(upper)
+			}
+			if used > diskBytes {
 				exceeded = true
 				r.log.Warn("job wrote more than its disk limit before exiting", "container", shortID(cid), "used_bytes", used, "limit_bytes", diskBytes)
 			}
 		}
 		res.DiskExceeded = exceeded
-	}
-
-	info, err := r.cli.ContainerInspect(ctx, cid)
-	if err != nil {
-		return res, fmt.Errorf("docker: inspect container of job %s: %w", id, err)
 	}
 	if info.State != nil {
 		res.ExitCode = info.State.ExitCode
