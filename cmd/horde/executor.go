@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -57,10 +58,7 @@ type engineFlags struct {
 	pullLimit *time.Duration
 }
 
-func addEngineFlags(fs interface {
-	String(name, value, usage string) *string
-	Duration(name string, value time.Duration, usage string) *time.Duration
-}) engineFlags {
+func addEngineFlags(fs *flag.FlagSet) engineFlags {
 	return engineFlags{
 		workDir:   fs.String("work-dir", "", "parent of the job's temporary directories (default: the system temp dir; must be the same path on the Docker host)"),
 		registry:  fs.String("registry-auth", "", "registry credentials, HOST=USER:PASSWORD[,HOST=USER:PASSWORD…] (default: $HORDE_REGISTRY_AUTH)"),
