@@ -148,29 +148,22 @@ func TestVolumeFromHTTPOutputToS3(t *testing.T) {
 	zipURL := s3.presignPut(t, "jobs/system_output.zip")
 
 	j := newJob(e.image)
-	m := newFakeMiner(t, j.token,
-		step{send: j.initial(nil), expect: 1},
-		step{send: j.request(func(m map[string]any) {
-			m["volume"] = map[string]any{"volume_type": "multi_volume", "volumes": []any{
-				map[string]any{"volume_type": "zip_url", "contents": srv.URL + "/data.zip", "relative_path": "in"},
-				map[string]any{"volume_type": "single_file", "url": srv.URL + "/config.json", "relative_path": "in/config.json"},
-			}}
-			m["docker_run_cmd"] = []string{"--copy", "/volume/in/payload.bin:/output/copy.bin", "--write", "/artifacts/note.txt:42"}
-			m["artifacts_dir"] = "/artifacts"
-			m["output_upload"] = map[string]any{
-				"output_upload_type": "multi_upload",
-				"uploads": []any{
-					map[string]any{"output_upload_type": "single_file_put", "url": putURL, "relative_path": "copy.bin", "signed_headers": nil},
-					map[string]any{"output_upload_type": "single_file_post", "url": postURL, "relative_path": "hello.txt", "form_fields": postFields, "signed_headers": nil},
-				},
-				"system_output": map[string]any{"output_upload_type": "zip_and_http_put", "url": zipURL},
-			}
-		})},
-	)
-	if err := e.run(t, m, nil); err != nil {
-		t.Fatal(err)
-	}
-	got := m.messages()
+	got := e.runRequest(t, j, func(m map[string]any) {
+		m["volume"] = map[string]any{"volume_type": "multi_volume", "volumes": []any{
+			map[string]any{"volume_type": "zip_url", "contents": srv.URL + "/data.zip", "relative_path": "in"},
+			map[string]any{"volume_type": "single_file", "url": srv.URL + "/config.json", "relative_path": "in/config.json"},
+		}}
+		m["docker_run_cmd"] = []string{"--copy", "/volume/in/payload.bin:/output/copy.bin", "--write", "/artifacts/note.txt:42"}
+		m["artifacts_dir"] = "/artifacts"
+		m["output_upload"] = map[string]any{
+			"output_upload_type": "multi_upload",
+			"uploads": []any{
+				map[string]any{"output_upload_type": "single_file_put", "url": putURL, "relative_path": "copy.bin", "signed_headers": nil},
+				map[string]any{"output_upload_type": "single_file_post", "url": postURL, "relative_path": "hello.txt", "form_fields": postFields, "signed_headers": nil},
+			},
+			"system_output": map[string]any{"output_upload_type": "zip_and_http_put", "url": zipURL},
+		}
+	}, nil)
 	checkTypes(t, got, "V0ExecutorReadyRequest", "V0VolumesReadyRequest", "V0ExecutionDoneRequest", "V0MachineSpecsRequest", "V0JobFinishedRequest")
 	fin := got[4].(*protocol.V0JobFinishedRequest)
 	for _, want := range []string{"volume: in/payload.bin 3145745\n", "volume: in/config.json 7\n", "volume: in/docs/readme.txt 7\n", "copy /volume/in/payload.bin: 3145745 bytes\n"} {
@@ -251,16 +244,9 @@ func TestOversizedVolume(t *testing.T) {
 	e := newEnv(t)
 	j := newJob(e.image)
 	big := zipOf(t, map[string][]byte{"zeros.bin": make([]byte, 8<<20)})
-	m := newFakeMiner(t, j.token,
-		step{send: j.initial(nil), expect: 1},
-		step{send: j.request(func(m map[string]any) {
-			m["volume"] = map[string]any{"volume_type": "inline", "contents": base64.StdEncoding.EncodeToString(big), "relative_path": nil}
-		})},
-	)
-	if err := e.run(t, m, func(c *executor.Config) { c.Volumes = volume.New(volume.Config{MaxBytes: 1 << 20}) }); err != nil {
-		t.Fatal(err)
-	}
-	got := m.messages()
+	got := e.runRequest(t, j, func(m map[string]any) {
+		m["volume"] = map[string]any{"volume_type": "inline", "contents": base64.StdEncoding.EncodeToString(big), "relative_path": nil}
+	}, func(c *executor.Config) { c.Volumes = volume.New(volume.Config{MaxBytes: 1 << 20}) })
 	checkTypes(t, got, "V0ExecutorReadyRequest", "V0JobFailedRequest")
 	f := got[1].(*protocol.V0JobFailedRequest)
 	if f.Reason != protocol.JobFailureReasonDownloadFailed || !strings.HasPrefix(f.Message, "Input volume too large") {
@@ -278,16 +264,9 @@ func TestUploadRejected(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	j := newJob(e.image)
-	m := newFakeMiner(t, j.token,
-		step{send: j.initial(nil), expect: 1},
-		step{send: j.request(func(m map[string]any) {
-			m["output_upload"] = map[string]any{"output_upload_type": "zip_and_http_put", "url": srv.URL + "/out.zip"}
-		})},
-	)
-	if err := e.run(t, m, nil); err != nil {
-		t.Fatal(err)
-	}
-	got := m.messages()
+	got := e.runRequest(t, j, func(m map[string]any) {
+		m["output_upload"] = map[string]any{"output_upload_type": "zip_and_http_put", "url": srv.URL + "/out.zip"}
+	}, nil)
 	checkTypes(t, got, "V0ExecutorReadyRequest", "V0VolumesReadyRequest", "V0ExecutionDoneRequest", "V0JobFailedRequest")
 	f := got[3].(*protocol.V0JobFailedRequest)
 	if f.Reason != protocol.JobFailureReasonUploadFailed || f.Stage != protocol.JobStageResultUpload ||
@@ -305,14 +284,7 @@ func TestUploadRejected(t *testing.T) {
 func TestMemoryLimitKilled(t *testing.T) {
 	e := newEnv(t)
 	j := newJob(e.image)
-	m := newFakeMiner(t, j.token,
-		step{send: j.initial(nil), expect: 1},
-		step{send: j.request(func(m map[string]any) { m["docker_run_cmd"] = []string{"--alloc-mb", "1024"} })},
-	)
-	if err := e.run(t, m, nil); err != nil { // always_on.test: 512 MiB
-		t.Fatal(err)
-	}
-	got := m.messages()
+	got := e.runRequest(t, j, func(m map[string]any) { m["docker_run_cmd"] = []string{"--alloc-mb", "1024"} }, nil) // always_on.test: 512 MiB
 	checkTypes(t, got, "V0ExecutorReadyRequest", "V0VolumesReadyRequest", "V0JobFailedRequest")
 	f := got[2].(*protocol.V0JobFailedRequest)
 	if f.Reason != protocol.JobFailureReasonNonzeroReturnCode || !strings.Contains(f.Message, "out of memory") ||
@@ -326,16 +298,9 @@ func TestMemoryLimitKilled(t *testing.T) {
 func TestDiskLimitKilled(t *testing.T) {
 	e := newEnv(t)
 	j := newJob(e.image)
-	m := newFakeMiner(t, j.token,
-		step{send: j.initial(nil), expect: 1},
-		step{send: j.request(func(m map[string]any) {
-			m["docker_run_cmd"] = []string{"--write", "/output/fill.bin:100000000000"}
-		})},
-	)
-	if err := e.run(t, m, func(c *executor.Config) { c.MaxDiskBytes = 32 << 20 }); err != nil {
-		t.Fatal(err)
-	}
-	got := m.messages()
+	got := e.runRequest(t, j, func(m map[string]any) {
+		m["docker_run_cmd"] = []string{"--write", "/output/fill.bin:100000000000"}
+	}, func(c *executor.Config) { c.MaxDiskBytes = 32 << 20 })
 	checkTypes(t, got, "V0ExecutorReadyRequest", "V0VolumesReadyRequest", "V0JobFailedRequest")
 	f := got[2].(*protocol.V0JobFailedRequest)
 	if f.Reason != protocol.JobFailureReasonNonzeroReturnCode || !strings.Contains(f.Message, "to disk") {
@@ -349,17 +314,10 @@ func TestRawScript(t *testing.T) {
 	e := newEnv(t)
 	j := newJob(e.image)
 	script := "print('hello from a raw script')\n"
-	m := newFakeMiner(t, j.token,
-		step{send: j.initial(nil), expect: 1},
-		step{send: j.request(func(m map[string]any) {
-			m["raw_script"] = script
-			m["docker_run_cmd"] = []string{"--copy", "/script.py:/output/script.py", "--write", "/script.py:1"}
-		})},
-	)
-	if err := e.run(t, m, nil); err != nil {
-		t.Fatal(err)
-	}
-	got := m.messages()
+	got := e.runRequest(t, j, func(m map[string]any) {
+		m["raw_script"] = script
+		m["docker_run_cmd"] = []string{"--copy", "/script.py:/output/script.py", "--write", "/script.py:1"}
+	}, nil)
 	checkTypes(t, got, "V0ExecutorReadyRequest", "V0VolumesReadyRequest", "V0ExecutionDoneRequest", "V0MachineSpecsRequest", "V0JobFinishedRequest")
 	out := got[4].(*protocol.V0JobFinishedRequest).DockerProcessStdout
 	if !strings.Contains(out, "copy /script.py: 33 bytes\n") || !strings.Contains(out, "write /script.py: failed") {

@@ -299,6 +299,17 @@ func (e env) runCtx(ctx context.Context, t *testing.T, m *fakeMiner, mod func(*e
 	return err
 }
 
+// runRequest runs job j with the default initial request and the job request changed by mod,
+// the executor's config changed by cfg, and returns everything the executor sent.
+func (e env) runRequest(t *testing.T, j job, mod func(map[string]any), cfg func(*executor.Config)) []protocol.Message {
+	t.Helper()
+	m := newFakeMiner(t, j.token, step{send: j.initial(nil), expect: 1}, step{send: j.request(mod)})
+	if err := e.run(t, m, cfg); err != nil {
+		t.Fatal(err)
+	}
+	return m.messages()
+}
+
 // assertClean checks that the job left no container and no files.
 func (e env) assertClean(t *testing.T, jobUUID string) {
 	t.Helper()
@@ -378,14 +389,7 @@ func TestHappyPath(t *testing.T) {
 func TestNonZeroExit(t *testing.T) {
 	e := newEnv(t)
 	j := newJob(e.image)
-	m := newFakeMiner(t, j.token,
-		step{send: j.initial(nil), expect: 1},
-		step{send: j.request(func(m map[string]any) { m["docker_run_cmd"] = []string{"--stderr", "bad input", "--exit", "3"} })},
-	)
-	if err := e.run(t, m, nil); err != nil {
-		t.Fatal(err)
-	}
-	got := m.messages()
+	got := e.runRequest(t, j, func(m map[string]any) { m["docker_run_cmd"] = []string{"--stderr", "bad input", "--exit", "3"} }, nil)
 	checkTypes(t, got, "V0ExecutorReadyRequest", "V0VolumesReadyRequest", "V0JobFailedRequest")
 	f := got[2].(*protocol.V0JobFailedRequest)
 	if f.Reason != protocol.JobFailureReasonNonzeroReturnCode || f.Stage != protocol.JobStageExecution {
