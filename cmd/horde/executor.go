@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/computehorde/horde/internal/egress"
 	"github.com/computehorde/horde/internal/executor"
 	"github.com/computehorde/horde/internal/executor/docker"
 	"github.com/computehorde/horde/internal/executor/localrun"
@@ -115,9 +116,14 @@ func runExecutorRun(ctx context.Context, args []string, stdout, stderr io.Writer
 	outDir := fs.String("output", "", "keep the job's /output (and artifacts under artifacts/) in this directory")
 	hfEndpoint := fs.String("hf-endpoint", "", "Hugging Face endpoint for huggingface_volume (default: $HF_ENDPOINT or "+volume.DefaultHuggingFaceEndpoint+")")
 	maxVolume := fs.Int64("max-volume-bytes", volume.DefaultMaxBytes, "cap on the job's unpacked input volume (negative: none)")
+	allowEgress := fs.String("allow-egress", "", "comma-separated CIDRs or addresses that volume downloads and uploads may reach although they are internal (loopback, private, link-local, …), e.g. 127.0.0.1 for a test server on this machine (default: $HORDE_ALLOW_EGRESS)")
 	verbose := fs.Bool("v", false, "log every executor event to stderr")
 	engine := addEngineFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	policy, err := egressPolicy(*allowEgress)
+	if err != nil {
 		return err
 	}
 	if *specPath == "" {
@@ -169,7 +175,9 @@ func runExecutorRun(ctx context.Context, args []string, stdout, stderr io.Writer
 			c.Logger = logger
 			c.KeepOutput = *outDir
 			c.GPUs = gpu.NvidiaSMI{}
+			c.Egress = policy
 			c.Volumes = volume.New(volume.Config{
+				Egress:              policy,
 				MaxBytes:            *maxVolume,
 				HuggingFaceEndpoint: endpoint,
 				HuggingFaceToken:    os.Getenv("HF_ACCESS_TOKEN"),
@@ -189,6 +197,20 @@ func runExecutorRun(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	return printOutcome(stdout, res, *outDir)
+}
+
+// egressPolicy is the policy of --allow-egress, or of $HORDE_ALLOW_EGRESS when the flag is
+// not given.
+func egressPolicy(flagValue string) (egress.Policy, error) {
+	spec, source := flagValue, "--allow-egress"
+	if spec == "" {
+		spec, source = os.Getenv("HORDE_ALLOW_EGRESS"), "$HORDE_ALLOW_EGRESS"
+	}
+	allow, err := egress.ParseAllow(spec)
+	if err != nil {
+		return egress.Policy{}, fmt.Errorf("%w: %s: %v", errUsage, source, err)
+	}
+	return egress.Policy{Allow: allow}, nil
 }
 
 func readSpec(path string) ([]byte, error) {

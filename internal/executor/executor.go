@@ -31,6 +31,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/computehorde/horde/internal/egress"
 	"github.com/computehorde/horde/internal/executor/upload"
 	"github.com/computehorde/horde/internal/executor/volume"
 	"github.com/computehorde/horde/internal/gpu"
@@ -74,9 +75,14 @@ type Config struct {
 	// StartupTimeLimit bounds the wait for V0InitialJobRequest plus the security checks and the
 	// image check (upstream's --startup-time-limit); zero means DefaultStartupTimeLimit.
 	StartupTimeLimit time.Duration
-	// Volumes fetches the job's input volume; nil means volume.New with default caps.
+	// Egress says which addresses the default Volumes and Uploads may reach on the job's
+	// behalf; the zero value refuses loopback, private, link-local and the other internal
+	// ranges. A Fetcher or Uploader passed in carries its own.
+	Egress egress.Policy
+	// Volumes fetches the job's input volume; nil means volume.New with default caps and
+	// Egress.
 	Volumes *volume.Fetcher
-	// Uploads sends the job's outputs; nil means upload.New with default limits.
+	// Uploads sends the job's outputs; nil means upload.New with default limits and Egress.
 	Uploads *upload.Uploader
 	// GPUs finds the host's GPUs (machine specs, GPU classes) and the NVIDIA Container
 	// Toolkit version (security check for GPU classes); nil means gpu.None (no GPUs).
@@ -127,10 +133,10 @@ func (c Config) withDefaults() Config {
 		c.Classes = hwclass.Default()
 	}
 	if c.Volumes == nil {
-		c.Volumes = volume.New(volume.Config{Logger: c.Logger})
+		c.Volumes = volume.New(volume.Config{Egress: c.Egress, Logger: c.Logger})
 	}
 	if c.Uploads == nil {
-		c.Uploads = upload.New(upload.Config{Logger: c.Logger})
+		c.Uploads = upload.New(upload.Config{Egress: c.Egress, Logger: c.Logger})
 	}
 	if c.GPUs == nil {
 		c.GPUs = gpu.None{}

@@ -224,7 +224,7 @@ func TestUnreachableVolume(t *testing.T) {
 		step{send: j.request(nil)},
 	)
 	err := e.run(t, m, func(c *executor.Config) {
-		c.Volumes = volume.New(volume.Config{Attempts: 2, Sleep: func(context.Context, time.Duration) error { return nil }})
+		c.Volumes = volume.New(volume.Config{Egress: c.Egress, Attempts: 2, Sleep: func(context.Context, time.Duration) error { return nil }})
 	})
 	if err != nil {
 		t.Fatal(err)

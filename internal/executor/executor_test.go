@@ -22,6 +22,7 @@ import (
 	"github.com/google/uuid"
 	"go.uber.org/goleak"
 
+	"github.com/computehorde/horde/internal/egress"
 	"github.com/computehorde/horde/internal/executor"
 	"github.com/computehorde/horde/internal/executor/docker"
 	"github.com/computehorde/horde/internal/jobimage/jobimagetest"
@@ -284,6 +285,7 @@ func (e env) runCtx(ctx context.Context, t *testing.T, m *fakeMiner, mod func(*e
 		Token:        m.token,
 		Runtime:      e.rt,
 		DialAttempts: 1,
+		Egress:       egress.Policy{Allow: egress.Loopback}, // the test's servers are on loopback
 	}
 	if testing.Verbose() {
 		cfg.Logger = testLogger(t)

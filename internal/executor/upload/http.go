@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/computehorde/horde/internal/egress"
 )
 
 // errorBodyBytes is how much of a failed response's body goes into its error.
@@ -100,6 +102,8 @@ func (u *Uploader) attempt(ctx context.Context, t target, b body) (res string, s
 			return "", 0, false, fmt.Errorf("interrupted: %w", context.Cause(ctx))
 		case actx.Err() != nil:
 			return "", 0, true, fmt.Errorf("no response within %v: %w", u.cfg.RequestTimeout, err)
+		case egress.IsBlocked(err):
+			return "", 0, false, err
 		}
 		return "", 0, true, err
 	}

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/computehorde/horde/internal/egress"
 	"github.com/computehorde/horde/internal/protocol"
 )
 
@@ -95,9 +96,13 @@ type Config struct {
 	Attempts       int
 	Concurrency    int
 	RequestTimeout time.Duration
-	// HTTPClient sends the requests; nil means a client that does not follow redirects
-	// (a 3xx fails the upload, as upstream's httpx does).
+	// HTTPClient sends the requests as is: it must enforce an egress policy of its own
+	// (egress.Policy.Transport). nil means a client that does not follow redirects (a 3xx
+	// fails the upload, as upstream's httpx does) and dials only what Egress allows.
 	HTTPClient *http.Client
+	// Egress says which addresses uploads may reach; the zero value refuses loopback,
+	// private, link-local and the other internal ranges (package egress).
+	Egress egress.Policy
 	// Sleep waits between attempts; nil means a real timer.
 	Sleep  func(ctx context.Context, d time.Duration) error
 	Logger *slog.Logger
@@ -131,7 +136,7 @@ func New(cfg Config) *Uploader {
 	}
 	u := &Uploader{cfg: cfg, client: cfg.HTTPClient, sleep: cfg.Sleep, log: cfg.Logger}
 	if u.client == nil {
-		u.client, u.ownClient = defaultClient(), true
+		u.client, u.ownClient = defaultClient(cfg.Egress), true
 	}
 	if u.sleep == nil {
 		u.sleep = sleepTimer
@@ -142,8 +147,8 @@ func New(cfg Config) *Uploader {
 	return u
 }
 
-func defaultClient() *http.Client {
-	t := http.DefaultTransport.(*http.Transport).Clone()
+func defaultClient(policy egress.Policy) *http.Client {
+	t := policy.Transport(egress.DefaultDialer())
 	// Report the server's own headers; Go would drop Content-Encoding when it decompresses.
 	t.DisableCompression = true
 	return &http.Client{

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/computehorde/horde/internal/egress"
 	"github.com/computehorde/horde/internal/protocol"
 	"go.uber.org/goleak"
 )
@@ -49,7 +50,12 @@ func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), nil))
 }
 
+// newUploader returns an Uploader that logs to the test and records its backoff sleeps. The
+// test servers run on loopback, so loopback is allowed unless cfg says otherwise.
 func newUploader(t testing.TB, cfg Config) (*Uploader, *sleeps) {
+	if cfg.Egress.Allow == nil {
+		cfg.Egress.Allow = egress.Loopback
+	}
 	s := &sleeps{}
 	cfg.Sleep = s.sleep
 	cfg.Logger = testLogger(t)
@@ -534,7 +540,7 @@ func TestCanceledDuringBackoff(t *testing.T) {
 	out := t.TempDir()
 	writeFile(t, out, "f", []byte("data"))
 	ctx, cancel := context.WithCancel(context.Background())
-	u := New(Config{Logger: testLogger(t), Sleep: func(context.Context, time.Duration) error {
+	u := New(Config{Egress: egress.Policy{Allow: egress.Loopback}, Logger: testLogger(t), Sleep: func(context.Context, time.Duration) error {
 		cancel()
 		return context.Canceled
 	}})
@@ -954,7 +960,7 @@ func BenchmarkZipOutput(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer root.Close()
-	u := New(Config{Logger: slog.New(slog.DiscardHandler)})
+	u := New(Config{Egress: egress.Policy{Allow: egress.Loopback}, Logger: slog.New(slog.DiscardHandler)})
 	tmp := b.TempDir()
 	b.SetBytes(200 * 16 << 10)
 	for b.Loop() {

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/computehorde/horde/internal/egress"
 )
 
 // HTTPError is a response whose status ends the attempt. 408, 429 and 5xx are retried; the
@@ -69,7 +71,7 @@ func transient(err error) bool {
 	if he, ok := errors.AsType[*HTTPError](err); ok {
 		return he.transient()
 	}
-	if errors.Is(err, ErrTooLarge) || errors.Is(err, ErrUnsafe) {
+	if errors.Is(err, ErrTooLarge) || errors.Is(err, ErrUnsafe) || egress.IsBlocked(err) {
 		return false
 	}
 	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, errResumeMismatch) {

@@ -13,13 +13,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/computehorde/horde/internal/egress"
 	"github.com/computehorde/horde/internal/protocol"
 )
 
@@ -41,11 +41,17 @@ var ErrUnsafe = errors.New("unsafe path in volume")
 
 // Config tunes a Fetcher. The zero value is usable.
 type Config struct {
-	MaxBytes    int64        // 0 → DefaultMaxBytes; negative → no cap
-	MaxFiles    int          // 0 → DefaultMaxFiles; negative → no cap
-	Attempts    int          // per HTTP download; 0 → DefaultAttempts
-	Concurrency int          // 0 → DefaultConcurrency
-	HTTPClient  *http.Client // nil → a client with dial/TLS/header timeouts, following redirects
+	MaxBytes    int64 // 0 → DefaultMaxBytes; negative → no cap
+	MaxFiles    int   // 0 → DefaultMaxFiles; negative → no cap
+	Attempts    int   // per HTTP download; 0 → DefaultAttempts
+	Concurrency int   // 0 → DefaultConcurrency
+	// HTTPClient, when set, is used as is: it must enforce an egress policy of its own
+	// (egress.Policy.Transport). nil → a client with dial/TLS/header timeouts, following
+	// redirects, dialling only what Egress allows.
+	HTTPClient *http.Client
+	// Egress says which addresses downloads may reach; the zero value refuses loopback,
+	// private, link-local and the other internal ranges (package egress).
+	Egress egress.Policy
 
 	HuggingFaceEndpoint string // "" → DefaultHuggingFaceEndpoint
 	HuggingFaceToken    string // the executor's HF_ACCESS_TOKEN, used when the volume has no token
@@ -96,7 +102,7 @@ func New(cfg Config) *Fetcher {
 	}
 	f.slots = make(chan struct{}, conc)
 	if f.client == nil {
-		f.client = defaultClient()
+		f.client = defaultClient(cfg.Egress)
 	}
 	if f.hfEndpoint == "" {
 		f.hfEndpoint = DefaultHuggingFaceEndpoint
@@ -110,18 +116,12 @@ func New(cfg Config) *Fetcher {
 	return f
 }
 
-func defaultClient() *http.Client {
+func defaultClient(policy egress.Policy) *http.Client {
 	// No overall timeout: volumes can be gigabytes; the caller's context bounds the download.
-	return &http.Client{Transport: &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          100,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   15 * time.Second,
-		ResponseHeaderTimeout: time.Minute,
-		ExpectContinueTimeout: time.Second,
-	}}
+	t := policy.Transport(egress.DefaultDialer())
+	t.TLSHandshakeTimeout = 15 * time.Second
+	t.ResponseHeaderTimeout = time.Minute
+	return &http.Client{Transport: t}
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

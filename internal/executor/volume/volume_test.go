@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/computehorde/horde/internal/egress"
 	"github.com/computehorde/horde/internal/protocol"
 )
 
@@ -93,8 +94,12 @@ func (r *recorder) got() []time.Duration {
 	return slices.Clone(r.sleeps)
 }
 
-// newFetcher returns a Fetcher that logs to the test and records its backoff sleeps.
+// newFetcher returns a Fetcher that logs to the test and records its backoff sleeps. The test
+// servers run on loopback, so loopback is allowed unless cfg says otherwise.
 func newFetcher(t *testing.T, cfg Config) (*Fetcher, *recorder) {
+	if cfg.Egress.Allow == nil {
+		cfg.Egress.Allow = egress.Loopback
+	}
 	rec := &recorder{}
 	if cfg.Sleep == nil {
 		cfg.Sleep = rec.sleep
