@@ -57,6 +57,7 @@ type engineFlags struct {
 	workDir   *string
 	registry  *string
 	pullLimit *time.Duration
+	grace     *time.Duration
 }
 
 func addEngineFlags(fs *flag.FlagSet) engineFlags {
@@ -64,6 +65,7 @@ func addEngineFlags(fs *flag.FlagSet) engineFlags {
 		workDir:   fs.String("work-dir", "", "parent of the job's temporary directories (default: the system temp dir; must be the same path on the Docker host)"),
 		registry:  fs.String("registry-auth", "", "registry credentials, HOST=USER:PASSWORD[,HOST=USER:PASSWORD…] (default: $HORDE_REGISTRY_AUTH)"),
 		pullLimit: fs.Duration("pull-timeout", docker.DefaultPullTimeout, "give up pulling an image after this long"),
+		grace:     fs.Duration("cleanup-grace", docker.DefaultExpiryGrace, "how long past a job's deadline its container and files are kept should this process die, before any horde process removes them (at most 1m)"),
 	}
 }
 
@@ -76,6 +78,9 @@ func (f engineFlags) runtime(ctx context.Context, logger *slog.Logger) (*docker.
 	if err != nil {
 		return nil, fmt.Errorf("%w: --registry-auth: %v", errUsage, err)
 	}
+	if *f.grace <= 0 || *f.grace > docker.DefaultExpiryGrace {
+		return nil, fmt.Errorf("%w: --cleanup-grace %v: want more than 0 and at most %v", errUsage, *f.grace, docker.DefaultExpiryGrace)
+	}
 	var suffix [4]byte
 	_, _ = rand.Read(suffix[:])
 	return docker.New(ctx, docker.Options{
@@ -83,6 +88,7 @@ func (f engineFlags) runtime(ctx context.Context, logger *slog.Logger) (*docker.
 		ExecutorID:  "horde-executor-run-" + hex.EncodeToString(suffix[:]),
 		Registries:  regs,
 		PullTimeout: *f.pullLimit,
+		ExpiryGrace: *f.grace,
 		Logger:      logger,
 	})
 }
@@ -132,13 +138,15 @@ func runExecutorRun(ctx context.Context, args []string, stdout, stderr io.Writer
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
+	// A spec that cannot be read or parsed is a usage error (exit 2): exit 1 means the job
+	// ran and failed.
 	data, err := readSpec(*specPath)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", errUsage, err)
 	}
 	job, err := localrun.ParseSpec(data)
 	if err != nil {
-		return fmt.Errorf("%s: %w", *specPath, err)
+		return fmt.Errorf("%w: %s: %w", errUsage, *specPath, err)
 	}
 	if *outDir != "" {
 		abs, err := filepath.Abs(*outDir)
@@ -160,6 +168,11 @@ func runExecutorRun(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	defer rt.Close()
+	// Containers and workspaces of horde jobs past their deadline were abandoned by a killed
+	// executor (this command's or a miner's): remove them before adding our own.
+	if err := rt.SweepExpired(ctx); err != nil {
+		logger.Warn("could not remove abandoned job containers", "err", err)
+	}
 
 	endpoint := *hfEndpoint
 	if endpoint == "" {

@@ -72,10 +72,14 @@ func TestCLIExecutorRunBadSpec(t *testing.T) {
 		{`{"docker_image": "x", "docker_run_cmd": "echo hi"}`, "docker_run_cmd"},
 		{`{"docker_imag": "x"}`, `unknown field "docker_imag"`},
 		{`{"docker_image": "x"`, "malformed JSON"},
+		{`{"docker_image": "x", "execution_time_limit": 9223372036854775807}`, "execution_time_limit: 9223372036854775807 seconds is more than"},
+		{`{"docker_image": "My Image"}`, "docker_image"},
+		{`{"docker_image": "x", "env": {"": "v"}}`, "env: a variable has an empty name"},
+		{`{"docker_image": "x", "artifacts_dir": "/proc/self"}`, "artifacts_dir"},
 	} {
 		r := executorRun(t, tc.spec)
-		if r.code != 1 || r.stdout != "" {
-			t.Errorf("spec %s: want exit 1 and no stdout:\n%s", tc.spec, r)
+		if r.code != 2 || r.stdout != "" {
+			t.Errorf("spec %s: want exit 2 (usage) and no stdout:\n%s", tc.spec, r)
 		}
 		wantContains(t, "stderr", r.stderr, "job.json: job spec: ", tc.want)
 	}

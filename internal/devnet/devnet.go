@@ -145,6 +145,23 @@ func Start(ctx context.Context, cfg Config) (_ *Devnet, err error) {
 			d.log.Warn("could not remove an earlier run's leftovers", "err", err)
 		}
 	}
+	// Any horde job past its deadline was abandoned by a killed executor, whoever ran it:
+	// removed now and every minute while the devnet runs.
+	d.sweepExpired(ctx)
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		t := time.NewTicker(expirySweepInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-runCtx.Done():
+				return
+			case <-t.C:
+				d.sweepExpired(runCtx)
+			}
+		}
+	}()
 	if err := jobimage.Build(ctx, d.runtime.Client(), jobimage.Spec{
 		Tag: cfg.JobImage, Binary: cfg.JobBinary, Entrypoint: cfg.JobEntrypoint,
 	}); err != nil {
@@ -219,6 +236,15 @@ func Start(ctx context.Context, cfg Config) (_ *Devnet, err error) {
 	d.log.Info("devnet up", "validator", alice.Public().SS58(), "miner", bob.Public().SS58(),
 		"miner_addr", d.MinerAddr.String(), "data_dir", cfg.DataDir, "block_time", cfg.BlockTime)
 	return d, nil
+}
+
+// expirySweepInterval is how often a running devnet removes abandoned job containers.
+const expirySweepInterval = time.Minute
+
+func (d *Devnet) sweepExpired(ctx context.Context) {
+	if err := d.runtime.SweepExpired(ctx); err != nil && ctx.Err() == nil {
+		d.log.Warn("could not remove abandoned job containers", "err", err)
+	}
 }
 
 func newChain(cfg Config, validatorKey, minerKey *keys.Keypair) (*sim.Chain, error) {

@@ -31,6 +31,17 @@ func jobFailed(reason protocol.JobFailureReason, format string, args ...any) err
 	return &jobError{reason: reason, message: fmt.Sprintf(format, args...)}
 }
 
+// invalidJob is the failure of a request field no executor runs (a *RequestError, or several
+// joined): the job's, never the miner's. An image that cannot be named is a download failure,
+// as one that cannot be pulled is; the rest have no reason of their own in upstream's enum.
+func invalidJob(err error) error {
+	reason := protocol.JobFailureReasonUnknown
+	if re, ok := errors.AsType[*RequestError](err); ok && re.Field == "docker_image" {
+		reason = protocol.JobFailureReasonDownloadFailed
+	}
+	return jobFailed(reason, "Invalid job request: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
+}
+
 // hordeError is a failure of the infrastructure; it becomes V0HordeFailedRequest.
 type hordeError struct {
 	reason  protocol.HordeFailureReason
@@ -69,6 +80,7 @@ type driver struct {
 	ensured string     // the image EnsureImage made present at startup
 	ws      *Workspace // set once Prepare succeeded
 	result  *RunResult // set once the container ran
+	diskCap int64      // the job's disk cap, once its container is set up
 	specs   *specsCollector
 }
 
@@ -94,7 +106,7 @@ func (d *driver) run(ctx context.Context) error {
 	defer d.specs.stop()
 	err := d.stages(ctx)
 	if d.ws != nil && d.result != nil && d.cfg.KeepOutput != "" {
-		if kerr := keepOutput(*d.ws, d.cfg.KeepOutput); kerr != nil {
+		if kerr := keepOutput(*d.ws, d.cfg.KeepOutput, d.diskCap); kerr != nil {
 			d.log.Error("could not keep the job's output", "dir", d.cfg.KeepOutput, "err", kerr)
 		}
 	}
@@ -247,6 +259,9 @@ func (d *driver) stages(ctx context.Context) error {
 	d.initial = initial
 	d.jobUUID = initial.JobUUID
 	d.log = d.log.With("job_uuid", d.jobUUID)
+	if err := CheckTiming(initial.ExecutorTiming, initial.TimeoutSeconds); err != nil {
+		return invalidJob(err)
+	}
 	if err := d.startup(ctx); err != nil {
 		return err
 	}
@@ -273,22 +288,33 @@ func (d *driver) stages(ctx context.Context) error {
 	}
 
 	// Execution.
-	execLimit := time.Duration(0)
+	var execLimit, uploadLimit time.Duration
 	if timing != nil {
-		execLimit = seconds(timing.ExecutionTimeLimit)
+		execLimit, uploadLimit = seconds(timing.ExecutionTimeLimit), seconds(timing.UploadTimeLimit)
 		d.extendDeadline(execLimit)
 	}
 	d.enter(protocol.JobStageExecution)
-	if err := d.execute(ctx, execLimit); err != nil {
+	if err := d.execute(ctx, execLimit, uploadLimit); err != nil {
 		return err
 	}
 
 	// Upload.
-	if timing != nil {
-		d.extendDeadline(seconds(timing.UploadTimeLimit))
-	}
+	d.extendDeadline(uploadLimit)
 	d.enter(protocol.JobStageResultUpload)
 	return d.upload(ctx)
+}
+
+// timeAfterStartup is the job's time once startup is over: the leeway plus the stages'
+// limits, or the legacy single timeout; zero when the request has neither.
+func timeAfterStartup(initial *protocol.V0InitialJobRequest) time.Duration {
+	if t := initial.ExecutorTiming; t != nil {
+		// Each limit is at most MaxTimeLimit (CheckTiming): the sum cannot overflow.
+		return seconds(t.AllowedLeeway) + seconds(t.DownloadTimeLimit) + seconds(t.ExecutionTimeLimit) + seconds(t.UploadTimeLimit)
+	}
+	if initial.TimeoutSeconds != nil {
+		return seconds(*initial.TimeoutSeconds)
+	}
+	return 0
 }
 
 // startup checks the host, makes sure the image is there, prepares the workspace and says
@@ -305,20 +331,39 @@ func (d *driver) startup(ctx context.Context) error {
 		return err
 	}
 	if img := derefString(d.initial.DockerImage); img != "" {
-		if err := d.cfg.Runtime.EnsureImage(sctx, withDefaultTag(img)); err != nil {
-			if sctx.Err() != nil && ctx.Err() == nil {
-				return hordeFailed(protocol.HordeFailureReasonGenericError, "Timed out waiting for initial job details: image %s not ready in time", img)
-			}
-			return hordeFailed(protocol.HordeFailureReasonGenericError, "Failed to pull image %s: %v", img, err)
+		if err := CheckImage("docker_image", img); err != nil {
+			return invalidJob(err)
+		}
+		if err := d.ensureImage(ctx, sctx, withDefaultTag(img)); err != nil {
+			return err
 		}
 		d.ensured = withDefaultTag(img)
 	}
-	ws, err := d.cfg.Runtime.Prepare(ctx, runtimeID(d.cfg.Token))
+	// The workspace is the job's until the end of its last stage at the latest.
+	ws, err := d.cfg.Runtime.Prepare(ctx, runtimeID(d.cfg.Token), max(d.timeLeft(), 0)+timeAfterStartup(d.initial))
 	if err != nil {
 		return hordeFailed(protocol.HordeFailureReasonGenericError, "Could not prepare the job's directories: %v", err)
 	}
 	d.ws = &ws
 	return d.conn.send(ctx, &protocol.V0ExecutorReadyRequest{JobUUID: d.jobUUID})
+}
+
+// ensureImage makes ref present within pctx (the stage's time). An image the registry does
+// not have or will not hand out is the job's failure; an engine or registry that cannot be
+// reached in time is the horde's.
+func (d *driver) ensureImage(ctx, pctx context.Context, ref string) error {
+	err := d.cfg.Runtime.EnsureImage(pctx, ref)
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case errors.Is(err, ErrBadImage):
+		return jobFailed(protocol.JobFailureReasonDownloadFailed, "Image %s cannot be pulled: %v", ref, err)
+	case pctx.Err() != nil:
+		return hordeFailed(protocol.HordeFailureReasonGenericError, "Timed out waiting for image %s: not ready before the %s deadline: %v", ref, d.stage, err)
+	}
+	return hordeFailed(protocol.HordeFailureReasonGenericError, "Failed to pull image %s: %v", ref, err)
 }
 
 // securityChecks refuses to run on an engine a job could escape from, and, for GPU classes, with
@@ -353,6 +398,9 @@ func (d *driver) download(ctx context.Context) error {
 	d.request = req
 	if req.JobUUID != d.jobUUID {
 		d.log.Warn("job request names another job; using the initial request's", "request_job_uuid", req.JobUUID)
+	}
+	if err := CheckJobRequest(req); err != nil {
+		return invalidJob(err)
 	}
 	if d.initial.Volume != nil && req.Volume != nil {
 		return hordeFailed(protocol.HordeFailureReasonGenericError, "Received multiple volumes")
@@ -399,7 +447,7 @@ func (d *driver) fetchVolume(ctx context.Context, vol *protocol.Volume) error {
 	}
 }
 
-func (d *driver) execute(ctx context.Context, execLimit time.Duration) error {
+func (d *driver) execute(ctx context.Context, execLimit, uploadLimit time.Duration) error {
 	spec, err := d.runSpec(ctx)
 	if err != nil {
 		return err
@@ -415,23 +463,33 @@ func (d *driver) execute(ctx context.Context, execLimit time.Duration) error {
 	}
 	if spec.Image != d.ensured {
 		// The job request names another image than the initial request's pre-pull hint.
-		pctx, cancel := context.WithTimeout(ctx, d.timeLeft())
-		err = d.cfg.Runtime.EnsureImage(pctx, spec.Image)
+		pctx, cancel := context.WithTimeout(ctx, max(d.timeLeft(), 0))
+		err = d.ensureImage(ctx, pctx, spec.Image)
 		cancel()
 		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return hordeFailed(protocol.HordeFailureReasonGenericError, "Failed to pull image %s: %v", spec.Image, err)
+			return err
 		}
 	}
+	spec.Lifetime = max(d.timeLeft(), 0) + uploadLimit
+	d.diskCap = spec.Limits.DiskBytes
 
 	// Losing the miner stops the job: nobody could be told the result.
 	wctx, stop := d.conn.watch(ctx)
 	defer stop()
-	if err := d.cfg.Runtime.Start(wctx, spec); err != nil {
+	// The engine gets the stage's time to create and start the container, not more.
+	sctx, cancel := context.WithTimeout(wctx, max(d.timeLeft(), 0))
+	err = d.cfg.Runtime.Start(sctx, spec)
+	cancel()
+	if err != nil {
 		if gone := d.conn.goneIfDone(); gone != nil {
 			return gone
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if sctx.Err() != nil {
+			return hordeFailed(protocol.HordeFailureReasonGenericError,
+				"The engine did not create and start the job container before the execution deadline (%v): %v", spec.Timeout.Round(time.Millisecond), err)
 		}
 		return hordeFailed(protocol.HordeFailureReasonGenericError, "Failed to start the job container: %v", err)
 	}
@@ -472,8 +530,8 @@ func (d *driver) runSpec(ctx context.Context) (RunSpec, error) {
 	if image == "" {
 		image = derefString(d.initial.DockerImage)
 	}
-	if image == "" {
-		return RunSpec{}, hordeFailed(protocol.HordeFailureReasonGenericError, "No docker image given in the job request")
+	if err := CheckImage("docker_image", image); err != nil {
+		return RunSpec{}, invalidJob(err)
 	}
 	spec := RunSpec{
 		ID:      runtimeID(d.cfg.Token),
@@ -499,7 +557,7 @@ func (d *driver) runSpec(ctx context.Context) (RunSpec, error) {
 		}
 		spec.GPUs = true
 	default:
-		return RunSpec{}, hordeFailed(protocol.HordeFailureReasonGenericError, "Invalid docker_run_options_preset %q", req.DockerRunOptionsPreset)
+		return RunSpec{}, invalidJob(badField("docker_run_options_preset", "%q is none of %v", req.DockerRunOptionsPreset, protocol.DockerRunOptionsPresetValues()))
 	}
 	if req.RawScript != nil {
 		// Upstream: the script becomes /script.py, run with python unless a command is given.
@@ -511,12 +569,8 @@ func (d *driver) runSpec(ctx context.Context) (RunSpec, error) {
 			spec.Cmd = []string{"python", "/script.py"}
 		}
 	}
-	if dir := derefString(req.ArtifactsDir); dir != "" {
-		if !path.IsAbs(dir) || path.Clean(dir) == "/" {
-			return RunSpec{}, hordeFailed(protocol.HordeFailureReasonGenericError, "Invalid artifacts_dir %q: want an absolute path below /", dir)
-		}
-		spec.ArtifactsMount = path.Clean(dir)
-	}
+	// CheckJobRequest made sure it is a clean absolute path the job may mount.
+	spec.ArtifactsMount = derefString(req.ArtifactsDir)
 	return spec, nil
 }
 
@@ -570,10 +624,6 @@ func (d *driver) upload(ctx context.Context) error {
 		Artifacts:           artifacts,
 		UploadResults:       results,
 	})
-}
-
-func seconds[N int | int64 | float64](n N) time.Duration {
-	return time.Duration(float64(n) * float64(time.Second))
 }
 
 // withDefaultTag appends ":latest" to a reference without a tag or digest, like upstream.

@@ -2,8 +2,15 @@ package executor
 
 import (
 	"context"
+	"errors"
 	"time"
 )
+
+// ErrBadImage marks an image a job named that cannot be had: a malformed reference, an image
+// its registry does not have or refuses to hand out, or one past the runtime's size bound.
+// EnsureImage's errors wrap it when that is the cause; it is the job's fault, while any other
+// pull failure (registry or engine unreachable, 5xx, timeout) is the host's.
+var ErrBadImage = errors.New("image unavailable")
 
 // Runtime runs job containers. The production implementation is internal/executor/docker; the
 // executor only sees this interface. Every method is keyed by the job's runtime ID (the executor
@@ -14,17 +21,20 @@ import (
 type Runtime interface {
 	// EnsureImage makes ref available to Start: a local copy is used as is; otherwise it is
 	// pulled, with the runtime's registry credentials for ref's registry and within the
-	// runtime's size and time bounds.
+	// runtime's size and time bounds. Errors the job caused wrap ErrBadImage.
 	EnsureImage(ctx context.Context, ref string) error
 	// Prepare creates the job's host directories. The volume directory is mounted read-only at
 	// /volume, the output directory read-write at /output, the artifacts directory read-write
 	// at RunSpec.ArtifactsMount when that is set, and ScriptPath read-only at /script.py when
-	// RunSpec.Script is set.
-	Prepare(ctx context.Context, id string) (Workspace, error)
-	// Start creates and starts the container of spec.ID, which must have been prepared.
+	// RunSpec.Script is set. A positive lifetime is how long from now the job may hold them
+	// at most: past it (and a short grace) they count as abandoned, and any horde process on
+	// the host may remove them (a killed executor cannot); zero means never.
+	Prepare(ctx context.Context, id string, lifetime time.Duration) (Workspace, error)
+	// Start creates and starts the container of spec.ID, which must have been prepared. ctx
+	// bounds the creation and the start.
 	Start(ctx context.Context, spec RunSpec) error
-	// Wait waits until the container exits or spec.Timeout passes (counted from Start), kills
-	// it in the second case, and collects its exit status and output. The full stdout and
+	// Wait waits until the container exits or spec.Timeout passes (counted from the call to
+	// Start), kills it in the second case, and collects its exit status and output. The full stdout and
 	// stderr are written to stdout.txt and stderr.txt in the output directory. If ctx ends
 	// first the container is killed and ctx's error returned.
 	Wait(ctx context.Context, id string) (RunResult, error)
@@ -87,8 +97,12 @@ type RunSpec struct {
 	ArtifactsMount string
 	// Script mounts Workspace.ScriptPath read-only at /script.py (raw_script jobs).
 	Script bool
-	// Timeout is the execution limit counted from Start; zero means none.
+	// Timeout is the execution limit counted from the call to Start; zero means none.
 	Timeout time.Duration
+	// Lifetime, when positive, is how long from the call to Start the job may hold its
+	// container and workspace at most (the rest of its deadline, upload included): past it
+	// and a short grace, any horde process on the host may remove them.
+	Lifetime time.Duration
 }
 
 // RunResult is the outcome of one container run.

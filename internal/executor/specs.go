@@ -3,8 +3,6 @@ package executor
 import (
 	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/computehorde/horde/internal/gpu"
@@ -67,58 +65,4 @@ func (c *specsCollector) gpuCount(ctx context.Context) int {
 func (c *specsCollector) stop() {
 	c.cancel()
 	<-c.done
-}
-
-// keepOutput copies the job's output directory to dest, and its artifacts directory (if any
-// file is in it) to dest/artifacts. Symlinks and special files the job left are skipped: they
-// could point anywhere on the host.
-func keepOutput(ws Workspace, dest string) error {
-	if err := copyTree(ws.OutputDir, dest); err != nil {
-		return err
-	}
-	if ws.ArtifactsDir == "" {
-		return nil
-	}
-	if entries, err := os.ReadDir(ws.ArtifactsDir); err != nil || len(entries) == 0 {
-		return nil
-	}
-	return copyTree(ws.ArtifactsDir, filepath.Join(dest, "artifacts"))
-}
-
-func copyTree(src, dest string) error {
-	root, err := os.OpenRoot(src)
-	if err != nil {
-		return err
-	}
-	defer root.Close()
-	return filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
-		target := filepath.Join(dest, rel)
-		switch {
-		case d.IsDir():
-			return os.MkdirAll(target, 0o755)
-		case !d.Type().IsRegular():
-			return nil
-		}
-		in, err := root.Open(rel)
-		if err != nil {
-			return err
-		}
-		defer in.Close()
-		out, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-		if err != nil {
-			return err
-		}
-		if _, err := out.ReadFrom(in); err != nil {
-			out.Close()
-			return err
-		}
-		return out.Close()
-	})
 }

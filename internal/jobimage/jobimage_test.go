@@ -140,7 +140,7 @@ func TestBuildRunAndSkipReload(t *testing.T) {
 func runOnce(t *testing.T, rt executor.Runtime, spec executor.RunSpec) executor.RunResult {
 	t.Helper()
 	ctx := context.Background()
-	if _, err := rt.Prepare(ctx, spec.ID); err != nil {
+	if _, err := rt.Prepare(ctx, spec.ID, 0); err != nil {
 		t.Fatal(err)
 	}
 	defer func() {

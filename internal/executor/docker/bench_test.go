@@ -70,7 +70,7 @@ func BenchmarkRuntimeRun(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
 		id := fmt.Sprintf("bench-%d-%d", os.Getpid(), i)
-		if _, err := rt.Prepare(ctx, id); err != nil {
+		if _, err := rt.Prepare(ctx, id, 0); err != nil {
 			b.Fatal(err)
 		}
 		if err := rt.Start(ctx, executor.RunSpec{ID: id, JobUUID: id, Image: img, Cmd: []string{"bench"}}); err != nil {

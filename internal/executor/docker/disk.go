@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -14,13 +15,46 @@ import (
 	"github.com/computehorde/horde/internal/executor"
 )
 
-// diskWatch is the watchdog of one Wait: it polls the job's disk use and kills the container
-// once it passes the cap.
+// The disk watchdog's schedule. A fixed poll let a job writing at full speed (gigabytes a
+// second into the page cache) get several times past its cap between two polls; instead the
+// next poll comes before a job writing at the fastest rate seen could reach the cap, so polls
+// are sparse while a job is far below it and a few milliseconds apart next to it.
+const (
+	// diskAssumedRate is the write rate (bytes per second) assumed until a faster one is
+	// measured: a fast NVMe drive or the page cache.
+	diskAssumedRate = 4 << 30
+	// diskMaxRate caps the measured rate, so one odd sample cannot keep the watchdog at its
+	// fastest for the rest of the job.
+	diskMaxRate = 32 << 30
+	// diskPollMin is the shortest wait between two polls.
+	diskPollMin = 2 * time.Millisecond
+	// diskPollCostFactor keeps the watchdog's own cost down: it waits at least this many
+	// times as long as the last measurement took (a job with a million files is slow to
+	// walk), so it uses at most a fifth of a core.
+	diskPollCostFactor = 4
+)
+
+// nextDiskPoll is how long to wait before measuring again a job that has used used of its
+// limit bytes, when it may write at rate bytes per second and the last measurement took
+// cost: half the time the job would need to reach the cap at that rate, within
+// [diskPollMin (or cost×diskPollCostFactor), maxWait].
+func nextDiskPoll(limit, used int64, rate float64, cost, maxWait time.Duration) time.Duration {
+	floor := max(diskPollMin, cost*diskPollCostFactor)
+	if rate <= 0 {
+		rate = diskAssumedRate
+	}
+	wait := time.Duration(float64(max(limit-used, 0)) / rate / 2 * float64(time.Second))
+	return max(floor, min(wait, maxWait))
+}
+
+// diskWatch is the watchdog of one Wait: it measures the job's disk use on nextDiskPoll's
+// schedule and kills the container once it passes the cap.
 type diskWatch struct {
 	cancel   context.CancelFunc
 	done     chan struct{}
 	once     sync.Once
 	exceeded atomic.Bool
+	peak     atomic.Int64 // the most bytes measured, for the log and the overshoot figure
 }
 
 // watchDisk starts the watchdog of container cid; stop ends it.
@@ -29,31 +63,52 @@ func (r *Runtime) watchDisk(ctx context.Context, ws executor.Workspace, cid stri
 	w := &diskWatch{cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
-		t := time.NewTicker(r.opts.DiskPollInterval)
-		defer t.Stop()
-		upper, resolved := "", false // the writable layer's directory, looked up once
+		upper, killer := "", (*initKiller)(nil)
+		if info, err := r.cli.ContainerInspect(ctx, cid); err == nil {
+			upper = upperDir(info)
+			if info.State != nil && info.State.Running {
+				killer = openInitKiller(info.State.Pid, cid)
+			}
+		}
+		defer killer.close()
+		rate := float64(diskAssumedRate)
+		lastUsed, lastAt := int64(0), time.Now()
+		timer := time.NewTimer(0)
+		defer timer.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case <-t.C:
+			case <-timer.C:
 			}
-			if !resolved {
-				if info, err := r.cli.ContainerInspect(ctx, cid); err == nil {
-					upper, resolved = upperDir(info), true
-				}
-			}
+			at := time.Now()
 			used := r.diskUsage(ctx, ws, cid, upper)
-			if used <= limit || ctx.Err() != nil {
-				continue
+			cost := time.Since(at)
+			if ctx.Err() != nil {
+				return
 			}
-			// Set before the kill, so Wait sees it once the container has exited.
-			w.exceeded.Store(true)
-			r.log.Warn("job exceeded its disk limit; killing it", "container", shortID(cid), "used_bytes", used, "limit_bytes", limit)
-			if err := r.kill(cid); err != nil {
-				r.log.Error("kill of a job over its disk limit failed", "container", shortID(cid), "err", err)
+			if used > w.peak.Load() {
+				w.peak.Store(used)
 			}
-			return
+			if used > limit {
+				// Set before the kill, so Wait sees it once the container has exited.
+				w.exceeded.Store(true)
+				// The init process first, directly: the engine's kill takes tens of
+				// milliseconds, in which a fast writer writes tens of megabytes more.
+				fast := killer.kill()
+				r.log.Warn("job exceeded its disk limit; killing it", "container", shortID(cid), "used_bytes", used,
+					"limit_bytes", limit, "direct_kill", fast)
+				if err := r.kill(cid); err != nil {
+					r.log.Error("kill of a job over its disk limit failed", "container", shortID(cid), "err", err)
+				}
+				return
+			}
+			// Samples shorter than a millisecond say more about the clock than the job.
+			if dt := at.Sub(lastAt); dt >= time.Millisecond && used > lastUsed {
+				rate = min(max(rate, float64(used-lastUsed)/dt.Seconds()), diskMaxRate)
+			}
+			lastUsed, lastAt = used, at
+			timer.Reset(nextDiskPoll(limit, used, rate, cost, r.opts.DiskPollInterval))
 		}
 	}()
 	return w
@@ -104,8 +159,9 @@ func upperDir(info container.InspectResponse) string {
 	return dir
 }
 
-// dirBytes sums the sizes of the regular files under dir. It never follows a symlink (Lstat
-// sizes only) and skips what vanishes or cannot be read during the walk.
+// dirBytes sums what the regular files under dir take: each file's size, or its allocated
+// blocks when they are more (space reserved with fallocate counts before it is written). It
+// never follows a symlink and skips what vanishes or cannot be read during the walk.
 func dirBytes(dir string) int64 {
 	var n int64
 	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
@@ -113,7 +169,11 @@ func dirBytes(dir string) int64 {
 			return nil // vanished or unreadable entries are skipped; the rest still counts
 		}
 		if fi, err := d.Info(); err == nil {
-			n += fi.Size()
+			size := fi.Size()
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+				size = max(size, st.Blocks*512)
+			}
+			n += size
 		}
 		return nil
 	})

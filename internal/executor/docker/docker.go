@@ -5,11 +5,14 @@
 // memory/CPU/pids limits of executor.Limits, /volume bound read-only and /output read-write from
 // a per-job temporary directory (plus the artifacts directory and /script.py when asked), every
 // GPU only when RunSpec.GPUs is set, a json-file log capped at Options.MaxLogBytes, and the
-// labels LabelJobUUID, LabelExecutor and LabelRuntimeID. A disk watchdog enforces
-// Limits.DiskBytes while the job runs.
+// labels LabelJobUUID, LabelExecutor and LabelRuntimeID, and, for a job with a lifetime,
+// LabelDeadline and LabelWorkspace. A disk watchdog enforces Limits.DiskBytes while the job
+// runs.
 //
-// The runtime only ever removes containers and directories of its own executor: those it
-// created (tracked by ID) and, through Sweep, leftovers that carry its Options.ExecutorID.
+// The runtime removes containers and directories of its own executor: those it created
+// (tracked by ID) and, through Sweep, leftovers that carry its Options.ExecutorID. Beyond
+// those, SweepExpired removes any horde job's container and workspace whose deadline has
+// passed, whoever started it: its executor was killed, or it would have removed them itself.
 package docker
 
 import (
@@ -20,12 +23,11 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path"
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -47,6 +49,12 @@ const (
 	LabelExecutor = "horde.executor"
 	// LabelRuntimeID carries the runtime ID (executor token) the container was started for.
 	LabelRuntimeID = "horde.runtime_id"
+	// LabelDeadline carries the moment (RFC 3339, UTC) after which the container counts as
+	// abandoned: the end of the job's last stage plus Options.ExpiryGrace.
+	LabelDeadline = "horde.deadline"
+	// LabelWorkspace carries the job's workspace directory on the host, so that a sweep
+	// from another work directory can find it.
+	LabelWorkspace = "horde.workspace"
 )
 
 // ContainerNamePrefix starts every job container's name.
@@ -60,6 +68,9 @@ const (
 	DefaultPullTimeout      = 5 * time.Minute
 	DefaultMaxLogBytes      = 256 << 20
 	DefaultDiskPollInterval = time.Second
+	// DefaultExpiryGrace is how long past a job's deadline its leftovers are kept before
+	// any horde process may remove them; it is also the most Options.ExpiryGrace may be.
+	DefaultExpiryGrace = time.Minute
 )
 
 // Timeouts and backoff of the engine calls that are not bounded by the job itself.
@@ -109,6 +120,9 @@ type Options struct {
 	// DiskPollInterval is how often the disk watchdog measures a job with Limits.DiskBytes;
 	// zero means DefaultDiskPollInterval.
 	DiskPollInterval time.Duration
+	// ExpiryGrace is added to a job's lifetime before its container and workspace count as
+	// abandoned (SweepExpired); zero means DefaultExpiryGrace, and more than that is an error.
+	ExpiryGrace time.Duration
 }
 
 // Runtime implements executor.Runtime on a Docker engine.
@@ -120,6 +134,10 @@ type Runtime struct {
 	registries map[string]RegistryAuth // by canonical host
 	// sleep waits between retries; tests replace it (export_test.go).
 	sleep func(ctx context.Context, d time.Duration) error
+
+	// noQuota is set once the engine refused a per-container storage quota: its storage
+	// driver has none (only overlay2 on xfs with pquota, btrfs, zfs and devicemapper do).
+	noQuota atomic.Bool
 
 	mu   sync.Mutex
 	jobs map[string]*job // by runtime ID
@@ -170,6 +188,7 @@ func NewWithClient(cli *client.Client, opts Options) (*Runtime, error) {
 	for name, v := range map[string]int64{
 		"PullTimeout": int64(opts.PullTimeout), "MaxImageBytes": opts.MaxImageBytes,
 		"MaxLogBytes": opts.MaxLogBytes, "DiskPollInterval": int64(opts.DiskPollInterval),
+		"ExpiryGrace": int64(opts.ExpiryGrace),
 	} {
 		if v < 0 {
 			return nil, fmt.Errorf("docker: Options.%s is negative (%d); use zero for the default", name, v)
@@ -183,6 +202,12 @@ func NewWithClient(cli *client.Client, opts Options) (*Runtime, error) {
 	}
 	if opts.DiskPollInterval == 0 {
 		opts.DiskPollInterval = DefaultDiskPollInterval
+	}
+	if opts.ExpiryGrace == 0 {
+		opts.ExpiryGrace = DefaultExpiryGrace
+	}
+	if opts.ExpiryGrace > DefaultExpiryGrace {
+		return nil, fmt.Errorf("docker: Options.ExpiryGrace %v is more than %v: leftovers of killed executors would linger", opts.ExpiryGrace, DefaultExpiryGrace)
 	}
 	registries, err := canonicalRegistries(opts.Registries)
 	if err != nil {
@@ -220,8 +245,8 @@ var validID = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
 
 // Prepare implements executor.Runtime. The workspace holds volume/, output/ and artifacts/
 // (mode 0777, so a job running as any user can use them) and an owner marker naming
-// Options.ExecutorID, which Sweep reads.
-func (r *Runtime) Prepare(ctx context.Context, id string) (executor.Workspace, error) {
+// Options.ExecutorID and the workspace's deadline, which Sweep and SweepExpired read.
+func (r *Runtime) Prepare(ctx context.Context, id string, lifetime time.Duration) (executor.Workspace, error) {
 	if !validID.MatchString(id) {
 		return executor.Workspace{}, fmt.Errorf("docker: runtime ID %q must be 1-128 characters of [a-zA-Z0-9_.-], starting with a letter or digit", id)
 	}
@@ -262,7 +287,7 @@ func (r *Runtime) Prepare(ctx context.Context, id string) (executor.Workspace, e
 	r.mu.Unlock()
 	// The marker comes after the job is held, so a concurrent Sweep that sees it also sees
 	// the job as held and leaves the directory alone.
-	if err := writeMarker(dir, r.opts.ExecutorID); err != nil {
+	if err := writeMarker(dir, marker{owner: r.opts.ExecutorID, deadline: r.deadline(time.Now(), lifetime)}); err != nil {
 		r.mu.Lock()
 		delete(r.jobs, id)
 		r.mu.Unlock()
@@ -270,6 +295,15 @@ func (r *Runtime) Prepare(ctx context.Context, id string) (executor.Workspace, e
 		return executor.Workspace{}, fmt.Errorf("docker: job directory %s: %w", dir, err)
 	}
 	return ws, nil
+}
+
+// deadline is when a job started at start with lifetime counts as abandoned; zero (never)
+// for a job without a lifetime.
+func (r *Runtime) deadline(start time.Time, lifetime time.Duration) time.Time {
+	if lifetime <= 0 {
+		return time.Time{}
+	}
+	return start.Add(lifetime + r.opts.ExpiryGrace).UTC().Truncate(time.Second).Add(time.Second)
 }
 
 func (r *Runtime) job(id string) (*job, error) {
@@ -297,11 +331,28 @@ func (r *Runtime) Start(ctx context.Context, spec executor.RunSpec) error {
 	if started {
 		return fmt.Errorf("docker: job %s already started", spec.ID)
 	}
-	cfg, host, err := r.containerConfig(spec, j.ws)
+	// Timeout and lifetime count from here: a slow create or start is the job's time too.
+	called := time.Now()
+	deadline := r.deadline(called, spec.Lifetime)
+	cfg, host, err := r.containerConfig(spec, j.ws, deadline)
 	if err != nil {
 		return err
 	}
+	if !deadline.IsZero() {
+		// The workspace now lives exactly as long as the container.
+		if err := writeMarker(j.ws.Dir, marker{owner: r.opts.ExecutorID, deadline: deadline}); err != nil {
+			return fmt.Errorf("docker: job directory %s: %w", j.ws.Dir, err)
+		}
+	}
 	created, err := r.cli.ContainerCreate(ctx, cfg, host, nil, nil, ContainerName(spec.ID))
+	if err != nil && host.StorageOpt != nil && quotaUnsupported.MatchString(err.Error()) {
+		// Without the engine's hard limit the disk watchdog alone holds the cap.
+		if !r.noQuota.Swap(true) {
+			r.log.Info("the engine's storage driver has no per-container quota; the disk watchdog enforces disk caps", "engine_says", err.Error())
+		}
+		host.StorageOpt = nil
+		created, err = r.cli.ContainerCreate(ctx, cfg, host, nil, nil, ContainerName(spec.ID))
+	}
 	if err != nil {
 		return fmt.Errorf("docker: create container for job %s: %w", spec.ID, err)
 	}
@@ -328,14 +379,15 @@ func (r *Runtime) Start(ctx context.Context, spec executor.RunSpec) error {
 		return fmt.Errorf("docker: start container for job %s%s: %w", spec.ID, hint, err)
 	}
 	r.mu.Lock()
-	j.started = time.Now()
+	j.started = called
 	r.mu.Unlock()
-	log.Info("job container started", "image", spec.Image, "timeout", spec.Timeout)
+	log.Info("job container started", "image", spec.Image, "timeout", spec.Timeout, "took", time.Since(called).Round(time.Millisecond))
 	return nil
 }
 
-// containerConfig is the container that Start creates for spec in ws.
-func (r *Runtime) containerConfig(spec executor.RunSpec, ws executor.Workspace) (*container.Config, *container.HostConfig, error) {
+// containerConfig is the container that Start creates for spec in ws; a non-zero deadline
+// goes into LabelDeadline.
+func (r *Runtime) containerConfig(spec executor.RunSpec, ws executor.Workspace, deadline time.Time) (*container.Config, *container.HostConfig, error) {
 	if spec.Image == "" {
 		return nil, nil, errors.New("docker: RunSpec.Image is empty")
 	}
@@ -344,7 +396,7 @@ func (r *Runtime) containerConfig(spec executor.RunSpec, ws executor.Workspace) 
 		{Type: mount.TypeBind, Source: ws.OutputDir, Target: "/output"},
 	}
 	if spec.ArtifactsMount != "" {
-		if err := checkArtifactsMount(spec.ArtifactsMount); err != nil {
+		if err := executor.CheckArtifactsDir(spec.ArtifactsMount); err != nil {
 			return nil, nil, fmt.Errorf("docker: job %s: %w", spec.ID, err)
 		}
 		mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: ws.ArtifactsDir, Target: spec.ArtifactsMount})
@@ -360,6 +412,12 @@ func (r *Runtime) containerConfig(spec executor.RunSpec, ws executor.Workspace) 
 		mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: ws.ScriptPath, Target: "/script.py", ReadOnly: true})
 	}
 	res := resources(spec.Limits)
+	var storage map[string]string
+	if spec.Limits.DiskBytes > 0 && !r.noQuota.Load() {
+		// A hard limit on the writable layer where the storage driver has one: past it the
+		// job's writes fail (ENOSPC/EDQUOT) instead of waiting for the watchdog's kill.
+		storage = map[string]string{"size": strconv.FormatInt(spec.Limits.DiskBytes, 10)}
+	}
 	if spec.GPUs {
 		res.DeviceRequests = []container.DeviceRequest{{Driver: "nvidia", Count: -1, Capabilities: [][]string{{"gpu"}}}}
 	}
@@ -367,7 +425,7 @@ func (r *Runtime) containerConfig(spec executor.RunSpec, ws executor.Workspace) 
 		Image:  spec.Image,
 		Cmd:    spec.Cmd,
 		Env:    spec.Env,
-		Labels: r.labels(spec),
+		Labels: r.labels(spec, ws, deadline),
 	}
 	host := &container.HostConfig{
 		NetworkMode: "none",
@@ -375,6 +433,7 @@ func (r *Runtime) containerConfig(spec executor.RunSpec, ws executor.Workspace) 
 		CapDrop:     []string{"ALL"},
 		Mounts:      mounts,
 		Resources:   res,
+		StorageOpt:  storage,
 		// A chatty job must not fill the engine's disk: the engine keeps at most two files of
 		// half the cap each and drops the oldest output beyond that.
 		LogConfig: container.LogConfig{Type: "json-file", Config: map[string]string{
@@ -385,30 +444,17 @@ func (r *Runtime) containerConfig(spec executor.RunSpec, ws executor.Workspace) 
 	return cfg, host, nil
 }
 
-// checkArtifactsMount accepts an absolute, clean container path that does not replace or
-// shadow the runtime's own mounts or the kernel's pseudo file systems.
-func checkArtifactsMount(p string) error {
-	if !strings.HasPrefix(p, "/") || path.Clean(p) != p || strings.ContainsRune(p, 0) {
-		return fmt.Errorf("artifacts mount %q must be an absolute, clean container path such as /artifacts", p)
-	}
-	switch p {
-	case "/", "/volume", "/output", "/script.py":
-		return fmt.Errorf("artifacts mount %q would replace a mount of its own (/, /volume, /output and /script.py are taken)", p)
-	}
-	for _, sys := range []string{"/proc", "/sys", "/dev", "/script.py"} {
-		if p == sys || strings.HasPrefix(p, sys+"/") {
-			return fmt.Errorf("artifacts mount %q is under %s, which is not allowed", p, sys)
-		}
-	}
-	return nil
-}
-
-func (r *Runtime) labels(spec executor.RunSpec) map[string]string {
-	return map[string]string{
+func (r *Runtime) labels(spec executor.RunSpec, ws executor.Workspace, deadline time.Time) map[string]string {
+	l := map[string]string{
 		LabelJobUUID:   spec.JobUUID,
 		LabelExecutor:  r.opts.ExecutorID,
 		LabelRuntimeID: spec.ID,
 	}
+	if !deadline.IsZero() {
+		l[LabelDeadline] = deadline.Format(time.RFC3339)
+		l[LabelWorkspace] = ws.Dir
+	}
+	return l
 }
 
 func resources(l executor.Limits) container.Resources {
@@ -514,6 +560,11 @@ func (r *Runtime) Wait(ctx context.Context, id string) (executor.RunResult, erro
 		"timed_out", res.TimedOut, "oom_killed", res.OOMKilled, "disk_exceeded", res.DiskExceeded, "duration", res.Duration)
 	return res, nil
 }
+
+// quotaUnsupported matches the engine's refusals of a storage quota ("--storage-opt is not
+// supported", "--storage-opt is supported only for overlay over xfs with 'pquota' mount
+// option", …).
+var quotaUnsupported = regexp.MustCompile(`(?i)storage[- ]?opt|pquota|quota`)
 
 // isConnLoss reports whether err says the engine could not be reached or the connection to it
 // broke, as opposed to an answer from the engine.

@@ -74,7 +74,7 @@ func run(t *testing.T, rt *docker.Runtime, spec executor.RunSpec, fill func(exec
 	if spec.JobUUID == "" {
 		spec.JobUUID = "job-" + spec.ID
 	}
-	ws, err := rt.Prepare(ctx, spec.ID)
+	ws, err := rt.Prepare(ctx, spec.ID, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,7 +340,7 @@ func TestOOMKilled(t *testing.T) {
 func TestWaitContextCancelled(t *testing.T) {
 	rt := newRuntime(t)
 	id := uniqueID(t)
-	ws, err := rt.Prepare(context.Background(), id)
+	ws, err := rt.Prepare(context.Background(), id, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -370,7 +370,7 @@ func TestCloseRemovesLeftovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := uniqueID(t)
-	ws, err := rt.Prepare(context.Background(), id)
+	ws, err := rt.Prepare(context.Background(), id, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,7 +398,7 @@ func TestCloseRemovesLeftovers(t *testing.T) {
 func TestStartFailureRemovesContainer(t *testing.T) {
 	rt := newRuntime(t)
 	id := uniqueID(t)
-	ws, err := rt.Prepare(context.Background(), id)
+	ws, err := rt.Prepare(context.Background(), id, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -430,7 +430,7 @@ func TestEnsureImage(t *testing.T) {
 func TestPrepareRejectsBadID(t *testing.T) {
 	rt := newRuntime(t)
 	for _, id := range []string{"", "../x", "a/b", strings.Repeat("a", 200)} {
-		if _, err := rt.Prepare(context.Background(), id); err == nil {
+		if _, err := rt.Prepare(context.Background(), id, 0); err == nil {
 			t.Errorf("Prepare(%q) succeeded", id)
 		}
 	}

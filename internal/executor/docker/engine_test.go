@@ -44,7 +44,7 @@ func TestEngineLostMidJob(t *testing.T) {
 
 	ctx := context.Background()
 	id := uniqueID(t)
-	ws, err := rt.Prepare(ctx, id)
+	ws, err := rt.Prepare(ctx, id, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

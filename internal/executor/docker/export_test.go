@@ -15,7 +15,7 @@ func (r *Runtime) SetSleep(f func(ctx context.Context, d time.Duration) error) {
 
 // ContainerConfig is the container Start would create for spec in ws.
 func (r *Runtime) ContainerConfig(spec executor.RunSpec, ws executor.Workspace) (*container.Config, *container.HostConfig, error) {
-	return r.containerConfig(spec, ws)
+	return r.containerConfig(spec, ws, time.Time{})
 }
 
 // CheckEngineSecurity is the decision of CheckSecurity on one Info.

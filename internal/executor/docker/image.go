@@ -13,6 +13,8 @@ import (
 	"github.com/distribution/reference"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/registry"
+
+	"github.com/computehorde/horde/internal/executor"
 )
 
 // RegistryAuth is the credentials for one registry: a username and password, or an identity
@@ -38,11 +40,13 @@ func redacted(s string) string {
 	return "<redacted>"
 }
 
-// Causes of a failed pull, wrapped by EnsureImage's errors.
+// Causes of a failed pull, wrapped by EnsureImage's errors. The first three are the job's
+// (they wrap executor.ErrBadImage); a timeout, like an unreachable registry or engine, is
+// the host's.
 var (
-	ErrImageAuth     = errors.New("registry refused authentication")
-	ErrImageNotFound = errors.New("image not found")
-	ErrImageTooLarge = errors.New("image too large")
+	ErrImageAuth     = fmt.Errorf("%w: registry refused authentication", executor.ErrBadImage)
+	ErrImageNotFound = fmt.Errorf("%w: image not found", executor.ErrBadImage)
+	ErrImageTooLarge = fmt.Errorf("%w: image too large", executor.ErrBadImage)
 	ErrPullTimeout   = errors.New("pull timed out")
 )
 
@@ -88,7 +92,7 @@ func canonicalRegistries(in map[string]RegistryAuth) (map[string]RegistryAuth, e
 func (r *Runtime) EnsureImage(ctx context.Context, ref string) error {
 	named, err := reference.ParseNormalizedNamed(ref)
 	if err != nil {
-		return fmt.Errorf("docker: image reference %q: %w", ref, err)
+		return fmt.Errorf("docker: %w: reference %q: %w", executor.ErrBadImage, ref, err)
 	}
 	if _, err := r.cli.ImageInspect(ctx, ref); err == nil {
 		return nil

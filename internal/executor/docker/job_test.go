@@ -71,7 +71,7 @@ func TestArtifactsAndScript(t *testing.T) {
 	rt := newRuntime(t)
 	ctx := context.Background()
 	id := uniqueID(t)
-	ws, err := rt.Prepare(ctx, id)
+	ws, err := rt.Prepare(ctx, id, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +185,7 @@ func TestGPUs(t *testing.T) {
 
 	ctx := context.Background()
 	id := uniqueID(t)
-	pws, err := rt.Prepare(ctx, id)
+	pws, err := rt.Prepare(ctx, id, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

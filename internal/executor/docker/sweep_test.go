@@ -38,7 +38,7 @@ func TestSweep(t *testing.T) {
 	}
 	start := func(rt *docker.Runtime) (string, executor.Workspace) {
 		id := uniqueID(t)
-		ws, err := rt.Prepare(ctx, id)
+		ws, err := rt.Prepare(ctx, id, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -66,7 +66,7 @@ func TestSweep(t *testing.T) {
 
 	deadA := open(execA) // stands for a killed process of A: never removes its job
 	leftID, leftWS := start(deadA)
-	prepOnly, err := deadA.Prepare(ctx, uniqueID(t)) // a directory without a container
+	prepOnly, err := deadA.Prepare(ctx, uniqueID(t), 0) // a directory without a container
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -65,12 +65,76 @@ func TestParseSpecRejects(t *testing.T) {
 		{`{"docker_image": "a", "job_uuid": "x"}`, "set by the runner"},
 		{`{"docker_image": "a", "volume": {"volume_type": "zip_url"}}`, "volume"},
 		{`{"docker_image": "a", "docker_run_options_preset": "all_the_gpus"}`, "docker_run_options_preset"},
+		// Absurd time limits: bounded at parse time, never overflowing a deadline.
+		{`{"docker_image": "a", "execution_time_limit": 9223372036854775807}`, "execution_time_limit: 9223372036854775807 seconds is more than the 604800-second (7-day) bound"},
+		{`{"docker_image": "a", "download_time_limit": 1000000000000}`, "download_time_limit: 1000000000000 seconds is more than"},
+		{`{"docker_image": "a", "upload_time_limit": 1e12}`, "upload_time_limit"},
+		{`{"docker_image": "a", "execution_time_limit": 92233720368547758070}`, "execution_time_limit"},
+		// The user's mistakes, caught before any executor sees them.
+		{`{"docker_image": ""}`, "docker_image: empty"},
+		{`{"docker_image": "my image"}`, `docker_image: "my image" is not a valid image reference`},
+		{`{"docker_image": "Alpine:3"}`, "must be lowercase"},
+		{`{"docker_image": "a", "env": {"": "x"}}`, "env: a variable has an empty name"},
+		{`{"docker_image": "a", "env": {"A=B": "x"}}`, `env: variable name "A=B"`},
+		{`{"docker_image": "a", "env": {"A": "x\u0000y"}}`, "NUL"},
+		{`{"docker_image": "a", "docker_run_cmd": ["a\u0000b"]}`, "docker_run_cmd: argument 0 holds a NUL byte"},
+		{`{"docker_image": "a", "artifacts_dir": "/proc/self"}`, `artifacts_dir: "/proc/self" is under /proc`},
+		{`{"docker_image": "a", "artifacts_dir": "../x"}`, `artifacts_dir: "../x" must be an absolute container path`},
+		{`{"docker_image": "a", "artifacts_dir": "/a/../output"}`, `artifacts_dir: "/a/../output" is not a clean path`},
+		{`{"docker_image": "a", "artifacts_dir": "/output"}`, "would replace a mount"},
+		{bigEnvSpec(100_000, 100), "env: 100000 variables, more than the 1024 allowed"},
+		{bigEnvSpec(1000, 300), "env: 301000 bytes in all, more than the 262144 allowed"},
+		{`{"docker_image": "a", "docker_run_cmd": ["` + strings.Repeat("x", 200_000) + `"]}`, "docker_run_cmd: argument 0 is 200000 bytes"},
 	} {
 		_, err := localrun.ParseSpec([]byte(tc.spec))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("ParseSpec(%s) = %v, want an error naming %q", tc.spec, err, tc.want)
+			t.Errorf("ParseSpec(%.200s) = %.300v, want an error naming %q", tc.spec, err, tc.want)
 		}
 	}
+}
+
+// bigEnvSpec is a spec whose env has n variables of about size bytes each.
+func bigEnvSpec(n, size int) string {
+	var b strings.Builder
+	b.WriteString(`{"docker_image": "a", "env": {`)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `"V%06d": "%s"`, i, strings.Repeat("v", size-8))
+	}
+	b.WriteString(`}}`)
+	return b.String()
+}
+
+// FuzzParseSpec: whatever the spec, ParseSpec returns a job or an error, never panics, and a
+// job it returns is within every bound an executor checks.
+func FuzzParseSpec(f *testing.F) {
+	for _, seed := range []string{
+		`{"docker_image": "alpine", "docker_run_cmd": ["echo", "hi"], "env": {"B": "2"}, "execution_time_limit": 7}`,
+		`{"docker_image": "a", "volume": {"volume_type": "zip_url", "contents": "http://x/v.zip", "relative_path": null}}`,
+		`{"docker_image": "a", "output_upload": {"output_upload_type": "single_file_put", "url": "http://x", "relative_path": "f"}}`,
+		`{"docker_image": "a", "artifacts_dir": "/art", "raw_script": "print(1)", "allowed_leeway": 9223372036854775807}`,
+		`{"docker_image": "127.0.0.1:5000/a/b@sha256:` + strings.Repeat("0", 64) + `", "executor_class": "always_on.gpu-24gb"}`,
+		`{"docker_image": "a", "volume": {"volume_type": "multi_volume", "volumes": []}}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		job, err := localrun.ParseSpec(data)
+		if err != nil {
+			return
+		}
+		if err := executor.CheckTiming(&job.Timing, nil); err != nil {
+			t.Fatalf("accepted timing out of bounds: %v", err)
+		}
+		if err := executor.CheckJobRequest(&job.Request); err != nil {
+			t.Fatalf("accepted a request an executor refuses: %v", err)
+		}
+		if job.Request.DockerImage == "" || job.Timing.ExecutionTimeLimit <= 0 {
+			t.Fatalf("accepted %+v", job)
+		}
+	})
 }
 
 func newRuntime(t testing.TB) *docker.Runtime {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/computehorde/horde/internal/executor"
 	"github.com/computehorde/horde/internal/protocol"
 )
 
@@ -121,6 +122,14 @@ func ParseSpec(data []byte) (Job, error) {
 	job.Request = *r
 	if job.Timing.ExecutionTimeLimit == 0 {
 		return Job{}, errors.New("job spec: execution_time_limit must be at least 1 second")
+	}
+	// What an executor would refuse, refused here: a spec that parses runs anywhere.
+	if err := errors.Join(
+		executor.CheckTiming(&job.Timing, nil),
+		executor.CheckImage("docker_image", job.Request.DockerImage),
+		executor.CheckJobRequest(&job.Request),
+	); err != nil {
+		return Job{}, fmt.Errorf("job spec: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
 	}
 	return job, nil
 }

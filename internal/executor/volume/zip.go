@@ -128,9 +128,25 @@ func writeEntry(ctx context.Context, root *os.Root, name string, f *zip.File, b 
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("zip entry %q: %w", f.Name, err)
+		return fmt.Errorf("zip entry %q: %w", f.Name, explainEntryError(f, w.n, err))
 	}
 	return nil
+}
+
+// explainEntryError says what archive/zip's terse errors mean for one entry: its
+// "not a valid zip file" while reading means the data inflates past the size the header
+// declares, an unexpected EOF that it ends before it.
+func explainEntryError(f *zip.File, wrote int64, err error) error {
+	switch {
+	case errors.Is(err, zip.ErrFormat):
+		return fmt.Errorf("its data inflates past the %d bytes its header declares (%d written before it was stopped); the archive is corrupt or forged: %w",
+			f.UncompressedSize64, wrote, err)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Errorf("its data ends after %d of the %d bytes its header declares; the archive is truncated or corrupt: %w", wrote, f.UncompressedSize64, err)
+	case errors.Is(err, zip.ErrChecksum):
+		return fmt.Errorf("its data fails the CRC-32 check its header declares; the archive is corrupt: %w", err)
+	}
+	return err
 }
 
 func describeMode(m fs.FileMode) string {

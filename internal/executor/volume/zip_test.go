@@ -172,6 +172,9 @@ func TestZipBomb(t *testing.T) {
 			if declared > limit && !errors.Is(err, ErrTooLarge) {
 				t.Errorf("error %v, want ErrTooLarge", err)
 			}
+			if declared < limit && !strings.Contains(fmt.Sprint(err), "inflates past the 1048576 bytes its header declares") {
+				t.Errorf("error %v, want it to say the data exceeds the declared size", err)
+			}
 			if err == nil || st.Bytes > limit {
 				t.Errorf("error %v, stats %+v", err, st)
 			}
