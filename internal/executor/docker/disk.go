@@ -63,9 +63,9 @@ func (r *Runtime) watchDisk(ctx context.Context, ws executor.Workspace, cid stri
 	w := &diskWatch{cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
-		upper, killer := "", (*initKiller)(nil)
+		upper, merged, killer := "", "", (*initKiller)(nil)
 		if info, err := r.cli.ContainerInspect(ctx, cid); err == nil {
-			upper = upperDir(info)
+			upper, merged = upperDir(info), mergedDir(info)
 			if info.State != nil && info.State.Running {
 				killer = openInitKiller(info.State.Pid, cid)
 			}
@@ -82,7 +82,7 @@ func (r *Runtime) watchDisk(ctx context.Context, ws executor.Workspace, cid stri
 			case <-timer.C:
 			}
 			at := time.Now()
-			used := r.diskUsage(ctx, ws, cid, upper)
+			used := r.diskUsage(ctx, ws, cid, upper, merged)
 			cost := time.Since(at)
 			if ctx.Err() != nil {
 				return
@@ -128,10 +128,10 @@ func (w *diskWatch) stop() (exceeded bool) {
 // plus its container's writable layer. The layer is measured by walking upper, its directory,
 // when known: asking the engine for SizeRw instead costs about 16 ms of its time per call here.
 // Without it the engine is asked, and when that fails too the layer is left out.
-func (r *Runtime) diskUsage(ctx context.Context, ws executor.Workspace, cid, upper string) int64 {
+func (r *Runtime) diskUsage(ctx context.Context, ws executor.Workspace, cid, upper, merged string) int64 {
 	total := dirBytes(ws.OutputDir) + dirBytes(ws.ArtifactsDir)
 	if upper != "" {
-		return total + dirBytes(upper)
+		return total + layerBytes(upper, merged)
 	}
 	info, _, err := r.cli.ContainerInspectWithRaw(ctx, cid, true)
 	if err != nil {
@@ -149,7 +149,16 @@ func (r *Runtime) diskUsage(ctx context.Context, ws executor.Workspace, cid, upp
 // upperDir is the container's writable layer directory if the engine reports one (overlay
 // drivers) and this process can read it (executor on the engine's host); "" otherwise.
 func upperDir(info container.InspectResponse) string {
-	dir := info.GraphDriver.Data["UpperDir"]
+	return readableDir(info.GraphDriver.Data["UpperDir"])
+}
+
+// mergedDir is the container's root file system as the job sees it, if this process can
+// read it.
+func mergedDir(info container.InspectResponse) string {
+	return readableDir(info.GraphDriver.Data["MergedDir"])
+}
+
+func readableDir(dir string) string {
 	if dir == "" {
 		return ""
 	}
@@ -157,6 +166,31 @@ func upperDir(info container.InspectResponse) string {
 		return ""
 	}
 	return dir
+}
+
+// layerBytes is what the writable layer holds: the files under upper, each at its size in
+// upper or, when larger, in merged (the job's view). With fuse-overlayfs the job's writes sit
+// in the kernel's write-back cache for a while before they reach upper, so upper alone lags
+// tens of megabytes behind a fast writer; merged is up to date.
+func layerBytes(upper, merged string) int64 {
+	if merged == "" {
+		return dirBytes(upper)
+	}
+	var n int64
+	_ = filepath.WalkDir(upper, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil
+		}
+		size := fileBytes(d)
+		if rel, err := filepath.Rel(upper, p); err == nil {
+			if fi, err := os.Lstat(filepath.Join(merged, rel)); err == nil && fi.Mode().IsRegular() {
+				size = max(size, statBytes(fi))
+			}
+		}
+		n += size
+		return nil
+	})
+	return n
 }
 
 // dirBytes sums what the regular files under dir take: each file's size, or its allocated
@@ -168,14 +202,26 @@ func dirBytes(dir string) int64 {
 		if err != nil || !d.Type().IsRegular() {
 			return nil // vanished or unreadable entries are skipped; the rest still counts
 		}
-		if fi, err := d.Info(); err == nil {
-			size := fi.Size()
-			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-				size = max(size, st.Blocks*512)
-			}
-			n += size
-		}
+		n += fileBytes(d)
 		return nil
 	})
 	return n
+}
+
+// fileBytes is what a directory entry's file takes; 0 if it vanished.
+func fileBytes(d fs.DirEntry) int64 {
+	fi, err := d.Info()
+	if err != nil {
+		return 0
+	}
+	return statBytes(fi)
+}
+
+// statBytes is a file's size, or its allocated blocks when they are more.
+func statBytes(fi fs.FileInfo) int64 {
+	size := fi.Size()
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		size = max(size, st.Blocks*512)
+	}
+	return size
 }

@@ -303,7 +303,7 @@ func (r *Runtime) deadline(start time.Time, lifetime time.Duration) time.Time {
 	if lifetime <= 0 {
 		return time.Time{}
 	}
-	return start.Add(lifetime + r.opts.ExpiryGrace).UTC().Truncate(time.Second).Add(time.Second)
+	return start.Add(lifetime + r.opts.ExpiryGrace).UTC()
 }
 
 func (r *Runtime) job(id string) (*job, error) {
@@ -451,7 +451,7 @@ func (r *Runtime) labels(spec executor.RunSpec, ws executor.Workspace, deadline 
 		LabelRuntimeID: spec.ID,
 	}
 	if !deadline.IsZero() {
-		l[LabelDeadline] = deadline.Format(time.RFC3339)
+		l[LabelDeadline] = deadline.Format(time.RFC3339Nano)
 		l[LabelWorkspace] = ws.Dir
 	}
 	return l

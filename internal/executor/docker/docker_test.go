@@ -37,7 +37,7 @@ var seq atomic.Int64
 
 // newRuntime returns a runtime with a unique executor label and its own work directory; opts
 // adjust the options.
-func newRuntime(t *testing.T, opts ...func(*docker.Options)) *docker.Runtime {
+func newRuntime(t testing.TB, opts ...func(*docker.Options)) *docker.Runtime {
 	t.Helper()
 	jobimagetest.Engine(t)
 	o := docker.Options{
@@ -59,7 +59,7 @@ func newRuntime(t *testing.T, opts ...func(*docker.Options)) *docker.Runtime {
 	return rt
 }
 
-func uniqueID(t *testing.T) string {
+func uniqueID(t testing.TB) string {
 	return fmt.Sprintf("test-%d-%d-%d", os.Getpid(), time.Now().UnixNano()%1e9, seq.Add(1))
 }
 

@@ -26,3 +26,21 @@ func RegistryHost(name string) string { return registryHost(name) }
 
 // RedactURLs strips URL query strings from s.
 func RedactURLs(s string) string { return redactURLs(s) }
+
+// JobDiskUsage is what job id has on disk now, measured as the disk watchdog does.
+func (r *Runtime) JobDiskUsage(ctx context.Context, id string) (int64, error) {
+	j, err := r.job(id)
+	if err != nil {
+		return 0, err
+	}
+	info, err := r.cli.ContainerInspect(ctx, j.containerID)
+	if err != nil {
+		return 0, err
+	}
+	return r.diskUsage(ctx, j.ws, j.containerID, upperDir(info), mergedDir(info)), nil
+}
+
+// NextDiskPoll is the disk watchdog's schedule.
+func NextDiskPoll(limit, used int64, rate float64, cost, maxWait time.Duration) time.Duration {
+	return nextDiskPoll(limit, used, rate, cost, maxWait)
+}

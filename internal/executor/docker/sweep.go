@@ -29,7 +29,7 @@ type marker struct {
 func writeMarker(dir string, m marker) error {
 	text := m.owner + "\n"
 	if !m.deadline.IsZero() {
-		text += m.deadline.UTC().Format(time.RFC3339) + "\n"
+		text += m.deadline.UTC().Format(time.RFC3339Nano) + "\n"
 	}
 	tmp := filepath.Join(dir, markerName+".new")
 	if err := os.WriteFile(tmp, []byte(text), 0o600); err != nil {
@@ -54,7 +54,7 @@ func readMarker(dir string) (m marker, ok bool) {
 	}
 	m.owner = owner
 	if line, _, _ := strings.Cut(rest, "\n"); line != "" {
-		if m.deadline, err = time.Parse(time.RFC3339, line); err != nil {
+		if m.deadline, err = time.Parse(time.RFC3339Nano, line); err != nil {
 			return marker{}, false
 		}
 	}
@@ -128,7 +128,7 @@ func (r *Runtime) SweepExpired(ctx context.Context) error {
 	}
 	dirs := map[string]bool{}
 	for _, c := range list {
-		deadline, err := time.Parse(time.RFC3339, c.Labels[LabelDeadline])
+		deadline, err := time.Parse(time.RFC3339Nano, c.Labels[LabelDeadline])
 		if err != nil || !expired(deadline, now) || r.holds(c.Labels[LabelRuntimeID]) && c.Labels[LabelExecutor] == r.opts.ExecutorID {
 			continue
 		}

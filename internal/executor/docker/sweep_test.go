@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
@@ -101,4 +102,92 @@ func TestSweep(t *testing.T) {
 	}
 	// The runtimes' Close (cleanups) remove B's and the held job; deadA's Close finds its
 	// job already gone, which is no error.
+}
+
+// TestSweepExpired: a job whose deadline passed is removed by any runtime's SweepExpired,
+// whoever started it (here executor "dead", standing for a process killed with -9): its
+// container, its workspace (found through the container's label even from another work
+// directory), and a workspace that never got a container. Jobs within their deadline and jobs
+// without one are left alone.
+func TestSweepExpired(t *testing.T) {
+	cli := jobimagetest.Engine(t)
+	img := jobimagetest.Hello(t)
+	ctx := context.Background()
+	deadDir := t.TempDir()
+	open := func(id, workDir string) *docker.Runtime {
+		rt, err := docker.New(ctx, docker.Options{WorkDir: workDir, ExecutorID: id, ExpiryGrace: time.Nanosecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { rt.Close() })
+		return rt
+	}
+	dead := open("expired-dead-"+uniqueID(t), deadDir)
+	start := func(lifetime time.Duration) (string, executor.Workspace) {
+		id := uniqueID(t)
+		ws, err := dead.Prepare(ctx, id, lifetime)
+		if err != nil {
+			t.Fatal(err)
+		}
+		spec := executor.RunSpec{ID: id, JobUUID: id, Image: img, Cmd: []string{"--sleep", "1h"}, Lifetime: lifetime}
+		if err := dead.Start(ctx, spec); err != nil {
+			t.Fatal(err)
+		}
+		return id, ws
+	}
+	running := func(id string) bool {
+		info, err := cli.ContainerInspect(ctx, docker.ContainerName(id))
+		if err != nil {
+			return false
+		}
+		return info.State.Running
+	}
+	exists := func(dir string) bool {
+		_, err := os.Stat(dir)
+		return err == nil
+	}
+
+	expiredID, expiredWS := start(time.Millisecond)
+	liveID, liveWS := start(time.Hour)
+	foreverID, foreverWS := start(0)
+	prepOnly, err := dead.Prepare(ctx, uniqueID(t), time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := cli.ContainerInspect(ctx, docker.ContainerName(expiredID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline, err := time.Parse(time.RFC3339Nano, info.Config.Labels[docker.LabelDeadline])
+	if err != nil || info.Config.Labels[docker.LabelWorkspace] != expiredWS.Dir {
+		t.Fatalf("labels %v: %v", info.Config.Labels, err)
+	}
+	for time.Now().Before(deadline) { // at most a few milliseconds
+		time.Sleep(time.Millisecond)
+	}
+
+	// Another executor in another work directory: it finds the expired job by its labels.
+	other := open("expired-other-"+uniqueID(t), t.TempDir())
+	if err := other.SweepExpired(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if running(expiredID) || exists(expiredWS.Dir) {
+		t.Errorf("the expired job survived: running %v, workspace %v", running(expiredID), exists(expiredWS.Dir))
+	}
+	if !running(liveID) || !exists(liveWS.Dir) || !running(foreverID) || !exists(foreverWS.Dir) {
+		t.Error("SweepExpired removed a job within its deadline or without one")
+	}
+	if !exists(prepOnly.Dir) {
+		t.Error("a workspace outside the sweeping runtime's work directory and named by no container was removed")
+	}
+	// One in the dead executor's work directory finds the workspace that has no container.
+	if err := open("expired-third-"+uniqueID(t), deadDir).SweepExpired(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if exists(prepOnly.Dir) {
+		t.Error("the expired workspace without a container survived")
+	}
+	if !exists(liveWS.Dir) || !exists(foreverWS.Dir) {
+		t.Error("the work directory's sweep removed live workspaces")
+	}
 }
