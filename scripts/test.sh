@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's second command and what CI runs: installs what the suite needs (Docker engine,
-# PostgreSQL, staticcheck), then runs gofmt, go vet, staticcheck and the whole go test suite
+# PostgreSQL, btrfs-progs, staticcheck), then runs gofmt, go vet, staticcheck and the whole go test suite
 # against the real Docker engine, SQLite and a throwaway PostgreSQL cluster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +9,14 @@ say() { printf 'horde: %s\n' "$*" >&2; }
 
 command -v go >/dev/null 2>&1 || { say "Go 1.26 is required (https://go.dev/dl); install it and re-run"; exit 1; }
 bash scripts/ensure-docker.sh
+
+# The disk-quota test starts a private Docker engine on a loop-mounted btrfs file system (the
+# host's engine may have no per-container storage quota); it needs mkfs.btrfs.
+if [ "$(id -u)" = 0 ] && ! command -v mkfs.btrfs >/dev/null 2>&1; then
+  say "installing btrfs-progs (apt-get) for the disk-quota test"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq btrfs-progs >/dev/null ||
+    say "could not install btrfs-progs: the disk-quota test will be skipped"
+fi
 
 pgdir=$(mktemp -d /tmp/horde-pg.XXXXXX)
 cleanup() { bash scripts/pg.sh stop "$pgdir" >/dev/null 2>&1 || true; rm -rf "$pgdir"; }

@@ -2,11 +2,17 @@ package docker_test
 
 import (
 	"context"
+	"regexp"
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/docker/docker/client"
+
 	"github.com/computehorde/horde/internal/executor"
 	"github.com/computehorde/horde/internal/executor/docker"
+	"github.com/computehorde/horde/internal/executor/docker/dockertest"
+	"github.com/computehorde/horde/internal/jobimage"
 	"github.com/computehorde/horde/internal/jobimage/jobimagetest"
 )
 
@@ -106,5 +112,43 @@ func BenchmarkDiskCapOvershoot(b *testing.B) {
 			b.ReportMetric(worst, "worst-overshoot-%")
 			b.ReportMetric(sum/float64(n), "mean-overshoot-%")
 		})
+	}
+}
+
+// TestDiskQuotaHardLimit: on an engine whose storage driver has per-container quotas (btrfs
+// here), the disk cap is a hard limit on the writable layer: the job's writes fail with
+// "disk quota exceeded" at the cap instead of going on until the watchdog's kill, and the
+// job goes on running. On this host's own engine (fuse-overlayfs, no quotas) the runtime
+// falls back to the watchdog, as the other disk tests show.
+func TestDiskQuotaHardLimit(t *testing.T) {
+	qe := dockertest.StartQuotaEngine(t)
+	img := jobimagetest.RandomTag()
+	if err := jobimage.Build(context.Background(), qe.Client, jobimage.Spec{Tag: img, Binary: jobimagetest.HelloBinary(t)}); err != nil {
+		t.Fatal(err)
+	}
+	cli, err := client.NewClientWithOpts(client.WithHost(qe.Host), client.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := docker.NewWithClient(cli, docker.Options{WorkDir: t.TempDir(), ExecutorID: "quota-" + uniqueID(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	const limit = 64 << 20
+	res, err := run(t, rt, executor.RunSpec{Image: img, Timeout: time.Minute, Limits: executor.Limits{DiskBytes: limit},
+		Cmd: []string{"--write", "/tmp/big:200000000"}}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`write /tmp/big: (\d+) bytes, failed: .*(disk quota exceeded|no space left on device)`).FindStringSubmatch(res.Stdout)
+	if m == nil {
+		t.Fatalf("the job's writes did not fail at the quota: %+v", res)
+	}
+	if n, _ := strconv.ParseInt(m[1], 10, 64); n > limit {
+		t.Errorf("the job wrote %d bytes, past the %d-byte quota", n, limit)
+	}
+	if res.DiskExceeded || res.ExitCode != 0 {
+		t.Errorf("the job was stopped instead of held by the quota: %+v", res)
 	}
 }
