@@ -10,17 +10,18 @@ import (
 )
 
 // Proxy forwards a unix socket to the engine's and can play a dying engine: Cut drops every
-// connection and stops accepting, Resume accepts again.
+// connection and stops accepting, Resume accepts again; and a stuck one: Stall.
 type Proxy struct {
 	// Path is the proxy's socket; point a client at "unix://" + Path.
 	Path   string
 	target string
 	waits  chan struct{}
 
-	mu    sync.Mutex
-	ln    net.Listener
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
+	mu      sync.Mutex
+	ln      net.Listener
+	conns   map[net.Conn]struct{}
+	stalled map[string]chan struct{} // request pattern → closed when the stall ends
+	wg      sync.WaitGroup
 }
 
 // StartProxy listens on a socket in t.TempDir() and forwards to the engine socket at target
@@ -29,7 +30,7 @@ func StartProxy(t testing.TB, target string) *Proxy {
 	t.Helper()
 	p := &Proxy{
 		Path: filepath.Join(t.TempDir(), "engine.sock"), target: target,
-		waits: make(chan struct{}, 16), conns: map[net.Conn]struct{}{},
+		waits: make(chan struct{}, 16), conns: map[net.Conn]struct{}{}, stalled: map[string]chan struct{}{},
 	}
 	if err := p.Resume(); err != nil {
 		t.Fatal(err)
@@ -39,6 +40,29 @@ func StartProxy(t testing.TB, target string) *Proxy {
 		p.wg.Wait()
 	})
 	return p
+}
+
+// Stall makes the engine never answer requests whose start contains pattern (such as
+// "/containers/create"): they are held, never forwarded, and their connection is closed when
+// the client gives up... or when the test ends. Nothing they asked for happens.
+func (p *Proxy) Stall(t testing.TB, pattern string) {
+	ch := make(chan struct{})
+	p.mu.Lock()
+	p.stalled[pattern] = ch
+	p.mu.Unlock()
+	t.Cleanup(func() { close(ch) }) // before the proxy's own cleanup, which waits for the pipes
+}
+
+// stall returns the channel of the stall that data matches, or nil.
+func (p *Proxy) stall(data []byte) chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for pattern, ch := range p.stalled {
+		if bytes.Contains(data, []byte(pattern)) {
+			return ch
+		}
+	}
+	return nil
 }
 
 // Waits gets a value each time a container wait request goes through the proxy.
@@ -99,6 +123,20 @@ func (p *Proxy) pipe(dst, src net.Conn, toEngine bool) {
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
+			if ch := p.stall(buf[:n]); toEngine && ch != nil {
+				// Hold it until the client hangs up (its read on the closed pipe fails) or
+				// the stall ends; never forward it.
+				gone := make(chan struct{})
+				go func() {
+					src.Read(make([]byte, 1))
+					close(gone)
+				}()
+				select {
+				case <-gone:
+				case <-ch:
+				}
+				return
+			}
 			if toEngine && bytes.Contains(buf[:n], []byte("/wait?")) {
 				select {
 				case p.waits <- struct{}{}:
