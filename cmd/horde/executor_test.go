@@ -1,13 +1,23 @@
 package main
 
 import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+
+	"github.com/computehorde/horde/internal/executor/docker"
 	"github.com/computehorde/horde/internal/jobimage/jobimagetest"
 )
 
@@ -82,5 +92,108 @@ func TestCLIExecutorRunBadSpec(t *testing.T) {
 			t.Errorf("spec %s: want exit 2 (usage) and no stdout:\n%s", tc.spec, r)
 		}
 		wantContains(t, "stderr", r.stderr, "job.json: job spec: ", tc.want)
+	}
+}
+
+// TestCLIExecutorRunEgress: a volume on this machine is refused unless --allow-egress opens
+// loopback.
+func TestCLIExecutorRunEgress(t *testing.T) {
+	needDocker(t)
+	img := jobimagetest.Hello(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "payload") }))
+	defer srv.Close()
+	spec := `{"docker_image": "` + img + `", "volume": {"volume_type": "single_file", "url": "` + srv.URL + `/f", "relative_path": "f"}}`
+	r := executorRun(t, spec)
+	if r.code != exitJobFailed {
+		t.Fatalf("want exit %d:\n%s", exitJobFailed, r)
+	}
+	wantContains(t, "stdout", r.stdout, "download_failed at stage volume_download", "connection to 127.0.0.1 refused: loopback address",
+		"--allow-egress 127.0.0.1/32")
+	r = executorRun(t, spec, "--allow-egress", "127.0.0.1")
+	if r.code != 0 {
+		t.Fatalf("with --allow-egress: want exit 0:\n%s", r)
+	}
+	wantContains(t, "stdout", r.stdout, "volume: f 7")
+	if r := executorRun(t, spec, "--allow-egress", "127.0.0.1/8"); r.code != 2 || !strings.Contains(r.stderr, "host bits") {
+		t.Errorf("a malformed --allow-egress: want exit 2 naming the problem:\n%s", r)
+	}
+}
+
+// TestCLIExecutorRunKilled: `horde executor run` killed with -9 mid-job leaves its container
+// running and its workspace behind; once their deadline (labelled on both) has passed, the
+// next `horde executor run` on the host removes them.
+func TestCLIExecutorRunKilled(t *testing.T) {
+	needDocker(t)
+	cli := jobimagetest.Engine(t)
+	img := jobimagetest.Hello(t)
+	work := t.TempDir()
+	marker := fmt.Sprintf("killed-run-%d", time.Now().UnixNano())
+	path := filepath.Join(t.TempDir(), "job.json")
+	spec := `{"docker_image": "` + img + `", "docker_run_cmd": ["--sleep", "1h", "` + jobMarker + `", "` + marker + `"],
+		"allowed_leeway": 1, "download_time_limit": 1, "execution_time_limit": 3, "upload_time_limit": 1}`
+	if err := os.WriteFile(path, []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(hordeBin, "executor", "run", "--spec", path, "--work-dir", work, "--cleanup-grace", "1s")
+	var out lockedBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+
+	// Wait for the job's container, then kill the executor process as hard as possible.
+	ctx := context.Background()
+	var leftover container.Summary
+	for start := time.Now(); leftover.ID == ""; time.Sleep(50 * time.Millisecond) {
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("no running job container after 30 s:\n%s", out.String())
+		}
+		list, err := cli.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", docker.LabelDeadline))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range list {
+			if strings.Contains(c.Command, marker) {
+				leftover = c
+			}
+		}
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	workspaces := func() []string {
+		m, _ := filepath.Glob(filepath.Join(work, "horde-job-*"))
+		return m
+	}
+	info, err := cli.ContainerInspect(ctx, leftover.ID)
+	if err != nil || !info.State.Running || len(workspaces()) != 1 {
+		t.Fatalf("after kill -9: container running %v (%v), workspaces %v; want both left behind", info.State != nil && info.State.Running, err, workspaces())
+	}
+	deadline, err := time.Parse(time.RFC3339Nano, info.Config.Labels[docker.LabelDeadline])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left := time.Until(deadline); left > 10*time.Second {
+		t.Fatalf("deadline %v away, want the job's 5 s plus a 1 s grace at most", left)
+	}
+	// The job's deadline has to pass: nobody may touch a job that could still be alive.
+	time.Sleep(time.Until(deadline) + 10*time.Millisecond)
+
+	r := executorRun(t, `{"docker_image": "`+img+`", "execution_time_limit": 30}`, "--work-dir", work)
+	if r.code != 0 {
+		t.Fatalf("next run: want exit 0:\n%s", r)
+	}
+	if _, err := cli.ContainerInspect(ctx, leftover.ID); err == nil {
+		t.Error("the abandoned container survived the next run")
+	}
+	if ws := workspaces(); len(ws) != 0 {
+		t.Errorf("abandoned workspaces survived the next run: %v", ws)
 	}
 }

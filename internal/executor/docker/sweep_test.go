@@ -147,13 +147,16 @@ func TestSweepExpired(t *testing.T) {
 		return err == nil
 	}
 
-	expiredID, expiredWS := start(time.Millisecond)
-	liveID, liveWS := start(time.Hour)
-	foreverID, foreverWS := start(0)
-	prepOnly, err := dead.Prepare(ctx, uniqueID(t), time.Millisecond)
+	// Long enough to read the labels back before any horde process (a concurrent test's)
+	// may remove the job.
+	const short = 300 * time.Millisecond
+	prepOnly, err := dead.Prepare(ctx, uniqueID(t), short) // expires before the container below
 	if err != nil {
 		t.Fatal(err)
 	}
+	expiredID, expiredWS := start(short)
+	liveID, liveWS := start(time.Hour)
+	foreverID, foreverWS := start(0)
 	info, err := cli.ContainerInspect(ctx, docker.ContainerName(expiredID))
 	if err != nil {
 		t.Fatal(err)
@@ -162,9 +165,7 @@ func TestSweepExpired(t *testing.T) {
 	if err != nil || info.Config.Labels[docker.LabelWorkspace] != expiredWS.Dir {
 		t.Fatalf("labels %v: %v", info.Config.Labels, err)
 	}
-	for time.Now().Before(deadline) { // at most a few milliseconds
-		time.Sleep(time.Millisecond)
-	}
+	time.Sleep(time.Until(deadline) + time.Millisecond) // the job's time has to pass
 
 	// Another executor in another work directory: it finds the expired job by its labels.
 	other := open("expired-other-"+uniqueID(t), t.TempDir())
