@@ -7,11 +7,10 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
-	"sync/atomic"
-	"syscall"
 	"testing"
 
 	"github.com/computehorde/horde/internal/egress"
+	"github.com/computehorde/horde/internal/egress/egresstest"
 )
 
 func TestCheck(t *testing.T) {
@@ -85,66 +84,42 @@ func TestErrorNamesAddressAndRule(t *testing.T) {
 	}
 }
 
-// countingListener is a real loopback server that counts the connections it accepts.
-func countingListener(t *testing.T, addr string) (string, *atomic.Int64) {
-	t.Helper()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n atomic.Int64
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})}
-	srv.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			n.Add(1)
-		}
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return ln.Addr().String(), &n
-}
-
 // TestLoopbackNeverConnected: a refused loopback address is never connected to: the listener
 // sees no connection at all, also when the URL names it by DNS ("localhost").
 func TestLoopbackNeverConnected(t *testing.T) {
-	addr, conns := countingListener(t, "127.0.0.1:0")
-	_, port, _ := net.SplitHostPort(addr)
+	l := egresstest.Serve(t, "127.0.0.1:0", http.NotFoundHandler())
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(l.URL, "http://"))
 	client := &http.Client{Transport: egress.Policy{}.Transport(egress.DefaultDialer())}
 	defer client.CloseIdleConnections()
-	for _, url := range []string{"http://" + addr + "/", "http://localhost:" + port + "/"} {
+	for _, url := range []string{l.URL + "/", "http://localhost:" + port + "/"} {
 		_, err := client.Get(url)
 		if !egress.IsBlocked(err) {
 			t.Errorf("GET %s: %v, want a refused dial", url, err)
 		}
 	}
-	if n := conns.Load(); n != 0 {
+	if n := l.Conns(); n != 0 {
 		t.Errorf("the listener saw %d connections, want none", n)
 	}
 	// The same listener is reachable when loopback is allowed: the count above means something.
 	open := &http.Client{Transport: egress.Policy{Allow: egress.Loopback}.Transport(egress.DefaultDialer())}
 	defer open.CloseIdleConnections()
-	resp, err := open.Get("http://" + addr + "/")
+	resp, err := open.Get(l.URL + "/")
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if n := conns.Load(); n != 1 {
+	if n := l.Conns(); n != 1 {
 		t.Errorf("with loopback allowed the listener saw %d connections, want 1", n)
 	}
 }
 
-// TestRefusedBeforeConnect: for addresses that must not be reached from a test at all, the
-// base dialer's Control hook stands in for connect(): it runs after the policy and just before
-// the connect, and it refuses everything, so nothing leaves the machine whatever happens. The
-// policy must stop each address before that hook is reached.
+// TestRefusedBeforeConnect: addresses that must not be reached from a test at all are
+// dialled on egresstest's base dialer, whose pre-connect hook runs after the policy, just
+// before connect(), and refuses everything, so nothing leaves the machine whatever happens.
+// The policy must stop each address before that hook is reached.
 func TestRefusedBeforeConnect(t *testing.T) {
-	var reached atomic.Int64
-	base := egress.DefaultDialer()
-	base.Control = func(network, address string, _ syscall.RawConn) error {
-		reached.Add(1)
-		return errors.New("test: connect suppressed")
-	}
-	d := egress.Policy{}.Dialer(base)
+	var hook egresstest.Dialer
+	d := hook.Dialer(egress.Policy{})
 	for _, addr := range []string{"169.254.169.254:80", "10.0.0.1:443", "127.0.0.1:9", "[fd00::1]:80", "100.64.0.1:80"} {
 		_, err := d.DialContext(context.Background(), "tcp", addr)
 		var b *egress.BlockedError
@@ -152,7 +127,7 @@ func TestRefusedBeforeConnect(t *testing.T) {
 			t.Errorf("dial %s: %v, want a *BlockedError", addr, err)
 		}
 	}
-	if n := reached.Load(); n != 0 {
+	if n := hook.Reached(); n != 0 {
 		t.Errorf("the pre-connect hook was reached %d times, want 0", n)
 	}
 	// A public address gets past the policy to the hook (which then stops it): the hook is
@@ -160,7 +135,7 @@ func TestRefusedBeforeConnect(t *testing.T) {
 	if _, err := d.DialContext(context.Background(), "tcp", "192.0.2.1:80"); err == nil || egress.IsBlocked(err) {
 		t.Errorf("dial of a public address: %v, want the hook's refusal", err)
 	}
-	if n := reached.Load(); n != 1 {
+	if n := hook.Reached(); n != 1 {
 		t.Errorf("hook reached %d times, want 1", n)
 	}
 }

@@ -457,11 +457,10 @@ func TestMalformedJobRequest(t *testing.T) {
 	e.assertClean(t, j.uuid)
 }
 
-// TestEngineLostMidJob: the Docker engine goes away while the job runs. The executor reports a
-// horde failure at the execution stage, keeps trying to remove the container until the engine
-// is back, and leaves nothing behind.
-func TestEngineLostMidJob(t *testing.T) {
-	e := newEnv(t)
+// proxiedRuntime is a runtime like e's that reaches the engine through a dockertest.Proxy, which
+// can play an engine that dies or stalls.
+func (e env) proxiedRuntime(t *testing.T) (*docker.Runtime, *dockertest.Proxy) {
+	t.Helper()
 	host := e.rt.Client().DaemonHost()
 	if !strings.HasPrefix(host, "unix://") {
 		t.Skipf("the proxy needs a unix-socket engine, not %s", host)
@@ -476,7 +475,15 @@ func TestEngineLostMidJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rt.Close() })
+	return rt, proxy
+}
 
+// TestEngineLostMidJob: the Docker engine goes away while the job runs. The executor reports a
+// horde failure at the execution stage, keeps trying to remove the container until the engine
+// is back, and leaves nothing behind.
+func TestEngineLostMidJob(t *testing.T) {
+	e := newEnv(t)
+	rt, proxy := e.proxiedRuntime(t)
 	j := newJob(e.image)
 	m := newFakeMiner(t, j.token,
 		step{send: j.initial(nil), expect: 1},

@@ -4,51 +4,27 @@ package executor_test
 // executor on the real Docker engine.
 
 import (
-	"errors"
 	"io"
 	"io/fs"
 	"log"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
-	"syscall"
 	"testing"
 
-	"github.com/docker/docker/client"
 	"github.com/google/go-containerregistry/pkg/registry"
 
 	"github.com/computehorde/horde/internal/egress"
+	"github.com/computehorde/horde/internal/egress/egresstest"
 	"github.com/computehorde/horde/internal/executor"
-	"github.com/computehorde/horde/internal/executor/docker"
-	"github.com/computehorde/horde/internal/executor/docker/dockertest"
 	"github.com/computehorde/horde/internal/executor/volume"
 	"github.com/computehorde/horde/internal/protocol"
 )
 
-// countingServer is a real HTTP server on loopback that counts the connections it accepts.
-func countingServer(t *testing.T) (string, *atomic.Int64) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n atomic.Int64
-	srv := &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "secret") }),
-		ConnState: func(_ net.Conn, s http.ConnState) {
-			if s == http.StateNew {
-				n.Add(1)
-			}
-		},
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return "http://" + ln.Addr().String(), &n
-}
+// secret is what a server on the miner's own network would hand out.
+var secret = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "secret") })
 
 func jobFailure(t *testing.T, got []protocol.Message, want ...string) *protocol.V0JobFailedRequest {
 	t.Helper()
@@ -76,16 +52,11 @@ func wantInMessage(t *testing.T, msg string, wants ...string) {
 // a real listener with the executor's own default policy.
 func TestEgressVolumeRefused(t *testing.T) {
 	e := newEnv(t)
-	var reached atomic.Int64
-	base := egress.DefaultDialer()
-	base.Control = func(string, string, syscall.RawConn) error {
-		reached.Add(1)
-		return errors.New("test: connect suppressed")
-	}
+	var hook egresstest.Dialer
 	hooked := func(c *executor.Config) {
-		c.Volumes = volume.New(volume.Config{HTTPClient: &http.Client{Transport: egress.Policy{}.Transport(base)}})
+		c.Volumes = volume.New(volume.Config{HTTPClient: hook.Client(egress.Policy{})})
 	}
-	loopback, conns := countingServer(t)
+	loopback := egresstest.Serve(t, "127.0.0.1:0", secret)
 	for _, tc := range []struct {
 		name   string
 		volume map[string]any
@@ -96,7 +67,7 @@ func TestEgressVolumeRefused(t *testing.T) {
 			hooked, []string{"169.254.169.254", "link-local"}},
 		{"private", map[string]any{"volume_type": "single_file", "url": "http://10.0.0.1/creds", "relative_path": "creds"},
 			hooked, []string{"10.0.0.1", "private (RFC 1918)"}},
-		{"loopback", map[string]any{"volume_type": "single_file", "url": loopback + "/admin", "relative_path": "admin"},
+		{"loopback", map[string]any{"volume_type": "single_file", "url": loopback.URL + "/admin", "relative_path": "admin"},
 			func(c *executor.Config) { c.Egress = egress.Policy{} }, []string{"127.0.0.1", "loopback", "--allow-egress"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -110,8 +81,8 @@ func TestEgressVolumeRefused(t *testing.T) {
 			e.assertClean(t, j.uuid)
 		})
 	}
-	if reached.Load() != 0 || conns.Load() != 0 {
-		t.Errorf("connections attempted: %d past the policy, %d accepted on loopback; want none", reached.Load(), conns.Load())
+	if hook.Reached() != 0 || loopback.Conns() != 0 {
+		t.Errorf("connections attempted: %d past the policy, %d accepted on loopback; want none", hook.Reached(), loopback.Conns())
 	}
 }
 
@@ -119,17 +90,17 @@ func TestEgressVolumeRefused(t *testing.T) {
 // policy: the job ran, its upload failed naming the address, and the listener saw nothing.
 func TestEgressUploadRefused(t *testing.T) {
 	e := newEnv(t)
-	url, conns := countingServer(t)
+	srv := egresstest.Serve(t, "127.0.0.1:0", secret)
 	j := newJob(e.image)
 	got := e.runRequest(t, j, func(m map[string]any) {
-		m["output_upload"] = map[string]any{"output_upload_type": "zip_and_http_put", "url": url + "/out.zip"}
+		m["output_upload"] = map[string]any{"output_upload_type": "zip_and_http_put", "url": srv.URL + "/out.zip"}
 	}, func(c *executor.Config) { c.Egress = egress.Policy{} })
 	f := jobFailure(t, got, "V0ExecutorReadyRequest", "V0VolumesReadyRequest", "V0ExecutionDoneRequest", "V0JobFailedRequest")
 	if f.Reason != protocol.JobFailureReasonUploadFailed {
 		t.Errorf("reason %s", f.Reason)
 	}
 	wantInMessage(t, f.Message, "127.0.0.1", "loopback")
-	if n := conns.Load(); n != 0 {
+	if n := srv.Conns(); n != 0 {
 		t.Errorf("the loopback listener saw %d connections", n)
 	}
 	e.assertClean(t, j.uuid)
@@ -173,21 +144,8 @@ func TestAbsurdTimeLimits(t *testing.T) {
 // deadline: the executor gives up when the stage's time is spent and reports a horde failure.
 func TestStartBoundedByDeadline(t *testing.T) {
 	e := newEnv(t)
-	host := e.rt.Client().DaemonHost()
-	if !strings.HasPrefix(host, "unix://") {
-		t.Skipf("the proxy needs a unix-socket engine, not %s", host)
-	}
-	proxy := dockertest.StartProxy(t, strings.TrimPrefix(host, "unix://"))
+	rt, proxy := e.proxiedRuntime(t)
 	proxy.Stall(t, "/containers/create")
-	cli, err := client.NewClientWithOpts(client.WithHost("unix://"+proxy.Path), client.WithAPIVersionNegotiation())
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := docker.NewWithClient(cli, docker.Options{WorkDir: e.workDir, ExecutorID: "executor-test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rt.Close() })
 	j := newJob(e.image)
 	m := newFakeMiner(t, j.token,
 		step{send: j.initial(func(m map[string]any) {
@@ -335,4 +293,3 @@ func TestKeepOutputCapped(t *testing.T) {
 	}
 	e.assertClean(t, j.uuid)
 }
-

@@ -2,16 +2,13 @@ package upload
 
 import (
 	"context"
-	"errors"
-	"net"
 	"net/http"
 	"net/netip"
 	"strings"
-	"sync/atomic"
-	"syscall"
 	"testing"
 
 	"github.com/computehorde/horde/internal/egress"
+	"github.com/computehorde/horde/internal/egress/egresstest"
 	"github.com/computehorde/horde/internal/protocol"
 )
 
@@ -19,23 +16,11 @@ import (
 // any connection (a real listener counts none), with an error naming the address and the
 // rule, and is not retried.
 func TestEgressLoopbackRefused(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var conns atomic.Int64
-	srv := &http.Server{Handler: http.NotFoundHandler(), ConnState: func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}}
-	go srv.Serve(ln)
-	defer srv.Close()
-
+	srv := egresstest.Serve(t, "127.0.0.1:0", http.NotFoundHandler())
 	out := t.TempDir()
 	writeFile(t, out, "f", []byte("secret output"))
 	u, s := newUploader(t, Config{Egress: egress.Policy{Allow: []netip.Prefix{}}}) // non-nil: nothing allowed
-	base := "http://" + ln.Addr().String()
+	base := srv.URL
 	for _, up := range []*protocol.OutputUpload{
 		{SingleFilePut: &protocol.SingleFilePutUpload{URL: base + "/put?sig=x", RelativePath: "f"}},
 		{ZipAndHTTPPost: &protocol.ZipAndHTTPPostUpload{URL: base + "/post"}},
@@ -53,7 +38,7 @@ func TestEgressLoopbackRefused(t *testing.T) {
 	if got := s.got(); len(got) > 0 {
 		t.Errorf("a refusal was retried (sleeps %v)", got)
 	}
-	if n := conns.Load(); n != 0 {
+	if n := srv.Conns(); n != 0 {
 		t.Errorf("the loopback listener saw %d connections, want none", n)
 	}
 }
@@ -62,13 +47,8 @@ func TestEgressLoopbackRefused(t *testing.T) {
 // by the policy before the base dialer's pre-connect hook (which refuses everything, so nothing
 // can leave the machine).
 func TestEgressMetadataRefused(t *testing.T) {
-	var reached atomic.Int64
-	base := egress.DefaultDialer()
-	base.Control = func(string, string, syscall.RawConn) error {
-		reached.Add(1)
-		return errors.New("test: connect suppressed")
-	}
-	u, _ := newUploader(t, Config{HTTPClient: &http.Client{Transport: egress.Policy{}.Transport(base)}})
+	var hook egresstest.Dialer
+	u, _ := newUploader(t, Config{HTTPClient: hook.Client(egress.Policy{})})
 	out := t.TempDir()
 	writeFile(t, out, "f", []byte("data"))
 	for _, url := range []string{"http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/put", "http://[::1]:9/put"} {
@@ -77,7 +57,7 @@ func TestEgressMetadataRefused(t *testing.T) {
 			t.Errorf("%s: %v, want a refused dial", url, err)
 		}
 	}
-	if n := reached.Load(); n != 0 {
+	if n := hook.Reached(); n != 0 {
 		t.Errorf("the pre-connect hook was reached %d times, want 0", n)
 	}
 }

@@ -2,40 +2,15 @@ package volume
 
 import (
 	"errors"
-	"net"
 	"net/http"
 	"net/netip"
 	"strings"
-	"sync/atomic"
-	"syscall"
 	"testing"
 
 	"github.com/computehorde/horde/internal/egress"
+	"github.com/computehorde/horde/internal/egress/egresstest"
 	"github.com/computehorde/horde/internal/protocol"
 )
-
-// connCounter is a real HTTP server on addr that counts the TCP connections it accepts.
-type connCounter struct {
-	url   string
-	conns atomic.Int64
-}
-
-func countConns(t *testing.T, addr string, h http.HandlerFunc) *connCounter {
-	t.Helper()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &connCounter{url: "http://" + ln.Addr().String()}
-	srv := &http.Server{Handler: h, ConnState: func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			c.conns.Add(1)
-		}
-	}}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return c
-}
 
 func payload(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("payload")) }
 
@@ -43,11 +18,11 @@ func payload(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("payload")
 // any connection (the listener sees none), the error names the address and the rule, and the
 // refusal is not retried.
 func TestEgressLoopbackRefused(t *testing.T) {
-	srv := countConns(t, "127.0.0.1:0", payload)
+	srv := egresstest.Serve(t, "127.0.0.1:0", http.HandlerFunc(payload))
 	for name, v := range map[string]protocol.Volume{
-		"single_file": singleFile(srv.url+"/f?sig=secret", "f"),
-		"zip_url":     zipURL(srv.url + "/v.zip"),
-		"by name":     singleFile(strings.Replace(srv.url, "127.0.0.1", "localhost", 1)+"/f", "f"),
+		"single_file": singleFile(srv.URL+"/f?sig=secret", "f"),
+		"zip_url":     zipURL(srv.URL + "/v.zip"),
+		"by name":     singleFile(strings.Replace(srv.URL, "127.0.0.1", "localhost", 1)+"/f", "f"),
 	} {
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t)
@@ -70,7 +45,7 @@ func TestEgressLoopbackRefused(t *testing.T) {
 			e.checkContained(t)
 		})
 	}
-	if n := srv.conns.Load(); n != 0 {
+	if n := srv.Conns(); n != 0 {
 		t.Errorf("the loopback listener saw %d connections, want none", n)
 	}
 }
@@ -79,21 +54,21 @@ func TestEgressLoopbackRefused(t *testing.T) {
 // redirects to another loopback address (127.0.0.2), which is not: the redirect is refused
 // at its dial, and the second listener sees no connection.
 func TestEgressRedirectToLoopbackRefused(t *testing.T) {
-	inner := countConns(t, "127.0.0.2:0", payload)
-	outer := countConns(t, "127.0.0.1:0", func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, inner.url+"/latest/meta-data/iam", http.StatusFound)
-	})
+	inner := egresstest.Serve(t, "127.0.0.2:0", http.HandlerFunc(payload))
+	outer := egresstest.Serve(t, "127.0.0.1:0", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, inner.URL+"/latest/meta-data/iam", http.StatusFound)
+	}))
 	e := newEnv(t)
 	allow, _ := egress.ParseAllow("127.0.0.1")
 	f, _ := newFetcher(t, Config{Egress: egress.Policy{Allow: allow}})
-	v := singleFile(outer.url+"/start", "creds")
+	v := singleFile(outer.URL+"/start", "creds")
 	_, err := f.Fetch(t.Context(), &v, e.vol, e.tmp)
 	var b *egress.BlockedError
 	if !errors.As(err, &b) || b.Addr != netip.MustParseAddr("127.0.0.2") {
 		t.Fatalf("Fetch = %v, want the redirect to 127.0.0.2 refused", err)
 	}
-	if outer.conns.Load() != 1 || inner.conns.Load() != 0 {
-		t.Errorf("connections: allowed host %d (want 1), redirect target %d (want 0)", outer.conns.Load(), inner.conns.Load())
+	if outer.Conns() != 1 || inner.Conns() != 0 {
+		t.Errorf("connections: allowed host %d (want 1), redirect target %d (want 0)", outer.Conns(), inner.Conns())
 	}
 	if len(e.files(t)) != 0 {
 		t.Errorf("files written: %v", e.files(t))
@@ -104,13 +79,8 @@ func TestEgressRedirectToLoopbackRefused(t *testing.T) {
 // checked through the same transport as production's, on a base dialer whose pre-connect hook
 // refuses everything (so nothing can leave the machine): the policy stops them first.
 func TestEgressMetadataAndPrivateRefused(t *testing.T) {
-	var reached atomic.Int64
-	base := egress.DefaultDialer()
-	base.Control = func(string, string, syscall.RawConn) error {
-		reached.Add(1)
-		return errors.New("test: connect suppressed")
-	}
-	client := &http.Client{Transport: egress.Policy{}.Transport(base)}
+	var hook egresstest.Dialer
+	client := hook.Client(egress.Policy{})
 	for _, url := range []string{
 		"http://169.254.169.254/latest/meta-data/iam/security-credentials/",
 		"http://10.0.0.1/v.zip",
@@ -124,7 +94,7 @@ func TestEgressMetadataAndPrivateRefused(t *testing.T) {
 			}
 		}
 	}
-	if n := reached.Load(); n != 0 {
+	if n := hook.Reached(); n != 0 {
 		t.Errorf("the pre-connect hook was reached %d times, want 0", n)
 	}
 }
