@@ -284,8 +284,8 @@ func TestPullAuthRefused(t *testing.T) {
 			rt := newRuntime(t, tc.opts)
 			err := rt.EnsureImage(context.Background(), ref)
 			t.Log(err)
-			if !errors.Is(err, docker.ErrImageAuth) {
-				t.Fatalf("EnsureImage = %v, want ErrImageAuth", err)
+			if !errors.Is(err, docker.ErrImageAuth) || !errors.Is(err, executor.ErrBadImage) {
+				t.Fatalf("EnsureImage = %v, want ErrImageAuth, the job's fault", err)
 			}
 			for _, want := range []string{ref, "registry " + tr.host, tc.want} {
 				if !strings.Contains(err.Error(), want) {
@@ -308,8 +308,8 @@ func TestPullNotFound(t *testing.T) {
 	ref := tr.host + "/horde/absent:nope"
 	err := rt.EnsureImage(context.Background(), ref)
 	t.Log(err)
-	if !errors.Is(err, docker.ErrImageNotFound) || !strings.Contains(err.Error(), ref) {
-		t.Fatalf("EnsureImage = %v, want ErrImageNotFound naming %s", err, ref)
+	if !errors.Is(err, docker.ErrImageNotFound) || !errors.Is(err, executor.ErrBadImage) || !strings.Contains(err.Error(), ref) {
+		t.Fatalf("EnsureImage = %v, want ErrImageNotFound naming %s, the job's fault", err, ref)
 	}
 }
 
@@ -331,8 +331,8 @@ func TestPullTooLarge(t *testing.T) {
 			rt := newRuntime(t, withCredentials(tr.host), func(o *docker.Options) { o.MaxImageBytes = bound })
 			err := rt.EnsureImage(context.Background(), ref)
 			t.Log(err)
-			if !errors.Is(err, docker.ErrImageTooLarge) {
-				t.Fatalf("EnsureImage = %v, want ErrImageTooLarge", err)
+			if !errors.Is(err, docker.ErrImageTooLarge) || !errors.Is(err, executor.ErrBadImage) {
+				t.Fatalf("EnsureImage = %v, want ErrImageTooLarge, the job's fault", err)
 			}
 			for _, want := range []string{ref, tr.host, fmt.Sprintf("> %d bytes", bound), tc.want} {
 				if !strings.Contains(err.Error(), want) {
@@ -354,8 +354,8 @@ func TestPullTimeout(t *testing.T) {
 	start := time.Now()
 	err := rt.EnsureImage(context.Background(), ref)
 	t.Log(err)
-	if !errors.Is(err, docker.ErrPullTimeout) {
-		t.Fatalf("EnsureImage = %v, want ErrPullTimeout", err)
+	if !errors.Is(err, docker.ErrPullTimeout) || errors.Is(err, executor.ErrBadImage) {
+		t.Fatalf("EnsureImage = %v, want ErrPullTimeout, the host's fault", err)
 	}
 	for _, want := range []string{ref, tr.host, "after 1s"} {
 		if !strings.Contains(err.Error(), want) {
@@ -392,8 +392,8 @@ func TestPreload(t *testing.T) {
 func TestBadReferenceAndOptions(t *testing.T) {
 	rt := newRuntime(t)
 	err := rt.EnsureImage(context.Background(), "Not A Valid/Ref")
-	if err == nil || !strings.Contains(err.Error(), `"Not A Valid/Ref"`) {
-		t.Errorf("EnsureImage of a malformed reference = %v", err)
+	if !errors.Is(err, executor.ErrBadImage) || !strings.Contains(err.Error(), `"Not A Valid/Ref"`) {
+		t.Errorf("EnsureImage of a malformed reference = %v, want the job's fault naming it", err)
 	}
 	for name, o := range map[string]docker.Options{
 		"alias conflict": {Registries: map[string]docker.RegistryAuth{
@@ -402,6 +402,7 @@ func TestBadReferenceAndOptions(t *testing.T) {
 		"empty key":        {Registries: map[string]docker.RegistryAuth{"https://": {}}},
 		"negative timeout": {PullTimeout: -time.Second},
 		"negative log cap": {MaxLogBytes: -1},
+		"grace over 1m":    {ExpiryGrace: 2 * time.Minute},
 	} {
 		if _, err := docker.NewWithClient(jobimagetest.Engine(t), o); err == nil {
 			t.Errorf("%s: NewWithClient accepted %+v", name, o)
