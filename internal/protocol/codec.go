@@ -81,46 +81,14 @@ func decoderFor[T any, PT interface {
 	}
 }
 
-const (
-	vm  = UnionValidatorToMiner
-	mv  = UnionMinerToValidator
-	me  = UnionMinerToExecutor
-	em  = UnionExecutorToMiner
-	fvU = UnionFacilitatorToValidator
-	vfU = UnionValidatorToFacilitator
-)
-
-// registry maps every message_type to its model and the unions that accept it.
-var registry = map[string]msgSpec{
-	"GenericError":                  {vm | mv | me | em, decoderFor[GenericError]()},
-	"ValidatorAuthForMiner":         {vm, decoderFor[ValidatorAuthForMiner]()},
-	"UnauthorizedError":             {mv, decoderFor[UnauthorizedError]()},
-	"V0ExecutorManifestRequest":     {mv, decoderFor[V0ExecutorManifestRequest]()},
-	"V0MainHotkeyMessage":           {vm | mv, decoderFor[V0MainHotkeyMessage]()},
-	"V0InitialJobRequest":           {vm | me, decoderFor[V0InitialJobRequest]()},
-	"V0JobRequest":                  {vm | me, decoderFor[V0JobRequest]()},
-	"V0JobAcceptedReceiptRequest":   {vm, decoderFor[V0JobAcceptedReceiptRequest]()},
-	"V0JobFinishedReceiptRequest":   {vm, decoderFor[V0JobFinishedReceiptRequest]()},
-	"V0WorkIntervalReceiptRequest":  {vm, decoderFor[V0WorkIntervalReceiptRequest]()},
-	"V0ClassValuesMessage":          {vm, decoderFor[V0ClassValuesMessage]()},
-	"V0DeclineJobRequest":           {mv, decoderFor[V0DeclineJobRequest]()},
-	"V0AcceptJobRequest":            {mv, decoderFor[V0AcceptJobRequest]()},
-	"V0ExecutorFailedRequest":       {em | mv, decoderFor[V0ExecutorFailedRequest]()},
-	"V0StreamingJobNotReadyRequest": {em | mv, decoderFor[V0StreamingJobNotReadyRequest]()},
-	"V0ExecutorReadyRequest":        {em | mv, decoderFor[V0ExecutorReadyRequest]()},
-	"V0StreamingJobReadyRequest":    {em | mv, decoderFor[V0StreamingJobReadyRequest]()},
-	"V0VolumesReadyRequest":         {em | mv, decoderFor[V0VolumesReadyRequest]()},
-	"V0ExecutionDoneRequest":        {em | mv, decoderFor[V0ExecutionDoneRequest]()},
-	"V0JobFailedRequest":            {em | mv, decoderFor[V0JobFailedRequest]()},
-	"V0JobFinishedRequest":          {em | mv, decoderFor[V0JobFinishedRequest]()},
-	"V0MachineSpecsRequest":         {em | mv, decoderFor[V0MachineSpecsRequest]()},
-	"V0HordeFailedRequest":          {em | mv, decoderFor[V0HordeFailedRequest]()},
-	"V2JobRequest":                  {fvU, decoderFor[V2JobRequest]()},
-	"V0JobCheated":                  {fvU, decoderFor[V0JobCheated]()},
-	"V0AuthenticationRequest":       {vfU, decoderFor[V0AuthenticationRequest]()},
-	"V0Heartbeat":                   {vfU, decoderFor[V0Heartbeat]()},
-	"V0JobStatusUpdate":             {vfU, decoderFor[V0JobStatusUpdate]()},
-	"V0MachineSpecsUpdate":          {vfU, decoderFor[V0MachineSpecsUpdate]()},
+// JobUUIDOf returns the UUID of the job m is about, for the messages that name one (the
+// field tagged `job`: job_uuid, or uuid in the facilitator's messages).
+func JobUUIDOf(m Message) (string, bool) {
+	j, ok := m.(interface{ jobUUID() string })
+	if !ok {
+		return "", false
+	}
+	return j.jobUUID(), true
 }
 
 // MessageTypes returns every known message_type accepted by u.
@@ -355,6 +323,20 @@ func marshalModel(v codecValue) ([]byte, error) {
 	e := encoder{}
 	v.encode(&e)
 	return e.b, e.err
+}
+
+// unmarshalInto decodes data into a fresh T and stores it in dst only on success, so a
+// failed UnmarshalJSON leaves dst as it was.
+func unmarshalInto[T any, PT interface {
+	*T
+	codecTarget
+}](data []byte, model string, dst PT) error {
+	var v T
+	if err := unmarshalModel(data, model, PT(&v)); err != nil {
+		return err
+	}
+	*dst = v
+	return nil
 }
 
 func unmarshalModel(data []byte, model string, m codecTarget) error {

@@ -295,6 +295,39 @@ func fOptObj[T any, PT interface {
 	return nil
 }
 
+// fList decodes a list of nested models.
+func fList[T any, PT interface {
+	*T
+	codecTarget
+}](r *reader, seen *uint64, bit int, name string, dst *[]T) error {
+	if err := mark(seen, bit, name); err != nil {
+		return err
+	}
+	list := []T{}
+	err := r.array(func(int) error {
+		var v T
+		err := PT(&v).decode(r)
+		list = append(list, v)
+		return err
+	})
+	if err != nil {
+		return inField(err, name)
+	}
+	*dst = list
+	return nil
+}
+
+// fVia decodes a field with a codec of its own (the `via=` of a wire tag).
+func fVia[T any](r *reader, seen *uint64, bit int, name string, dst *T, dec func(*reader, *T) error) error {
+	if err := mark(seen, bit, name); err != nil {
+		return err
+	}
+	if err := dec(r, dst); err != nil {
+		return inField(err, name)
+	}
+	return nil
+}
+
 // extras collects the undeclared keys of an extra="allow" model.
 type extras struct {
 	m   OrderedMap[json.RawMessage]

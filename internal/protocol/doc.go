@@ -10,6 +10,10 @@
 // shared/vectors/upstream_messages.json are the ground truth and are checked by the
 // package tests.
 //
+// Each wire model is declared once, as a Go struct with a //wire: directive and field tags
+// (package codegen documents them); `go generate` writes its decoder, encoder, JSON methods
+// and registry entry into codec_gen.go, and a test fails if that file is out of date.
+//
 // Decoding is strict and never panics. Frames larger than the limit are rejected
 // before parsing; the message_type discriminator selects the model, and only the
 // models of the requested union (channel direction) are accepted; wrong JSON types,
@@ -42,3 +46,5 @@
 //   - the decline reason [JobRejectionReasonClassNotOffered], which upstream peers
 //     read as "unknown".
 package protocol
+
+//go:generate go run ./codegen/protogen

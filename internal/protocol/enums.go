@@ -49,22 +49,26 @@ func readEnum[T ~string](r *reader, d *enumDef[T]) (T, error) {
 	return d.parse(s)
 }
 
-// encodeStrictEnum writes a strict enum value, failing on values outside its set.
-func encodeStrictEnum[T ~string](e *encoder, field string, d *enumDef[T], v T) {
-	if !d.valid(v) {
+// encodeEnum writes an enum value: a strict enum fails on values outside its set; a
+// forward-compatible one writes its zero value as "unknown" (upstream's default).
+func encodeEnum[T ~string](e *encoder, field string, d *enumDef[T], v T) {
+	switch {
+	case d.fallback != "" && v == "":
+		e.str(string(d.fallback))
+	case d.fallback == "" && !d.valid(v):
 		e.fail(field, "invalid "+d.name+" value "+strconv.Quote(string(v)), ErrUnknownEnumValue)
+		e.str(string(v))
+	default:
+		e.str(string(v))
 	}
-	e.str(string(v))
 }
 
-// encodeOpenEnum writes a forward-compatible enum value; the zero value is written
-// as "unknown" (upstream's default).
-func encodeOpenEnum[T ~string](e *encoder, v T) {
+// orDefault returns v, or def for the zero value.
+func orDefault[T ~string](v, def T) T {
 	if v == "" {
-		e.raw(`"unknown"`)
-		return
+		return def
 	}
-	e.str(string(v))
+	return v
 }
 
 // ExecutorClass is a hardware class of executors (compute_horde_core.executor_class).

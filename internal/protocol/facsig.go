@@ -11,67 +11,33 @@ import (
 // requests (scope SignedFields) and cheat reports (scope FullRequest). The
 // sr25519 signature (Signature, raw bytes; base64 on the wire) is over the
 // 64-byte digest SignatureDigest(TimestampNS, payload).
+//
+//wire:model forbid
 type Signature struct {
-	SignatureType  string // "bittensor"
-	Signatory      string // SS58 address of the signer
-	TimestampNS    int64  // unix nanoseconds
-	Signature      []byte
-	SignatureScope SignatureScope // default SignedFields
+	SignatureType  string         `wire:"signature_type,optional"` // "bittensor"
+	Signatory      string         `wire:"signatory,optional"`      // SS58 address of the signer
+	TimestampNS    int64          `wire:"timestamp_ns,optional"`   // unix nanoseconds
+	Signature      []byte         `wire:"signature,via=Base64"`
+	SignatureScope SignatureScope `wire:"signature_scope,default=SignedFields"`
 }
 
-var signatureFields = []string{"signature_type", "signatory", "timestamp_ns", "signature", "signature_scope"}
-
-func (m *Signature) decode(r *reader) error {
-	var seen uint64
-	err := r.object(func(k []byte) error {
-		switch string(k) {
-		case "signature_type":
-			return fStr(r, &seen, 0, "signature_type", &m.SignatureType)
-		case "signatory":
-			return fStr(r, &seen, 1, "signatory", &m.Signatory)
-		case "timestamp_ns":
-			return fInt64(r, &seen, 2, "timestamp_ns", &m.TimestampNS)
-		case "signature":
-			var s string
-			if err := fStr(r, &seen, 3, "signature", &s); err != nil {
-				return err
-			}
-			b, err := base64.StdEncoding.DecodeString(s)
-			if err != nil {
-				return &DecodeError{Field: "signature", Msg: "invalid base64", Err: ErrInvalidValue}
-			}
-			m.Signature = b
-			return nil
-		case "signature_scope":
-			return fEnum(r, &seen, 4, "signature_scope", &signatureScopeEnum, &m.SignatureScope)
-		}
-		return forbidden(k)
-	})
+func decodeBase64(r *reader, dst *[]byte) error {
+	s, err := r.readString()
 	if err != nil {
 		return err
 	}
-	if m.SignatureScope == "" {
-		m.SignatureScope = SignatureScopeSignedFields
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return &DecodeError{Msg: "invalid base64", Err: ErrInvalidValue}
 	}
-	return checkRequired(seen, 1<<3, signatureFields)
+	*dst = b
+	return nil
 }
 
-func (m Signature) encode(e *encoder) {
-	e.raw(`{"signature_type":`)
-	e.str(m.SignatureType)
-	e.raw(`,"signatory":`)
-	e.str(m.Signatory)
-	e.raw(`,"timestamp_ns":`)
-	e.int64(m.TimestampNS)
-	e.raw(`,"signature":"`)
-	e.b = base64.StdEncoding.AppendEncode(e.b, m.Signature)
-	e.raw(`","signature_scope":`)
-	scope := m.SignatureScope
-	if scope == "" {
-		scope = SignatureScopeSignedFields
-	}
-	encodeStrictEnum(e, "signature_scope", &signatureScopeEnum, scope)
-	e.byte1('}')
+func encodeBase64(e *encoder, b []byte) {
+	e.byte1('"')
+	e.b = base64.StdEncoding.AppendEncode(e.b, b)
+	e.byte1('"')
 }
 
 // SignatureDigest returns blake2b-512(8-byte big-endian timestampNS || payload),
@@ -122,11 +88,7 @@ func (m *V2JobRequest) SignedFieldsJSON() ([]byte, error) {
 	e.raw(`,"streaming_start_time_limit":`)
 	e.int(m.StreamingStartTimeLimit)
 	e.raw(`,"streaming_details":`)
-	if m.StreamingDetails == nil {
-		e.null()
-	} else {
-		m.StreamingDetails.encode(&e)
-	}
+	encodeOpt(&e, m.StreamingDetails)
 	e.raw(`,"volumes":[`)
 	if m.Volume != nil {
 		for i, v := range m.Volume.Flatten() {

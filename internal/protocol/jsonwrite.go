@@ -317,6 +317,36 @@ func (e *encoder) rawJSON(field string, raw json.RawMessage, kind rawKind) {
 	e.b = b
 }
 
+// rawObjectOrEmpty appends a free-form JSON object that may not be null: nil is written as {}.
+func (e *encoder) rawObjectOrEmpty(field string, raw json.RawMessage) {
+	if raw == nil {
+		e.raw("{}")
+		return
+	}
+	e.rawJSON(field, raw, rawObject)
+}
+
+// encodeOpt writes a nullable nested model.
+func encodeOpt[T codecValue](e *encoder, v *T) {
+	if v == nil {
+		e.null()
+		return
+	}
+	(*v).encode(e)
+}
+
+// encodeList writes a list of nested models.
+func encodeList[T codecValue](e *encoder, list []T) {
+	e.byte1('[')
+	for i := range list {
+		if i > 0 {
+			e.byte1(',')
+		}
+		list[i].encode(e)
+	}
+	e.byte1(']')
+}
+
 func isNullRaw(raw json.RawMessage) bool {
 	if raw == nil {
 		return true

@@ -2,6 +2,8 @@ package protocol
 
 // OutputUpload says where a job's outputs go (compute_horde_core.output_upload),
 // a union discriminated by output_upload_type. Exactly one member must be set.
+//
+//wire:union
 type OutputUpload struct {
 	ZipAndHTTPPost *ZipAndHTTPPostUpload
 	ZipAndHTTPPut  *ZipAndHTTPPutUpload
@@ -11,36 +13,51 @@ type OutputUpload struct {
 }
 
 // ZipAndHTTPPostUpload zips /output and POSTs it as multipart part "file" with the form fields.
+//
+//wire:model
 type ZipAndHTTPPostUpload struct {
-	URL        string
-	FormFields *OrderedMap[string]
+	_          struct{}            `wire:"output_upload_type,literal=zip_and_http_post"`
+	URL        string              `wire:"url"`
+	FormFields *OrderedMap[string] `wire:"form_fields,optional"`
 }
 
 // ZipAndHTTPPutUpload zips /output and PUTs the raw zip.
+//
+//wire:model
 type ZipAndHTTPPutUpload struct {
-	URL string
+	_   struct{} `wire:"output_upload_type,literal=zip_and_http_put"`
+	URL string   `wire:"url"`
 }
 
 // SingleFilePostUpload POSTs one output file as multipart part "file".
+//
+//wire:model
 type SingleFilePostUpload struct {
-	URL           string
-	FormFields    *OrderedMap[string]
-	RelativePath  string
-	SignedHeaders *OrderedMap[string]
+	_             struct{}            `wire:"output_upload_type,literal=single_file_post"`
+	URL           string              `wire:"url"`
+	FormFields    *OrderedMap[string] `wire:"form_fields,optional"`
+	RelativePath  string              `wire:"relative_path"`
+	SignedHeaders *OrderedMap[string] `wire:"signed_headers,optional"`
 }
 
 // SingleFilePutUpload PUTs one output file.
+//
+//wire:model
 type SingleFilePutUpload struct {
-	URL           string
-	RelativePath  string
-	SignedHeaders *OrderedMap[string]
+	_             struct{}            `wire:"output_upload_type,literal=single_file_put"`
+	URL           string              `wire:"url"`
+	RelativePath  string              `wire:"relative_path"`
+	SignedHeaders *OrderedMap[string] `wire:"signed_headers,optional"`
 }
 
 // MultiUpload uploads single files concurrently, and optionally everything else
 // zipped to SystemOutput.
+//
+//wire:model
 type MultiUpload struct {
-	Uploads      []OutputUpload // each a SingleFilePost or SingleFilePut
-	SystemOutput *OutputUpload  // nil, or a ZipAndHTTPPost or ZipAndHTTPPut
+	_            struct{}       `wire:"output_upload_type,literal=multi_upload"`
+	Uploads      []OutputUpload `wire:"uploads,via=SingleUploads"`               // each a SingleFilePost or SingleFilePut
+	SystemOutput *OutputUpload  `wire:"system_output,optional,via=SystemOutput"` // nil, or a ZipAndHTTPPost or ZipAndHTTPPut
 }
 
 // Type returns the set member's output_upload_type, or "" if none or several are set.
@@ -166,198 +183,51 @@ func (u OutputUpload) encodeIn(e *encoder, kinds uploadKinds) {
 	}
 }
 
-func encodeOptUpload(e *encoder, u *OutputUpload) {
-	if u == nil {
-		e.null()
-		return
-	}
-	u.encode(e)
-}
-
-var zipPostFields = []string{"output_upload_type", "url", "form_fields"}
-
-func (u *ZipAndHTTPPostUpload) decode(r *reader) error {
-	var seen uint64
-	err := r.object(func(k []byte) error {
-		switch string(k) {
-		case "output_upload_type":
-			return fLiteral(r, &seen, 0, "output_upload_type", string(OutputUploadTypeZipAndHTTPPost))
-		case "url":
-			return fStr(r, &seen, 1, "url", &u.URL)
-		case "form_fields":
-			return fOptStrMap(r, &seen, 2, "form_fields", &u.FormFields)
-		}
-		return r.skipValue()
+// decodeSingleUploads reads a multi_upload's uploads, each a single-file upload.
+func decodeSingleUploads(r *reader, dst *[]OutputUpload) error {
+	list := []OutputUpload{}
+	err := r.array(func(int) error {
+		var sub OutputUpload
+		err := sub.decodeIn(r, uploadSingle)
+		list = append(list, sub)
+		return err
 	})
 	if err != nil {
 		return err
 	}
-	return checkRequired(seen, 1<<1, zipPostFields)
+	*dst = list
+	return nil
 }
 
-func (u ZipAndHTTPPostUpload) encode(e *encoder) {
-	e.raw(`{"output_upload_type":"zip_and_http_post","url":`)
-	e.str(u.URL)
-	e.raw(`,"form_fields":`)
-	encodeOptMap(e, u.FormFields, encStringValue)
-	e.byte1('}')
-}
-
-var zipPutFields = []string{"output_upload_type", "url"}
-
-func (u *ZipAndHTTPPutUpload) decode(r *reader) error {
-	var seen uint64
-	err := r.object(func(k []byte) error {
-		switch string(k) {
-		case "output_upload_type":
-			return fLiteral(r, &seen, 0, "output_upload_type", string(OutputUploadTypeZipAndHTTPPut))
-		case "url":
-			return fStr(r, &seen, 1, "url", &u.URL)
-		}
-		return r.skipValue()
-	})
-	if err != nil {
-		return err
-	}
-	return checkRequired(seen, 1<<1, zipPutFields)
-}
-
-func (u ZipAndHTTPPutUpload) encode(e *encoder) {
-	e.raw(`{"output_upload_type":"zip_and_http_put","url":`)
-	e.str(u.URL)
-	e.byte1('}')
-}
-
-var singlePostFields = []string{"output_upload_type", "url", "form_fields", "relative_path", "signed_headers"}
-
-func (u *SingleFilePostUpload) decode(r *reader) error {
-	var seen uint64
-	err := r.object(func(k []byte) error {
-		switch string(k) {
-		case "output_upload_type":
-			return fLiteral(r, &seen, 0, "output_upload_type", string(OutputUploadTypeSingleFilePost))
-		case "url":
-			return fStr(r, &seen, 1, "url", &u.URL)
-		case "form_fields":
-			return fOptStrMap(r, &seen, 2, "form_fields", &u.FormFields)
-		case "relative_path":
-			return fStr(r, &seen, 3, "relative_path", &u.RelativePath)
-		case "signed_headers":
-			return fOptStrMap(r, &seen, 4, "signed_headers", &u.SignedHeaders)
-		}
-		return r.skipValue()
-	})
-	if err != nil {
-		return err
-	}
-	return checkRequired(seen, 1<<1|1<<3, singlePostFields)
-}
-
-func (u SingleFilePostUpload) encode(e *encoder) {
-	e.raw(`{"output_upload_type":"single_file_post","url":`)
-	e.str(u.URL)
-	e.raw(`,"form_fields":`)
-	encodeOptMap(e, u.FormFields, encStringValue)
-	e.raw(`,"relative_path":`)
-	e.str(u.RelativePath)
-	e.raw(`,"signed_headers":`)
-	encodeOptMap(e, u.SignedHeaders, encStringValue)
-	e.byte1('}')
-}
-
-var singlePutFields = []string{"output_upload_type", "url", "relative_path", "signed_headers"}
-
-func (u *SingleFilePutUpload) decode(r *reader) error {
-	var seen uint64
-	err := r.object(func(k []byte) error {
-		switch string(k) {
-		case "output_upload_type":
-			return fLiteral(r, &seen, 0, "output_upload_type", string(OutputUploadTypeSingleFilePut))
-		case "url":
-			return fStr(r, &seen, 1, "url", &u.URL)
-		case "relative_path":
-			return fStr(r, &seen, 2, "relative_path", &u.RelativePath)
-		case "signed_headers":
-			return fOptStrMap(r, &seen, 3, "signed_headers", &u.SignedHeaders)
-		}
-		return r.skipValue()
-	})
-	if err != nil {
-		return err
-	}
-	return checkRequired(seen, 1<<1|1<<2, singlePutFields)
-}
-
-func (u SingleFilePutUpload) encode(e *encoder) {
-	e.raw(`{"output_upload_type":"single_file_put","url":`)
-	e.str(u.URL)
-	e.raw(`,"relative_path":`)
-	e.str(u.RelativePath)
-	e.raw(`,"signed_headers":`)
-	encodeOptMap(e, u.SignedHeaders, encStringValue)
-	e.byte1('}')
-}
-
-var multiUploadFields = []string{"output_upload_type", "uploads", "system_output"}
-
-func (u *MultiUpload) decode(r *reader) error {
-	var seen uint64
-	err := r.object(func(k []byte) error {
-		switch string(k) {
-		case "output_upload_type":
-			return fLiteral(r, &seen, 0, "output_upload_type", string(OutputUploadTypeMultiUpload))
-		case "uploads":
-			if err := mark(&seen, 1, "uploads"); err != nil {
-				return err
-			}
-			list := []OutputUpload{}
-			err := r.array(func(int) error {
-				var sub OutputUpload
-				err := sub.decodeIn(r, uploadSingle)
-				list = append(list, sub)
-				return err
-			})
-			if err != nil {
-				return inField(err, "uploads")
-			}
-			u.Uploads = list
-			return nil
-		case "system_output":
-			if err := mark(&seen, 2, "system_output"); err != nil {
-				return err
-			}
-			if r.tryNull() {
-				u.SystemOutput = nil
-				return nil
-			}
-			sub := new(OutputUpload)
-			if err := sub.decodeIn(r, uploadZip); err != nil {
-				return inField(err, "system_output")
-			}
-			u.SystemOutput = sub
-			return nil
-		}
-		return r.skipValue()
-	})
-	if err != nil {
-		return err
-	}
-	return checkRequired(seen, 1<<1, multiUploadFields)
-}
-
-func (u MultiUpload) encode(e *encoder) {
-	e.raw(`{"output_upload_type":"multi_upload","uploads":[`)
-	for i, sub := range u.Uploads {
+func encodeSingleUploads(e *encoder, list []OutputUpload) {
+	e.byte1('[')
+	for i, sub := range list {
 		if i > 0 {
 			e.byte1(',')
 		}
 		sub.encodeIn(e, uploadSingle)
 	}
-	e.raw(`],"system_output":`)
-	if u.SystemOutput == nil {
-		e.null()
-	} else {
-		u.SystemOutput.encodeIn(e, uploadZip)
+	e.byte1(']')
+}
+
+// decodeSystemOutput reads a multi_upload's system_output: null or a zip upload.
+func decodeSystemOutput(r *reader, dst **OutputUpload) error {
+	if r.tryNull() {
+		*dst = nil
+		return nil
 	}
-	e.byte1('}')
+	sub := new(OutputUpload)
+	if err := sub.decodeIn(r, uploadZip); err != nil {
+		return err
+	}
+	*dst = sub
+	return nil
+}
+
+func encodeSystemOutput(e *encoder, u *OutputUpload) {
+	if u == nil {
+		e.null()
+		return
+	}
+	u.encodeIn(e, uploadZip)
 }

@@ -5,6 +5,8 @@ import "strconv"
 // Volume is a job input (compute_horde_core.volume.Volume), a union discriminated
 // by volume_type. Exactly one member must be set. A MultiVolume may not contain
 // another MultiVolume.
+//
+//wire:union
 type Volume struct {
 	Inline      *InlineVolume
 	ZipURL      *ZipURLVolume
@@ -14,32 +16,44 @@ type Volume struct {
 }
 
 // InlineVolume is a base64-encoded zip unpacked into /volume/<relative_path>.
+//
+//wire:model
 type InlineVolume struct {
-	Contents     string  // base64 of a zip archive
-	RelativePath *string // optional
+	_            struct{} `wire:"volume_type,literal=inline"`
+	Contents     string   `wire:"contents"` // base64 of a zip archive
+	RelativePath *string  `wire:"relative_path,optional"`
 }
 
 // ZipURLVolume is a zip downloaded from Contents (sic: upstream names the URL
 // field "contents") and unpacked into /volume/<relative_path>.
+//
+//wire:model
 type ZipURLVolume struct {
-	Contents     string // the URL
-	RelativePath *string
+	_            struct{} `wire:"volume_type,literal=zip_url"`
+	Contents     string   `wire:"contents"` // the URL
+	RelativePath *string  `wire:"relative_path,optional"`
 }
 
 // SingleFileVolume is one file downloaded from URL to /volume/<relative_path>.
+//
+//wire:model
 type SingleFileVolume struct {
-	URL          string
-	RelativePath string
+	_            struct{} `wire:"volume_type,literal=single_file"`
+	URL          string   `wire:"url"`
+	RelativePath string   `wire:"relative_path"`
 }
 
 // HuggingfaceVolume is a Hugging Face snapshot download.
+//
+//wire:model
 type HuggingfaceVolume struct {
-	RepoID        string
-	RepoType      *string // "model" (or nil), "dataset", "space"
-	Revision      *string
-	RelativePath  *string
-	AllowPatterns *AllowPatterns
-	Token         *string // nil: the executor uses its own HF_ACCESS_TOKEN
+	_             struct{}       `wire:"volume_type,literal=huggingface_volume"`
+	RepoID        string         `wire:"repo_id"`
+	RepoType      *string        `wire:"repo_type,optional"` // "model" (or nil), "dataset", "space"
+	Revision      *string        `wire:"revision,optional"`
+	RelativePath  *string        `wire:"relative_path,optional"`
+	AllowPatterns *AllowPatterns `wire:"allow_patterns,optional,via=AllowPatterns"`
+	Token         *string        `wire:"token,optional"` // nil: the executor uses its own HF_ACCESS_TOKEN
 }
 
 // AllowPatterns is huggingface allow_patterns, typed str | list[str] upstream.
@@ -50,8 +64,11 @@ type AllowPatterns struct {
 }
 
 // MultiVolume processes several volumes, in order, into the same root.
+//
+//wire:model
 type MultiVolume struct {
-	Volumes []Volume // none of them a MultiVolume
+	_       struct{} `wire:"volume_type,literal=multi_volume"`
+	Volumes []Volume `wire:"volumes,via=NestedVolumes"` // none of them a MultiVolume
 }
 
 // Type returns the set member's volume_type, or "" if none or several are set.
@@ -151,151 +168,20 @@ func (v Volume) encodeIn(e *encoder, allowMulti bool) {
 	}
 }
 
-func encodeOptVolume(e *encoder, v *Volume) {
-	if v == nil {
-		e.null()
-		return
-	}
-	v.encode(e)
-}
-
-var inlineVolumeFields = []string{"volume_type", "contents", "relative_path"}
-
-func (v *InlineVolume) decode(r *reader) error {
-	var seen uint64
-	err := r.object(func(k []byte) error {
-		switch string(k) {
-		case "volume_type":
-			return fLiteral(r, &seen, 0, "volume_type", string(VolumeTypeInline))
-		case "contents":
-			return fStr(r, &seen, 1, "contents", &v.Contents)
-		case "relative_path":
-			return fOptStr(r, &seen, 2, "relative_path", &v.RelativePath)
-		}
-		return r.skipValue()
-	})
-	if err != nil {
-		return err
-	}
-	return checkRequired(seen, 1<<1, inlineVolumeFields)
-}
-
-func (v InlineVolume) encode(e *encoder) {
-	e.raw(`{"volume_type":"inline","contents":`)
-	e.str(v.Contents)
-	e.raw(`,"relative_path":`)
-	e.optStr(v.RelativePath)
-	e.byte1('}')
-}
-
-var zipURLVolumeFields = []string{"volume_type", "contents", "relative_path"}
-
-func (v *ZipURLVolume) decode(r *reader) error {
-	var seen uint64
-	err := r.object(func(k []byte) error {
-		switch string(k) {
-		case "volume_type":
-			return fLiteral(r, &seen, 0, "volume_type", string(VolumeTypeZipURL))
-		case "contents":
-			return fStr(r, &seen, 1, "contents", &v.Contents)
-		case "relative_path":
-			return fOptStr(r, &seen, 2, "relative_path", &v.RelativePath)
-		}
-		return r.skipValue()
-	})
-	if err != nil {
-		return err
-	}
-	return checkRequired(seen, 1<<1, zipURLVolumeFields)
-}
-
-func (v ZipURLVolume) encode(e *encoder) {
-	e.raw(`{"volume_type":"zip_url","contents":`)
-	e.str(v.Contents)
-	e.raw(`,"relative_path":`)
-	e.optStr(v.RelativePath)
-	e.byte1('}')
-}
-
-var singleFileVolumeFields = []string{"volume_type", "url", "relative_path"}
-
-func (v *SingleFileVolume) decode(r *reader) error {
-	var seen uint64
-	err := r.object(func(k []byte) error {
-		switch string(k) {
-		case "volume_type":
-			return fLiteral(r, &seen, 0, "volume_type", string(VolumeTypeSingleFile))
-		case "url":
-			return fStr(r, &seen, 1, "url", &v.URL)
-		case "relative_path":
-			return fStr(r, &seen, 2, "relative_path", &v.RelativePath)
-		}
-		return r.skipValue()
-	})
-	if err != nil {
-		return err
-	}
-	return checkRequired(seen, 1<<1|1<<2, singleFileVolumeFields)
-}
-
-func (v SingleFileVolume) encode(e *encoder) {
-	e.raw(`{"volume_type":"single_file","url":`)
-	e.str(v.URL)
-	e.raw(`,"relative_path":`)
-	e.str(v.RelativePath)
-	e.byte1('}')
-}
-
-var huggingfaceVolumeFields = []string{"volume_type", "repo_id", "repo_type", "revision",
-	"relative_path", "allow_patterns", "token"}
-
-func (v *HuggingfaceVolume) decode(r *reader) error {
-	var seen uint64
-	err := r.object(func(k []byte) error {
-		switch string(k) {
-		case "volume_type":
-			return fLiteral(r, &seen, 0, "volume_type", string(VolumeTypeHuggingfaceVolume))
-		case "repo_id":
-			return fStr(r, &seen, 1, "repo_id", &v.RepoID)
-		case "repo_type":
-			return fOptStr(r, &seen, 2, "repo_type", &v.RepoType)
-		case "revision":
-			return fOptStr(r, &seen, 3, "revision", &v.Revision)
-		case "relative_path":
-			return fOptStr(r, &seen, 4, "relative_path", &v.RelativePath)
-		case "allow_patterns":
-			if err := mark(&seen, 5, "allow_patterns"); err != nil {
-				return err
-			}
-			if err := v.decodeAllowPatterns(r); err != nil {
-				return inField(err, "allow_patterns")
-			}
-			return nil
-		case "token":
-			return fOptStr(r, &seen, 6, "token", &v.Token)
-		}
-		return r.skipValue()
-	})
-	if err != nil {
-		return err
-	}
-	return checkRequired(seen, 1<<1, huggingfaceVolumeFields)
-}
-
-func (v *HuggingfaceVolume) decodeAllowPatterns(r *reader) error {
+func decodeAllowPatterns(r *reader, dst **AllowPatterns) error {
 	switch r.peek() {
 	case 'n':
 		if !r.tryNull() {
 			return r.typeErr("string or array of strings")
 		}
-		v.AllowPatterns = nil
+		*dst = nil
 		return nil
 	case '"':
 		s, err := r.readString()
 		if err != nil {
 			return err
 		}
-		v.AllowPatterns = &AllowPatterns{Patterns: []string{s}, Single: true}
+		*dst = &AllowPatterns{Patterns: []string{s}, Single: true}
 		return nil
 	case '[':
 		list := []string{}
@@ -307,23 +193,14 @@ func (v *HuggingfaceVolume) decodeAllowPatterns(r *reader) error {
 		if err != nil {
 			return err
 		}
-		v.AllowPatterns = &AllowPatterns{Patterns: list}
+		*dst = &AllowPatterns{Patterns: list}
 		return nil
 	}
 	return r.typeErr("string or array of strings")
 }
 
-func (v HuggingfaceVolume) encode(e *encoder) {
-	e.raw(`{"volume_type":"huggingface_volume","repo_id":`)
-	e.str(v.RepoID)
-	e.raw(`,"repo_type":`)
-	e.optStr(v.RepoType)
-	e.raw(`,"revision":`)
-	e.optStr(v.Revision)
-	e.raw(`,"relative_path":`)
-	e.optStr(v.RelativePath)
-	e.raw(`,"allow_patterns":`)
-	switch ap := v.AllowPatterns; {
+func encodeAllowPatterns(e *encoder, ap *AllowPatterns) {
+	switch {
 	case ap == nil:
 		e.null()
 	case ap.Single:
@@ -339,51 +216,31 @@ func (v HuggingfaceVolume) encode(e *encoder) {
 	default:
 		e.strList(ap.Patterns)
 	}
-	e.raw(`,"token":`)
-	e.optStr(v.Token)
-	e.byte1('}')
 }
 
-var multiVolumeFields = []string{"volume_type", "volumes"}
-
-func (v *MultiVolume) decode(r *reader) error {
-	var seen uint64
-	err := r.object(func(k []byte) error {
-		switch string(k) {
-		case "volume_type":
-			return fLiteral(r, &seen, 0, "volume_type", string(VolumeTypeMultiVolume))
-		case "volumes":
-			if err := mark(&seen, 1, "volumes"); err != nil {
-				return err
-			}
-			vols := []Volume{}
-			err := r.array(func(int) error {
-				var sub Volume
-				err := sub.decodeIn(r, false)
-				vols = append(vols, sub)
-				return err
-			})
-			if err != nil {
-				return inField(err, "volumes")
-			}
-			v.Volumes = vols
-			return nil
-		}
-		return r.skipValue()
+// decodeNestedVolumes reads a multi_volume's members, none of which may be a multi_volume.
+func decodeNestedVolumes(r *reader, dst *[]Volume) error {
+	vols := []Volume{}
+	err := r.array(func(int) error {
+		var sub Volume
+		err := sub.decodeIn(r, false)
+		vols = append(vols, sub)
+		return err
 	})
 	if err != nil {
 		return err
 	}
-	return checkRequired(seen, 1<<1, multiVolumeFields)
+	*dst = vols
+	return nil
 }
 
-func (v MultiVolume) encode(e *encoder) {
-	e.raw(`{"volume_type":"multi_volume","volumes":[`)
-	for i, sub := range v.Volumes {
+func encodeNestedVolumes(e *encoder, vols []Volume) {
+	e.byte1('[')
+	for i, sub := range vols {
 		if i > 0 {
 			e.byte1(',')
 		}
 		sub.encodeIn(e, false)
 	}
-	e.raw(`]}`)
+	e.byte1(']')
 }
