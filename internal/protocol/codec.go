@@ -183,37 +183,6 @@ func (d Decoder) Decode(u Union, data []byte) (Message, error) {
 	return m, nil
 }
 
-// DecodeValidatorToMiner decodes a validator → miner frame.
-func (d Decoder) DecodeValidatorToMiner(data []byte) (Message, error) {
-	return d.Decode(UnionValidatorToMiner, data)
-}
-
-// DecodeMinerToValidator decodes a miner → validator frame.
-func (d Decoder) DecodeMinerToValidator(data []byte) (Message, error) {
-	return d.Decode(UnionMinerToValidator, data)
-}
-
-// DecodeMinerToExecutor decodes a miner → executor frame.
-func (d Decoder) DecodeMinerToExecutor(data []byte) (Message, error) {
-	return d.Decode(UnionMinerToExecutor, data)
-}
-
-// DecodeExecutorToMiner decodes an executor → miner frame.
-func (d Decoder) DecodeExecutorToMiner(data []byte) (Message, error) {
-	return d.Decode(UnionExecutorToMiner, data)
-}
-
-// DecodeFacilitatorToValidator decodes a facilitator → validator frame
-// (*V2JobRequest, *V0JobCheated, or *Response for frames without message_type).
-func (d Decoder) DecodeFacilitatorToValidator(data []byte) (Message, error) {
-	return d.Decode(UnionFacilitatorToValidator, data)
-}
-
-// DecodeValidatorToFacilitator decodes a validator → facilitator frame.
-func (d Decoder) DecodeValidatorToFacilitator(data []byte) (Message, error) {
-	return d.Decode(UnionValidatorToFacilitator, data)
-}
-
 // DecodeReceipt decodes one receipt (one line of a receipts page).
 func (d Decoder) DecodeReceipt(data []byte) (Receipt, error) {
 	var m Receipt

@@ -3,6 +3,11 @@
 
 package protocol
 
+import (
+	"slices"
+	"strconv"
+)
+
 // registry maps every message_type to its model and the unions that accept it.
 var registry = map[string]msgSpec{
 	"V0WorkIntervalReceiptRequest":  {UnionValidatorToMiner, decoderFor[V0WorkIntervalReceiptRequest]()},
@@ -36,6 +41,150 @@ var registry = map[string]msgSpec{
 	"V0JobFinishedReceiptRequest":   {UnionValidatorToMiner, decoderFor[V0JobFinishedReceiptRequest]()},
 }
 
+var executorClassEnum = enumDef[ExecutorClass]{name: "ExecutorClass", values: []ExecutorClass{ExecutorClassSpinUp4minGPU24GB, ExecutorClassAlwaysOnGPU24GB, ExecutorClassAlwaysOnLLMA6000, ExecutorClassAlwaysOnTest, ExecutorClassAlwaysOnCPU8c16GB}}
+
+// ExecutorClassValues returns every ExecutorClass in declaration order (upstream's, then horde's extensions).
+func ExecutorClassValues() []ExecutorClass { return slices.Clone(executorClassEnum.values) }
+
+// ParseExecutorClass parses a wire string; an unknown one is an error.
+func ParseExecutorClass(s string) (ExecutorClass, error) { return executorClassEnum.parse(s) }
+
+var jobStatusEnum = enumDef[JobStatus]{name: "JobStatus", fallback: JobStatusUnknown, values: []JobStatus{JobStatusUnknown, JobStatusSent, JobStatusReceived, JobStatusAccepted, JobStatusExecutorReady, JobStatusStreamingReady, JobStatusVolumesReady, JobStatusExecutionDone, JobStatusCompleted, JobStatusRejected, JobStatusFailed, JobStatusHordeFailed}}
+
+// JobStatusValues returns every JobStatus in declaration order (upstream's, then horde's extensions).
+func JobStatusValues() []JobStatus { return slices.Clone(jobStatusEnum.values) }
+
+// ParseJobStatus parses a wire string; an unknown one gives JobStatusUnknown.
+func ParseJobStatus(s string) JobStatus {
+	v, _ := jobStatusEnum.parse(s)
+	return v
+}
+
+var jobStageEnum = enumDef[JobStage]{name: "JobStage", fallback: JobStageUnknown, values: []JobStage{JobStageUnknown, JobStageExecutorStartup, JobStageVolumeDownload, JobStageStreamingStartup, JobStageExecution, JobStageResultUpload}}
+
+// JobStageValues returns every JobStage in declaration order (upstream's, then horde's extensions).
+func JobStageValues() []JobStage { return slices.Clone(jobStageEnum.values) }
+
+// ParseJobStage parses a wire string; an unknown one gives JobStageUnknown.
+func ParseJobStage(s string) JobStage {
+	v, _ := jobStageEnum.parse(s)
+	return v
+}
+
+var hordeFailureReasonEnum = enumDef[HordeFailureReason]{name: "HordeFailureReason", fallback: HordeFailureReasonUnknown, values: []HordeFailureReason{HordeFailureReasonUnknown, HordeFailureReasonGenericError, HordeFailureReasonUnhandledException, HordeFailureReasonUnhandledTimeout, HordeFailureReasonStreamingFailed, HordeFailureReasonMinerConnectionFailed, HordeFailureReasonInitialResponseTimedOut, HordeFailureReasonExecutorReadinessResponseTimedOut, HordeFailureReasonVolumesTimedOut, HordeFailureReasonStreamingJobReadyTimedOut, HordeFailureReasonExecutionTimedOut, HordeFailureReasonFinalResponseTimedOut, HordeFailureReasonExecutorSpinupFailed, HordeFailureReasonExecutorDisconnected, HordeFailureReasonSecurityCheckFailed}}
+
+// HordeFailureReasonValues returns every HordeFailureReason in declaration order (upstream's, then horde's extensions).
+func HordeFailureReasonValues() []HordeFailureReason {
+	return slices.Clone(hordeFailureReasonEnum.values)
+}
+
+// ParseHordeFailureReason parses a wire string; an unknown one gives HordeFailureReasonUnknown.
+func ParseHordeFailureReason(s string) HordeFailureReason {
+	v, _ := hordeFailureReasonEnum.parse(s)
+	return v
+}
+
+var jobFailureReasonEnum = enumDef[JobFailureReason]{name: "JobFailureReason", fallback: JobFailureReasonUnknown, values: []JobFailureReason{JobFailureReasonUnknown, JobFailureReasonTimeout, JobFailureReasonNonzeroReturnCode, JobFailureReasonDownloadFailed, JobFailureReasonUploadFailed}}
+
+// JobFailureReasonValues returns every JobFailureReason in declaration order (upstream's, then horde's extensions).
+func JobFailureReasonValues() []JobFailureReason { return slices.Clone(jobFailureReasonEnum.values) }
+
+// ParseJobFailureReason parses a wire string; an unknown one gives JobFailureReasonUnknown.
+func ParseJobFailureReason(s string) JobFailureReason {
+	v, _ := jobFailureReasonEnum.parse(s)
+	return v
+}
+
+var jobRejectionReasonEnum = enumDef[JobRejectionReason]{name: "JobRejectionReason", fallback: JobRejectionReasonUnknown, values: []JobRejectionReason{JobRejectionReasonUnknown, JobRejectionReasonBusy, JobRejectionReasonInvalidSignature, JobRejectionReasonNoMinerForJob, JobRejectionReasonValidatorBlacklisted, JobRejectionReasonClassNotOffered}}
+
+// JobRejectionReasonValues returns every JobRejectionReason in declaration order (upstream's, then horde's extensions).
+func JobRejectionReasonValues() []JobRejectionReason {
+	return slices.Clone(jobRejectionReasonEnum.values)
+}
+
+// ParseJobRejectionReason parses a wire string; an unknown one gives JobRejectionReasonUnknown.
+func ParseJobRejectionReason(s string) JobRejectionReason {
+	v, _ := jobRejectionReasonEnum.parse(s)
+	return v
+}
+
+var jobParticipantTypeEnum = enumDef[JobParticipantType]{name: "JobParticipantType", fallback: JobParticipantTypeUnknown, values: []JobParticipantType{JobParticipantTypeUnknown, JobParticipantTypeSDK, JobParticipantTypeFacilitator, JobParticipantTypeValidator, JobParticipantTypeMiner, JobParticipantTypeExecutor}}
+
+// JobParticipantTypeValues returns every JobParticipantType in declaration order (upstream's, then horde's extensions).
+func JobParticipantTypeValues() []JobParticipantType {
+	return slices.Clone(jobParticipantTypeEnum.values)
+}
+
+// ParseJobParticipantType parses a wire string; an unknown one gives JobParticipantTypeUnknown.
+func ParseJobParticipantType(s string) JobParticipantType {
+	v, _ := jobParticipantTypeEnum.parse(s)
+	return v
+}
+
+var unauthorizedErrorCodeEnum = enumDef[UnauthorizedErrorCode]{name: "UnauthorizedError.Code", values: []UnauthorizedErrorCode{UnauthorizedErrorCodeTokenTooOld, UnauthorizedErrorCodeUnknownValidator, UnauthorizedErrorCodeValidatorInactive}}
+
+// UnauthorizedErrorCodeValues returns every UnauthorizedErrorCode in declaration order (upstream's, then horde's extensions).
+func UnauthorizedErrorCodeValues() []UnauthorizedErrorCode {
+	return slices.Clone(unauthorizedErrorCodeEnum.values)
+}
+
+// ParseUnauthorizedErrorCode parses a wire string; an unknown one is an error.
+func ParseUnauthorizedErrorCode(s string) (UnauthorizedErrorCode, error) {
+	return unauthorizedErrorCodeEnum.parse(s)
+}
+
+var volumeTypeEnum = enumDef[VolumeType]{name: "VolumeType", values: []VolumeType{VolumeTypeInline, VolumeTypeZipURL, VolumeTypeSingleFile, VolumeTypeMultiVolume, VolumeTypeHuggingfaceVolume}}
+
+// VolumeTypeValues returns every VolumeType in declaration order (upstream's, then horde's extensions).
+func VolumeTypeValues() []VolumeType { return slices.Clone(volumeTypeEnum.values) }
+
+// ParseVolumeType parses a wire string; an unknown one is an error.
+func ParseVolumeType(s string) (VolumeType, error) { return volumeTypeEnum.parse(s) }
+
+var outputUploadTypeEnum = enumDef[OutputUploadType]{name: "OutputUploadType", values: []OutputUploadType{OutputUploadTypeZipAndHTTPPost, OutputUploadTypeZipAndHTTPPut, OutputUploadTypeMultiUpload, OutputUploadTypeSingleFilePost, OutputUploadTypeSingleFilePut}}
+
+// OutputUploadTypeValues returns every OutputUploadType in declaration order (upstream's, then horde's extensions).
+func OutputUploadTypeValues() []OutputUploadType { return slices.Clone(outputUploadTypeEnum.values) }
+
+// ParseOutputUploadType parses a wire string; an unknown one is an error.
+func ParseOutputUploadType(s string) (OutputUploadType, error) { return outputUploadTypeEnum.parse(s) }
+
+var receiptTypeEnum = enumDef[ReceiptType]{name: "ReceiptType", values: []ReceiptType{ReceiptTypeJobStarted, ReceiptTypeJobAccepted, ReceiptTypeJobFinished, ReceiptTypeWorkInterval}}
+
+// ReceiptTypeValues returns every ReceiptType in declaration order (upstream's, then horde's extensions).
+func ReceiptTypeValues() []ReceiptType { return slices.Clone(receiptTypeEnum.values) }
+
+// ParseReceiptType parses a wire string; an unknown one is an error.
+func ParseReceiptType(s string) (ReceiptType, error) { return receiptTypeEnum.parse(s) }
+
+var signatureScopeEnum = enumDef[SignatureScope]{name: "SignatureScope", values: []SignatureScope{SignatureScopeSignedFields, SignatureScopeFullRequest}}
+
+// SignatureScopeValues returns every SignatureScope in declaration order (upstream's, then horde's extensions).
+func SignatureScopeValues() []SignatureScope { return slices.Clone(signatureScopeEnum.values) }
+
+// ParseSignatureScope parses a wire string; an unknown one is an error.
+func ParseSignatureScope(s string) (SignatureScope, error) { return signatureScopeEnum.parse(s) }
+
+var dockerRunOptionsPresetEnum = enumDef[DockerRunOptionsPreset]{name: "DockerRunOptionsPreset", values: []DockerRunOptionsPreset{DockerRunOptionsPresetNvidiaAll, DockerRunOptionsPresetNone}}
+
+// DockerRunOptionsPresetValues returns every DockerRunOptionsPreset in declaration order (upstream's, then horde's extensions).
+func DockerRunOptionsPresetValues() []DockerRunOptionsPreset {
+	return slices.Clone(dockerRunOptionsPresetEnum.values)
+}
+
+// ParseDockerRunOptionsPreset parses a wire string; an unknown one is an error.
+func ParseDockerRunOptionsPreset(s string) (DockerRunOptionsPreset, error) {
+	return dockerRunOptionsPresetEnum.parse(s)
+}
+
+var responseStatusEnum = enumDef[ResponseStatus]{name: "Response.status", values: []ResponseStatus{ResponseStatusError, ResponseStatusSuccess}}
+
+// ResponseStatusValues returns every ResponseStatus in declaration order (upstream's, then horde's extensions).
+func ResponseStatusValues() []ResponseStatus { return slices.Clone(responseStatusEnum.values) }
+
+// ParseResponseStatus parses a wire string; an unknown one is an error.
+func ParseResponseStatus(s string) (ResponseStatus, error) { return responseStatusEnum.parse(s) }
+
 var workIntervalReceiptPayloadKeys = []string{"job_uuid", "miner_hotkey", "validator_hotkey", "timestamp", "receipt_type", "executor_class", "interval_index", "interval_start", "interval_end", "worked_seconds"}
 
 func (m *WorkIntervalReceiptPayload) decode(r *reader) error {
@@ -43,25 +192,25 @@ func (m *WorkIntervalReceiptPayload) decode(r *reader) error {
 	err := r.object(func(k []byte) error {
 		switch string(k) {
 		case "job_uuid":
-			return fID(r, &seen, 0, "job_uuid", &m.JobUUID)
+			return fVal(r, &seen, 0, "job_uuid", &m.JobUUID, readID)
 		case "miner_hotkey":
-			return fStr(r, &seen, 1, "miner_hotkey", &m.MinerHotkey)
+			return fVal(r, &seen, 1, "miner_hotkey", &m.MinerHotkey, (*reader).readString)
 		case "validator_hotkey":
-			return fStr(r, &seen, 2, "validator_hotkey", &m.ValidatorHotkey)
+			return fVal(r, &seen, 2, "validator_hotkey", &m.ValidatorHotkey, (*reader).readString)
 		case "timestamp":
-			return fTimestamp(r, &seen, 3, "timestamp", &m.Timestamp)
+			return fVal(r, &seen, 3, "timestamp", &m.Timestamp, (*reader).readTimestamp)
 		case "receipt_type":
 			return fLiteral(r, &seen, 4, "receipt_type", "WorkInterval")
 		case "executor_class":
 			return fEnum(r, &seen, 5, "executor_class", &executorClassEnum, &m.ExecutorClass)
 		case "interval_index":
-			return fInt(r, &seen, 6, "interval_index", &m.IntervalIndex)
+			return fVal(r, &seen, 6, "interval_index", &m.IntervalIndex, readIntValue)
 		case "interval_start":
-			return fTimestamp(r, &seen, 7, "interval_start", &m.IntervalStart)
+			return fVal(r, &seen, 7, "interval_start", &m.IntervalStart, (*reader).readTimestamp)
 		case "interval_end":
-			return fTimestamp(r, &seen, 8, "interval_end", &m.IntervalEnd)
+			return fVal(r, &seen, 8, "interval_end", &m.IntervalEnd, (*reader).readTimestamp)
 		case "worked_seconds":
-			return fInt(r, &seen, 9, "worked_seconds", &m.WorkedSeconds)
+			return fVal(r, &seen, 9, "worked_seconds", &m.WorkedSeconds, readIntValue)
 		}
 		return r.skipValue()
 	})
@@ -128,7 +277,7 @@ func (m *V0WorkIntervalReceiptRequest) decode(r *reader) error {
 		case "payload":
 			return fObj(r, &seen, 1, "payload", &m.Payload)
 		case "signature":
-			return fStr(r, &seen, 2, "signature", &m.Signature)
+			return fVal(r, &seen, 2, "signature", &m.Signature, (*reader).readString)
 		}
 		return r.skipValue()
 	})
@@ -161,9 +310,9 @@ func (m *ClassValue) decode(r *reader) error {
 	err := r.object(func(k []byte) error {
 		switch string(k) {
 		case "relative_value":
-			return fFloat(r, &seen, 0, "relative_value", &m.RelativeValue)
+			return fVal(r, &seen, 0, "relative_value", &m.RelativeValue, (*reader).readFloat)
 		case "multiplier":
-			return fFloat(r, &seen, 1, "multiplier", &m.Multiplier)
+			return fVal(r, &seen, 1, "multiplier", &m.Multiplier, (*reader).readFloat)
 		}
 		return r.skipValue()
 	})
@@ -201,7 +350,7 @@ func (m *V0ClassValuesMessage) decode(r *reader) error {
 		case "class_values":
 			return fVia(r, &seen, 1, "class_values", &m.ClassValues, decodeClassValues)
 		case "reward_rate":
-			return fFloat(r, &seen, 2, "reward_rate", &m.RewardRate)
+			return fVal(r, &seen, 2, "reward_rate", &m.RewardRate, (*reader).readFloat)
 		}
 		return r.skipValue()
 	})
@@ -234,11 +383,11 @@ func (m *Signature) decode(r *reader) error {
 	err := r.object(func(k []byte) error {
 		switch string(k) {
 		case "signature_type":
-			return fStr(r, &seen, 0, "signature_type", &m.SignatureType)
+			return fVal(r, &seen, 0, "signature_type", &m.SignatureType, (*reader).readString)
 		case "signatory":
-			return fStr(r, &seen, 1, "signatory", &m.Signatory)
+			return fVal(r, &seen, 1, "signatory", &m.Signatory, (*reader).readString)
 		case "timestamp_ns":
-			return fInt64(r, &seen, 2, "timestamp_ns", &m.TimestampNS)
+			return fVal(r, &seen, 2, "timestamp_ns", &m.TimestampNS, (*reader).readInt)
 		case "signature":
 			return fVia(r, &seen, 3, "signature", &m.Signature, decodeBase64)
 		case "signature_scope":
@@ -317,9 +466,9 @@ func (m *V0AuthenticationRequest) decode(r *reader) error {
 		case "message_type":
 			return fLiteral(r, &seen, 0, "message_type", "V0AuthenticationRequest")
 		case "public_key":
-			return fStr(r, &seen, 1, "public_key", &m.PublicKey)
+			return fVal(r, &seen, 1, "public_key", &m.PublicKey, (*reader).readString)
 		case "signature":
-			return fStr(r, &seen, 2, "signature", &m.Signature)
+			return fVal(r, &seen, 2, "signature", &m.Signature, (*reader).readString)
 		}
 		return forbidden(k)
 	})
@@ -359,7 +508,7 @@ func (m *V0JobStatusUpdate) decode(r *reader) error {
 		case "message_type":
 			return fLiteral(r, &seen, 0, "message_type", "V0JobStatusUpdate")
 		case "uuid":
-			return fID(r, &seen, 1, "uuid", &m.UUID)
+			return fVal(r, &seen, 1, "uuid", &m.UUID, readID)
 		case "status":
 			return fEnum(r, &seen, 2, "status", &jobStatusEnum, &m.Status)
 		case "metadata":
@@ -449,13 +598,13 @@ func (m *JobResultDetails) decode(r *reader) error {
 	err := r.object(func(k []byte) error {
 		switch string(k) {
 		case "docker_process_stderr":
-			return fStr(r, &seen, 0, "docker_process_stderr", &m.DockerProcessStderr)
+			return fVal(r, &seen, 0, "docker_process_stderr", &m.DockerProcessStderr, (*reader).readString)
 		case "docker_process_stdout":
-			return fStr(r, &seen, 1, "docker_process_stdout", &m.DockerProcessStdout)
+			return fVal(r, &seen, 1, "docker_process_stdout", &m.DockerProcessStdout, (*reader).readString)
 		case "artifacts":
-			return fOptStrMap(r, &seen, 2, "artifacts", &m.Artifacts)
+			return fOpt(r, &seen, 2, "artifacts", &m.Artifacts, readStrMap)
 		case "upload_results":
-			return fOptStrMap(r, &seen, 3, "upload_results", &m.UploadResults)
+			return fOpt(r, &seen, 3, "upload_results", &m.UploadResults, readStrMap)
 		}
 		return ex.add(r, k)
 	})
@@ -498,7 +647,7 @@ func (m *JobRejectionDetails) decode(r *reader) error {
 		case "reason":
 			return fEnum(r, &seen, 1, "reason", &jobRejectionReasonEnum, &m.Reason)
 		case "message":
-			return fStr(r, &seen, 2, "message", &m.Message)
+			return fVal(r, &seen, 2, "message", &m.Message, (*reader).readString)
 		case "context":
 			return fRaw(r, &seen, 3, "context", rawAny, &m.Context)
 		}
@@ -541,15 +690,15 @@ func (m *JobFailureDetails) decode(r *reader) error {
 		case "stage":
 			return fEnum(r, &seen, 1, "stage", &jobStageEnum, &m.Stage)
 		case "message":
-			return fStr(r, &seen, 2, "message", &m.Message)
+			return fVal(r, &seen, 2, "message", &m.Message, (*reader).readString)
 		case "context":
 			return fRaw(r, &seen, 3, "context", rawAny, &m.Context)
 		case "docker_process_exit_status":
-			return fOptInt(r, &seen, 4, "docker_process_exit_status", &m.DockerProcessExitStatus)
+			return fOpt(r, &seen, 4, "docker_process_exit_status", &m.DockerProcessExitStatus, readIntValue)
 		case "docker_process_stdout":
-			return fOptStr(r, &seen, 5, "docker_process_stdout", &m.DockerProcessStdout)
+			return fOpt(r, &seen, 5, "docker_process_stdout", &m.DockerProcessStdout, (*reader).readString)
 		case "docker_process_stderr":
-			return fOptStr(r, &seen, 6, "docker_process_stderr", &m.DockerProcessStderr)
+			return fOpt(r, &seen, 6, "docker_process_stderr", &m.DockerProcessStderr, (*reader).readString)
 		}
 		return r.skipValue()
 	})
@@ -596,7 +745,7 @@ func (m *HordeFailureDetails) decode(r *reader) error {
 		case "reason":
 			return fEnum(r, &seen, 1, "reason", &hordeFailureReasonEnum, &m.Reason)
 		case "message":
-			return fStr(r, &seen, 2, "message", &m.Message)
+			return fVal(r, &seen, 2, "message", &m.Message, (*reader).readString)
 		case "context":
 			return fRaw(r, &seen, 3, "context", rawAny, &m.Context)
 		}
@@ -635,11 +784,11 @@ func (m *StreamingServerDetails) decode(r *reader) error {
 	err := r.object(func(k []byte) error {
 		switch string(k) {
 		case "streaming_server_cert":
-			return fOptStr(r, &seen, 0, "streaming_server_cert", &m.StreamingServerCert)
+			return fOpt(r, &seen, 0, "streaming_server_cert", &m.StreamingServerCert, (*reader).readString)
 		case "streaming_server_address":
-			return fOptStr(r, &seen, 1, "streaming_server_address", &m.StreamingServerAddress)
+			return fOpt(r, &seen, 1, "streaming_server_address", &m.StreamingServerAddress, (*reader).readString)
 		case "streaming_server_port":
-			return fOptInt(r, &seen, 2, "streaming_server_port", &m.StreamingServerPort)
+			return fOpt(r, &seen, 2, "streaming_server_port", &m.StreamingServerPort, readIntValue)
 		}
 		return forbidden(k)
 	})
@@ -679,13 +828,13 @@ func (m *V0MachineSpecsUpdate) decode(r *reader) error {
 		case "message_type":
 			return fLiteral(r, &seen, 0, "message_type", "V0MachineSpecsUpdate")
 		case "miner_hotkey":
-			return fStr(r, &seen, 1, "miner_hotkey", &m.MinerHotkey)
+			return fVal(r, &seen, 1, "miner_hotkey", &m.MinerHotkey, (*reader).readString)
 		case "validator_hotkey":
-			return fStr(r, &seen, 2, "validator_hotkey", &m.ValidatorHotkey)
+			return fVal(r, &seen, 2, "validator_hotkey", &m.ValidatorHotkey, (*reader).readString)
 		case "specs":
 			return fRawRequired(r, &seen, 3, "specs", rawObject, &m.Specs)
 		case "batch_id":
-			return fStr(r, &seen, 4, "batch_id", &m.BatchID)
+			return fVal(r, &seen, 4, "batch_id", &m.BatchID, (*reader).readString)
 		}
 		return forbidden(k)
 	})
@@ -759,11 +908,11 @@ func (m *ResponseError) decode(r *reader) error {
 	err := r.object(func(k []byte) error {
 		switch string(k) {
 		case "msg":
-			return fStr(r, &seen, 0, "msg", &m.Msg)
+			return fVal(r, &seen, 0, "msg", &m.Msg, (*reader).readString)
 		case "type":
-			return fStr(r, &seen, 1, "type", &m.Type)
+			return fVal(r, &seen, 1, "type", &m.Type, (*reader).readString)
 		case "help":
-			return fStr(r, &seen, 2, "help", &m.Help)
+			return fVal(r, &seen, 2, "help", &m.Help, (*reader).readString)
 		}
 		return ex.add(r, k)
 	})
@@ -811,35 +960,35 @@ func (m *V2JobRequest) decode(r *reader) error {
 		case "message_type":
 			return fLiteral(r, &seen, 2, "message_type", "V2JobRequest")
 		case "uuid":
-			return fID(r, &seen, 3, "uuid", &m.UUID)
+			return fVal(r, &seen, 3, "uuid", &m.UUID, readID)
 		case "job_namespace":
-			return fOptStr(r, &seen, 4, "job_namespace", &m.JobNamespace)
+			return fOpt(r, &seen, 4, "job_namespace", &m.JobNamespace, (*reader).readString)
 		case "executor_class":
 			return fEnum(r, &seen, 5, "executor_class", &executorClassEnum, &m.ExecutorClass)
 		case "docker_image":
-			return fStr(r, &seen, 6, "docker_image", &m.DockerImage)
+			return fVal(r, &seen, 6, "docker_image", &m.DockerImage, (*reader).readString)
 		case "args":
-			return fStrList(r, &seen, 7, "args", &m.Args)
+			return fVal(r, &seen, 7, "args", &m.Args, readStrList)
 		case "env":
-			return fStrMap(r, &seen, 8, "env", &m.Env)
+			return fVal(r, &seen, 8, "env", &m.Env, readStrMap)
 		case "use_gpu":
-			return fBool(r, &seen, 9, "use_gpu", &m.UseGPU)
+			return fVal(r, &seen, 9, "use_gpu", &m.UseGPU, (*reader).readBool)
 		case "volume":
 			return fOptObj(r, &seen, 10, "volume", &m.Volume)
 		case "output_upload":
 			return fOptObj(r, &seen, 11, "output_upload", &m.OutputUpload)
 		case "artifacts_dir":
-			return fOptStr(r, &seen, 12, "artifacts_dir", &m.ArtifactsDir)
+			return fOpt(r, &seen, 12, "artifacts_dir", &m.ArtifactsDir, (*reader).readString)
 		case "on_trusted_miner":
-			return fBool(r, &seen, 13, "on_trusted_miner", &m.OnTrustedMiner)
+			return fVal(r, &seen, 13, "on_trusted_miner", &m.OnTrustedMiner, (*reader).readBool)
 		case "download_time_limit":
-			return fInt(r, &seen, 14, "download_time_limit", &m.DownloadTimeLimit)
+			return fVal(r, &seen, 14, "download_time_limit", &m.DownloadTimeLimit, readIntValue)
 		case "execution_time_limit":
-			return fInt(r, &seen, 15, "execution_time_limit", &m.ExecutionTimeLimit)
+			return fVal(r, &seen, 15, "execution_time_limit", &m.ExecutionTimeLimit, readIntValue)
 		case "upload_time_limit":
-			return fInt(r, &seen, 16, "upload_time_limit", &m.UploadTimeLimit)
+			return fVal(r, &seen, 16, "upload_time_limit", &m.UploadTimeLimit, readIntValue)
 		case "streaming_start_time_limit":
-			return fInt(r, &seen, 17, "streaming_start_time_limit", &m.StreamingStartTimeLimit)
+			return fVal(r, &seen, 17, "streaming_start_time_limit", &m.StreamingStartTimeLimit, readIntValue)
 		case "streaming_details":
 			return fOptObj(r, &seen, 18, "streaming_details", &m.StreamingDetails)
 		}
@@ -915,9 +1064,9 @@ func (m *V0JobCheated) decode(r *reader) error {
 		case "message_type":
 			return fLiteral(r, &seen, 2, "message_type", "V0JobCheated")
 		case "job_uuid":
-			return fID(r, &seen, 3, "job_uuid", &m.JobUUID)
+			return fVal(r, &seen, 3, "job_uuid", &m.JobUUID, readID)
 		case "trusted_job_uuid":
-			return fID(r, &seen, 4, "trusted_job_uuid", &m.TrustedJobUUID)
+			return fVal(r, &seen, 4, "trusted_job_uuid", &m.TrustedJobUUID, readID)
 		case "details":
 			return fRaw(r, &seen, 5, "details", rawAny, &m.Details)
 		}
@@ -963,9 +1112,9 @@ func (m *V0ExecutorFailedRequest) decode(r *reader) error {
 		case "message_type":
 			return fLiteral(r, &seen, 0, "message_type", "V0ExecutorFailedRequest")
 		case "job_uuid":
-			return fID(r, &seen, 1, "job_uuid", &m.JobUUID)
+			return fVal(r, &seen, 1, "job_uuid", &m.JobUUID, readID)
 		case "executor_token":
-			return fOptStr(r, &seen, 2, "executor_token", &m.ExecutorToken)
+			return fOpt(r, &seen, 2, "executor_token", &m.ExecutorToken, (*reader).readString)
 		}
 		return r.skipValue()
 	})
@@ -1005,9 +1154,9 @@ func (m *V0StreamingJobNotReadyRequest) decode(r *reader) error {
 		case "message_type":
 			return fLiteral(r, &seen, 0, "message_type", "V0StreamingJobNotReadyRequest")
 		case "job_uuid":
-			return fID(r, &seen, 1, "job_uuid", &m.JobUUID)
+			return fVal(r, &seen, 1, "job_uuid", &m.JobUUID, readID)
 		case "executor_token":
-			return fOptStr(r, &seen, 2, "executor_token", &m.ExecutorToken)
+			return fOpt(r, &seen, 2, "executor_token", &m.ExecutorToken, (*reader).readString)
 		}
 		return r.skipValue()
 	})
@@ -1047,9 +1196,9 @@ func (m *V0ExecutorReadyRequest) decode(r *reader) error {
 		case "message_type":
 			return fLiteral(r, &seen, 0, "message_type", "V0ExecutorReadyRequest")
 		case "job_uuid":
-			return fID(r, &seen, 1, "job_uuid", &m.JobUUID)
+			return fVal(r, &seen, 1, "job_uuid", &m.JobUUID, readID)
 		case "executor_token":
-			return fOptStr(r, &seen, 2, "executor_token", &m.ExecutorToken)
+			return fOpt(r, &seen, 2, "executor_token", &m.ExecutorToken, (*reader).readString)
 		}
 		return r.skipValue()
 	})
@@ -1089,17 +1238,17 @@ func (m *V0StreamingJobReadyRequest) decode(r *reader) error {
 		case "message_type":
 			return fLiteral(r, &seen, 0, "message_type", "V0StreamingJobReadyRequest")
 		case "job_uuid":
-			return fID(r, &seen, 1, "job_uuid", &m.JobUUID)
+			return fVal(r, &seen, 1, "job_uuid", &m.JobUUID, readID)
 		case "executor_token":
-			return fOptStr(r, &seen, 2, "executor_token", &m.ExecutorToken)
+			return fOpt(r, &seen, 2, "executor_token", &m.ExecutorToken, (*reader).readString)
 		case "public_key":
-			return fStr(r, &seen, 3, "public_key", &m.PublicKey)
+			return fVal(r, &seen, 3, "public_key", &m.PublicKey, (*reader).readString)
 		case "ip":
-			return fOptStr(r, &seen, 4, "ip", &m.IP)
+			return fOpt(r, &seen, 4, "ip", &m.IP, (*reader).readString)
 		case "port":
-			return fInt(r, &seen, 5, "port", &m.Port)
+			return fVal(r, &seen, 5, "port", &m.Port, readIntValue)
 		case "miner_signature":
-			return fOptStr(r, &seen, 6, "miner_signature", &m.MinerSignature)
+			return fOpt(r, &seen, 6, "miner_signature", &m.MinerSignature, (*reader).readString)
 		}
 		return r.skipValue()
 	})
@@ -1147,7 +1296,7 @@ func (m *V0VolumesReadyRequest) decode(r *reader) error {
 		case "message_type":
 			return fLiteral(r, &seen, 0, "message_type", "V0VolumesReadyRequest")
 		case "job_uuid":
-			return fID(r, &seen, 1, "job_uuid", &m.JobUUID)
+			return fVal(r, &seen, 1, "job_uuid", &m.JobUUID, readID)
 		}
 		return r.skipValue()
 	})
@@ -1185,7 +1334,7 @@ func (m *V0ExecutionDoneRequest) decode(r *reader) error {
 		case "message_type":
 			return fLiteral(r, &seen, 0, "message_type", "V0ExecutionDoneRequest")
 		case "job_uuid":
-			return fID(r, &seen, 1, "job_uuid", &m.JobUUID)
+			return fVal(r, &seen, 1, "job_uuid", &m.JobUUID, readID)
 		}
 		return r.skipValue()
 	})
@@ -1225,23 +1374,23 @@ func (m *V0JobFailedRequest) decode(r *reader) error {
 		case "message_type":
 			return fLiteral(r, &seen, 0, "message_type", "V0JobFailedRequest")
 		case "job_uuid":
-			return fID(r, &seen, 1, "job_uuid", &m.JobUUID)
+			return fVal(r, &seen, 1, "job_uuid", &m.JobUUID, readID)
 		case "message":
-			return fStr(r, &seen, 2, "message", &m.Message)
+			return fVal(r, &seen, 2, "message", &m.Message, (*reader).readString)
 		case "reason":
 			return fEnum(r, &seen, 3, "reason", &jobFailureReasonEnum, &m.Reason)
 		case "stage":
 			return fEnum(r, &seen, 4, "stage", &jobStageEnum, &m.Stage)
 		case "docker_process_exit_status":
-			return fOptInt(r, &seen, 5, "docker_process_exit_status", &m.DockerProcessExitStatus)
+			return fOpt(r, &seen, 5, "docker_process_exit_status", &m.DockerProcessExitStatus, readIntValue)
 		case "docker_process_stdout":
-			return fOptStr(r, &seen, 6, "docker_process_stdout", &m.DockerProcessStdout)
+			return fOpt(r, &seen, 6, "docker_process_stdout", &m.DockerProcessStdout, (*reader).readString)
 		case "docker_process_stderr":
-			return fOptStr(r, &seen, 7, "docker_process_stderr", &m.DockerProcessStderr)
+			return fOpt(r, &seen, 7, "docker_process_stderr", &m.DockerProcessStderr, (*reader).readString)
 		case "context":
 			return fRaw(r, &seen, 8, "context", rawObject, &m.Context)
 		case "error_detail":
-			return fStr(r, &seen, 9, "error_detail", &aliasMessage)
+			return fVal(r, &seen, 9, "error_detail", &aliasMessage, (*reader).readString)
 		case "error_type":
 			return fEnum(r, &seen, 10, "error_type", &jobFailureReasonEnum, &aliasReason)
 		}
@@ -1307,15 +1456,15 @@ func (m *V0JobFinishedRequest) decode(r *reader) error {
 		case "message_type":
 			return fLiteral(r, &seen, 0, "message_type", "V0JobFinishedRequest")
 		case "job_uuid":
-			return fID(r, &seen, 1, "job_uuid", &m.JobUUID)
+			return fVal(r, &seen, 1, "job_uuid", &m.JobUUID, readID)
 		case "docker_process_stdout":
-			return fStr(r, &seen, 2, "docker_process_stdout", &m.DockerProcessStdout)
+			return fVal(r, &seen, 2, "docker_process_stdout", &m.DockerProcessStdout, (*reader).readString)
 		case "docker_process_stderr":
-			return fStr(r, &seen, 3, "docker_process_stderr", &m.DockerProcessStderr)
+			return fVal(r, &seen, 3, "docker_process_stderr", &m.DockerProcessStderr, (*reader).readString)
 		case "artifacts":
-			return fOptStrMap(r, &seen, 4, "artifacts", &m.Artifacts)
+			return fOpt(r, &seen, 4, "artifacts", &m.Artifacts, readStrMap)
 		case "upload_results":
-			return fOptStrMap(r, &seen, 5, "upload_results", &m.UploadResults)
+			return fOpt(r, &seen, 5, "upload_results", &m.UploadResults, readStrMap)
 		}
 		return r.skipValue()
 	})
@@ -1392,7 +1541,7 @@ func (m *V0MachineSpecsRequest) decode(r *reader) error {
 		case "message_type":
 			return fLiteral(r, &seen, 0, "message_type", "V0MachineSpecsRequest")
 		case "job_uuid":
-			return fID(r, &seen, 1, "job_uuid", &m.JobUUID)
+			return fVal(r, &seen, 1, "job_uuid", &m.JobUUID, readID)
 		case "specs":
 			return fObj(r, &seen, 2, "specs", &m.Specs)
 		}
@@ -1434,11 +1583,11 @@ func (m *V0HordeFailedRequest) decode(r *reader) error {
 		case "message_type":
 			return fLiteral(r, &seen, 0, "message_type", "V0HordeFailedRequest")
 		case "job_uuid":
-			return fID(r, &seen, 1, "job_uuid", &m.JobUUID)
+			return fVal(r, &seen, 1, "job_uuid", &m.JobUUID, readID)
 		case "reported_by":
 			return fEnum(r, &seen, 2, "reported_by", &jobParticipantTypeEnum, &m.ReportedBy)
 		case "message":
-			return fStr(r, &seen, 3, "message", &m.Message)
+			return fVal(r, &seen, 3, "message", &m.Message, (*reader).readString)
 		case "reason":
 			return fEnum(r, &seen, 4, "reason", &hordeFailureReasonEnum, &m.Reason)
 		case "context":
@@ -1481,21 +1630,21 @@ func (m *JobStartedReceiptPayload) decode(r *reader) error {
 	err := r.object(func(k []byte) error {
 		switch string(k) {
 		case "job_uuid":
-			return fID(r, &seen, 0, "job_uuid", &m.JobUUID)
+			return fVal(r, &seen, 0, "job_uuid", &m.JobUUID, readID)
 		case "miner_hotkey":
-			return fStr(r, &seen, 1, "miner_hotkey", &m.MinerHotkey)
+			return fVal(r, &seen, 1, "miner_hotkey", &m.MinerHotkey, (*reader).readString)
 		case "validator_hotkey":
-			return fStr(r, &seen, 2, "validator_hotkey", &m.ValidatorHotkey)
+			return fVal(r, &seen, 2, "validator_hotkey", &m.ValidatorHotkey, (*reader).readString)
 		case "timestamp":
-			return fTimestamp(r, &seen, 3, "timestamp", &m.Timestamp)
+			return fVal(r, &seen, 3, "timestamp", &m.Timestamp, (*reader).readTimestamp)
 		case "receipt_type":
 			return fLiteral(r, &seen, 4, "receipt_type", "JobStartedReceipt")
 		case "executor_class":
 			return fEnum(r, &seen, 5, "executor_class", &executorClassEnum, &m.ExecutorClass)
 		case "is_organic":
-			return fBool(r, &seen, 6, "is_organic", &m.IsOrganic)
+			return fVal(r, &seen, 6, "is_organic", &m.IsOrganic, (*reader).readBool)
 		case "ttl":
-			return fInt(r, &seen, 7, "ttl", &m.TTL)
+			return fVal(r, &seen, 7, "ttl", &m.TTL, readIntValue)
 		}
 		return r.skipValue()
 	})
@@ -1551,19 +1700,19 @@ func (m *JobAcceptedReceiptPayload) decode(r *reader) error {
 	err := r.object(func(k []byte) error {
 		switch string(k) {
 		case "job_uuid":
-			return fID(r, &seen, 0, "job_uuid", &m.JobUUID)
+			return fVal(r, &seen, 0, "job_uuid", &m.JobUUID, readID)
 		case "miner_hotkey":
-			return fStr(r, &seen, 1, "miner_hotkey", &m.MinerHotkey)
+			return fVal(r, &seen, 1, "miner_hotkey", &m.MinerHotkey, (*reader).readString)
 		case "validator_hotkey":
-			return fStr(r, &seen, 2, "validator_hotkey", &m.ValidatorHotkey)
+			return fVal(r, &seen, 2, "validator_hotkey", &m.ValidatorHotkey, (*reader).readString)
 		case "timestamp":
-			return fTimestamp(r, &seen, 3, "timestamp", &m.Timestamp)
+			return fVal(r, &seen, 3, "timestamp", &m.Timestamp, (*reader).readTimestamp)
 		case "receipt_type":
 			return fLiteral(r, &seen, 4, "receipt_type", "JobAcceptedReceipt")
 		case "time_accepted":
-			return fTimestamp(r, &seen, 5, "time_accepted", &m.TimeAccepted)
+			return fVal(r, &seen, 5, "time_accepted", &m.TimeAccepted, (*reader).readTimestamp)
 		case "ttl":
-			return fInt(r, &seen, 6, "ttl", &m.TTL)
+			return fVal(r, &seen, 6, "ttl", &m.TTL, readIntValue)
 		}
 		return r.skipValue()
 	})
@@ -1617,23 +1766,23 @@ func (m *JobFinishedReceiptPayload) decode(r *reader) error {
 	err := r.object(func(k []byte) error {
 		switch string(k) {
 		case "job_uuid":
-			return fID(r, &seen, 0, "job_uuid", &m.JobUUID)
+			return fVal(r, &seen, 0, "job_uuid", &m.JobUUID, readID)
 		case "miner_hotkey":
-			return fStr(r, &seen, 1, "miner_hotkey", &m.MinerHotkey)
+			return fVal(r, &seen, 1, "miner_hotkey", &m.MinerHotkey, (*reader).readString)
 		case "validator_hotkey":
-			return fStr(r, &seen, 2, "validator_hotkey", &m.ValidatorHotkey)
+			return fVal(r, &seen, 2, "validator_hotkey", &m.ValidatorHotkey, (*reader).readString)
 		case "timestamp":
-			return fTimestamp(r, &seen, 3, "timestamp", &m.Timestamp)
+			return fVal(r, &seen, 3, "timestamp", &m.Timestamp, (*reader).readTimestamp)
 		case "receipt_type":
 			return fLiteral(r, &seen, 4, "receipt_type", "JobFinishedReceipt")
 		case "time_started":
-			return fTimestamp(r, &seen, 5, "time_started", &m.TimeStarted)
+			return fVal(r, &seen, 5, "time_started", &m.TimeStarted, (*reader).readTimestamp)
 		case "time_took_us":
-			return fInt64(r, &seen, 6, "time_took_us", &m.TimeTookUS)
+			return fVal(r, &seen, 6, "time_took_us", &m.TimeTookUS, (*reader).readInt)
 		case "score_str":
-			return fStr(r, &seen, 7, "score_str", &m.ScoreStr)
+			return fVal(r, &seen, 7, "score_str", &m.ScoreStr, (*reader).readString)
 		case "block_numbers":
-			return fIntList(r, &seen, 8, "block_numbers", &m.BlockNumbers)
+			return fVal(r, &seen, 8, "block_numbers", &m.BlockNumbers, readIntList)
 		}
 		return r.skipValue()
 	})
@@ -1696,9 +1845,9 @@ func (m *Receipt) decode(r *reader) error {
 		case "payload":
 			return fVia(r, &seen, 0, "payload", &m.Payload, decodeReceiptPayload)
 		case "validator_signature":
-			return fStr(r, &seen, 1, "validator_signature", &m.ValidatorSignature)
+			return fVal(r, &seen, 1, "validator_signature", &m.ValidatorSignature, (*reader).readString)
 		case "miner_signature":
-			return fOptStr(r, &seen, 2, "miner_signature", &m.MinerSignature)
+			return fOpt(r, &seen, 2, "miner_signature", &m.MinerSignature, (*reader).readString)
 		}
 		return r.skipValue()
 	})
@@ -1724,6 +1873,69 @@ func (m Receipt) MarshalJSON() ([]byte, error) { return marshalModel(m) }
 // UnmarshalJSON decodes strictly (see the package documentation).
 func (m *Receipt) UnmarshalJSON(data []byte) error { return unmarshalInto(data, "Receipt", m) }
 
+// Type returns the set member's output_upload_type, or "" if none or several are set.
+func (u OutputUpload) Type() OutputUploadType {
+	t, n := OutputUploadType(""), 0
+	if u.ZipAndHTTPPost != nil {
+		t, n = "zip_and_http_post", n+1
+	}
+	if u.ZipAndHTTPPut != nil {
+		t, n = "zip_and_http_put", n+1
+	}
+	if u.SingleFilePost != nil {
+		t, n = "single_file_post", n+1
+	}
+	if u.SingleFilePut != nil {
+		t, n = "single_file_put", n+1
+	}
+	if u.Multi != nil {
+		t, n = "multi_upload", n+1
+	}
+	if n != 1 {
+		return ""
+	}
+	return t
+}
+
+// decodeMember replaces u with the member tag names, decoded from r.
+func (u *OutputUpload) decodeMember(r *reader, tag OutputUploadType) error {
+	*u = OutputUpload{}
+	switch tag {
+	case "zip_and_http_post":
+		u.ZipAndHTTPPost = new(ZipAndHTTPPostUpload)
+		return u.ZipAndHTTPPost.decode(r)
+	case "zip_and_http_put":
+		u.ZipAndHTTPPut = new(ZipAndHTTPPutUpload)
+		return u.ZipAndHTTPPut.decode(r)
+	case "single_file_post":
+		u.SingleFilePost = new(SingleFilePostUpload)
+		return u.SingleFilePost.decode(r)
+	case "single_file_put":
+		u.SingleFilePut = new(SingleFilePutUpload)
+		return u.SingleFilePut.decode(r)
+	case "multi_upload":
+		u.Multi = new(MultiUpload)
+		return u.Multi.decode(r)
+	}
+	return &DecodeError{Field: "output_upload_type", Msg: "unknown output_upload_type " + strconv.Quote(string(tag)), Err: ErrUnknownEnumValue}
+}
+
+// encodeMember writes the member that is set (Type says which).
+func (u OutputUpload) encodeMember(e *encoder) {
+	switch {
+	case u.ZipAndHTTPPost != nil:
+		u.ZipAndHTTPPost.encode(e)
+	case u.ZipAndHTTPPut != nil:
+		u.ZipAndHTTPPut.encode(e)
+	case u.SingleFilePost != nil:
+		u.SingleFilePost.encode(e)
+	case u.SingleFilePut != nil:
+		u.SingleFilePut.encode(e)
+	case u.Multi != nil:
+		u.Multi.encode(e)
+	}
+}
+
 // MarshalJSON returns the pydantic-compatible encoding.
 func (m OutputUpload) MarshalJSON() ([]byte, error) { return marshalModel(m) }
 
@@ -1741,9 +1953,9 @@ func (m *ZipAndHTTPPostUpload) decode(r *reader) error {
 		case "output_upload_type":
 			return fLiteral(r, &seen, 0, "output_upload_type", "zip_and_http_post")
 		case "url":
-			return fStr(r, &seen, 1, "url", &m.URL)
+			return fVal(r, &seen, 1, "url", &m.URL, (*reader).readString)
 		case "form_fields":
-			return fOptStrMap(r, &seen, 2, "form_fields", &m.FormFields)
+			return fOpt(r, &seen, 2, "form_fields", &m.FormFields, readStrMap)
 		}
 		return r.skipValue()
 	})
@@ -1778,7 +1990,7 @@ func (m *ZipAndHTTPPutUpload) decode(r *reader) error {
 		case "output_upload_type":
 			return fLiteral(r, &seen, 0, "output_upload_type", "zip_and_http_put")
 		case "url":
-			return fStr(r, &seen, 1, "url", &m.URL)
+			return fVal(r, &seen, 1, "url", &m.URL, (*reader).readString)
 		}
 		return r.skipValue()
 	})
@@ -1811,13 +2023,13 @@ func (m *SingleFilePostUpload) decode(r *reader) error {
 		case "output_upload_type":
 			return fLiteral(r, &seen, 0, "output_upload_type", "single_file_post")
 		case "url":
-			return fStr(r, &seen, 1, "url", &m.URL)
+			return fVal(r, &seen, 1, "url", &m.URL, (*reader).readString)
 		case "form_fields":
-			return fOptStrMap(r, &seen, 2, "form_fields", &m.FormFields)
+			return fOpt(r, &seen, 2, "form_fields", &m.FormFields, readStrMap)
 		case "relative_path":
-			return fStr(r, &seen, 3, "relative_path", &m.RelativePath)
+			return fVal(r, &seen, 3, "relative_path", &m.RelativePath, (*reader).readString)
 		case "signed_headers":
-			return fOptStrMap(r, &seen, 4, "signed_headers", &m.SignedHeaders)
+			return fOpt(r, &seen, 4, "signed_headers", &m.SignedHeaders, readStrMap)
 		}
 		return r.skipValue()
 	})
@@ -1856,11 +2068,11 @@ func (m *SingleFilePutUpload) decode(r *reader) error {
 		case "output_upload_type":
 			return fLiteral(r, &seen, 0, "output_upload_type", "single_file_put")
 		case "url":
-			return fStr(r, &seen, 1, "url", &m.URL)
+			return fVal(r, &seen, 1, "url", &m.URL, (*reader).readString)
 		case "relative_path":
-			return fStr(r, &seen, 2, "relative_path", &m.RelativePath)
+			return fVal(r, &seen, 2, "relative_path", &m.RelativePath, (*reader).readString)
 		case "signed_headers":
-			return fOptStrMap(r, &seen, 3, "signed_headers", &m.SignedHeaders)
+			return fOpt(r, &seen, 3, "signed_headers", &m.SignedHeaders, readStrMap)
 		}
 		return r.skipValue()
 	})
@@ -1935,7 +2147,7 @@ func (m *GenericError) decode(r *reader) error {
 		case "message_type":
 			return fLiteral(r, &seen, 0, "message_type", "GenericError")
 		case "details":
-			return fOptStr(r, &seen, 1, "details", &m.Details)
+			return fOpt(r, &seen, 1, "details", &m.Details, (*reader).readString)
 		}
 		return r.skipValue()
 	})
@@ -1971,13 +2183,13 @@ func (m *ValidatorAuthForMiner) decode(r *reader) error {
 		case "message_type":
 			return fLiteral(r, &seen, 0, "message_type", "ValidatorAuthForMiner")
 		case "validator_hotkey":
-			return fStr(r, &seen, 1, "validator_hotkey", &m.ValidatorHotkey)
+			return fVal(r, &seen, 1, "validator_hotkey", &m.ValidatorHotkey, (*reader).readString)
 		case "miner_hotkey":
-			return fStr(r, &seen, 2, "miner_hotkey", &m.MinerHotkey)
+			return fVal(r, &seen, 2, "miner_hotkey", &m.MinerHotkey, (*reader).readString)
 		case "timestamp":
-			return fInt64(r, &seen, 3, "timestamp", &m.Timestamp)
+			return fVal(r, &seen, 3, "timestamp", &m.Timestamp, (*reader).readInt)
 		case "signature":
-			return fStr(r, &seen, 4, "signature", &m.Signature)
+			return fVal(r, &seen, 4, "signature", &m.Signature, (*reader).readString)
 		}
 		return r.skipValue()
 	})
@@ -2021,7 +2233,7 @@ func (m *UnauthorizedError) decode(r *reader) error {
 		case "code":
 			return fEnum(r, &seen, 1, "code", &unauthorizedErrorCodeEnum, &m.Code)
 		case "details":
-			return fOptStr(r, &seen, 2, "details", &m.Details)
+			return fOpt(r, &seen, 2, "details", &m.Details, (*reader).readString)
 		}
 		return r.skipValue()
 	})
@@ -2095,7 +2307,7 @@ func (m *V0MainHotkeyMessage) decode(r *reader) error {
 		case "message_type":
 			return fLiteral(r, &seen, 0, "message_type", "V0MainHotkeyMessage")
 		case "main_hotkey":
-			return fOptStr(r, &seen, 1, "main_hotkey", &m.MainHotkey)
+			return fOpt(r, &seen, 1, "main_hotkey", &m.MainHotkey, (*reader).readString)
 		}
 		return r.skipValue()
 	})
@@ -2126,9 +2338,9 @@ func (m *StreamingDetails) decode(r *reader) error {
 	err := r.object(func(k []byte) error {
 		switch string(k) {
 		case "public_key":
-			return fStr(r, &seen, 0, "public_key", &m.PublicKey)
+			return fVal(r, &seen, 0, "public_key", &m.PublicKey, (*reader).readString)
 		case "executor_ip":
-			return fOptStr(r, &seen, 1, "executor_ip", &m.ExecutorIP)
+			return fOpt(r, &seen, 1, "executor_ip", &m.ExecutorIP, (*reader).readString)
 		}
 		return r.skipValue()
 	})
@@ -2161,15 +2373,15 @@ func (m *ExecutorTiming) decode(r *reader) error {
 	err := r.object(func(k []byte) error {
 		switch string(k) {
 		case "allowed_leeway":
-			return fInt(r, &seen, 0, "allowed_leeway", &m.AllowedLeeway)
+			return fVal(r, &seen, 0, "allowed_leeway", &m.AllowedLeeway, readIntValue)
 		case "download_time_limit":
-			return fInt(r, &seen, 1, "download_time_limit", &m.DownloadTimeLimit)
+			return fVal(r, &seen, 1, "download_time_limit", &m.DownloadTimeLimit, readIntValue)
 		case "execution_time_limit":
-			return fInt(r, &seen, 2, "execution_time_limit", &m.ExecutionTimeLimit)
+			return fVal(r, &seen, 2, "execution_time_limit", &m.ExecutionTimeLimit, readIntValue)
 		case "upload_time_limit":
-			return fInt(r, &seen, 3, "upload_time_limit", &m.UploadTimeLimit)
+			return fVal(r, &seen, 3, "upload_time_limit", &m.UploadTimeLimit, readIntValue)
 		case "streaming_start_time_limit":
-			return fInt(r, &seen, 4, "streaming_start_time_limit", &m.StreamingStartTimeLimit)
+			return fVal(r, &seen, 4, "streaming_start_time_limit", &m.StreamingStartTimeLimit, readIntValue)
 		}
 		return r.skipValue()
 	})
@@ -2215,19 +2427,19 @@ func (m *V0InitialJobRequest) decode(r *reader) error {
 		case "message_type":
 			return fLiteral(r, &seen, 0, "message_type", "V0InitialJobRequest")
 		case "job_uuid":
-			return fID(r, &seen, 1, "job_uuid", &m.JobUUID)
+			return fVal(r, &seen, 1, "job_uuid", &m.JobUUID, readID)
 		case "executor_class":
 			return fEnum(r, &seen, 2, "executor_class", &executorClassEnum, &m.ExecutorClass)
 		case "docker_image":
-			return fOptStr(r, &seen, 3, "docker_image", &m.DockerImage)
+			return fOpt(r, &seen, 3, "docker_image", &m.DockerImage, (*reader).readString)
 		case "timeout_seconds":
-			return fOptInt(r, &seen, 4, "timeout_seconds", &m.TimeoutSeconds)
+			return fOpt(r, &seen, 4, "timeout_seconds", &m.TimeoutSeconds, readIntValue)
 		case "volume":
 			return fOptObj(r, &seen, 5, "volume", &m.Volume)
 		case "job_started_receipt_payload":
 			return fObj(r, &seen, 6, "job_started_receipt_payload", &m.JobStartedReceiptPayload)
 		case "job_started_receipt_signature":
-			return fStr(r, &seen, 7, "job_started_receipt_signature", &m.JobStartedReceiptSignature)
+			return fVal(r, &seen, 7, "job_started_receipt_signature", &m.JobStartedReceiptSignature, (*reader).readString)
 		case "streaming_details":
 			return fOptObj(r, &seen, 8, "streaming_details", &m.StreamingDetails)
 		case "executor_timing":
@@ -2285,9 +2497,9 @@ func (m *V0DeclineJobRequest) decode(r *reader) error {
 		case "message_type":
 			return fLiteral(r, &seen, 0, "message_type", "V0DeclineJobRequest")
 		case "job_uuid":
-			return fID(r, &seen, 1, "job_uuid", &m.JobUUID)
+			return fVal(r, &seen, 1, "job_uuid", &m.JobUUID, readID)
 		case "message":
-			return fStr(r, &seen, 2, "message", &m.Message)
+			return fVal(r, &seen, 2, "message", &m.Message, (*reader).readString)
 		case "reason":
 			return fEnum(r, &seen, 3, "reason", &jobRejectionReasonEnum, &m.Reason)
 		case "receipts":
@@ -2345,7 +2557,7 @@ func (m *V0AcceptJobRequest) decode(r *reader) error {
 		case "message_type":
 			return fLiteral(r, &seen, 0, "message_type", "V0AcceptJobRequest")
 		case "job_uuid":
-			return fID(r, &seen, 1, "job_uuid", &m.JobUUID)
+			return fVal(r, &seen, 1, "job_uuid", &m.JobUUID, readID)
 		}
 		return r.skipValue()
 	})
@@ -2383,25 +2595,25 @@ func (m *V0JobRequest) decode(r *reader) error {
 		case "message_type":
 			return fLiteral(r, &seen, 0, "message_type", "V0JobRequest")
 		case "job_uuid":
-			return fID(r, &seen, 1, "job_uuid", &m.JobUUID)
+			return fVal(r, &seen, 1, "job_uuid", &m.JobUUID, readID)
 		case "executor_class":
 			return fEnum(r, &seen, 2, "executor_class", &executorClassEnum, &m.ExecutorClass)
 		case "docker_image":
-			return fStr(r, &seen, 3, "docker_image", &m.DockerImage)
+			return fVal(r, &seen, 3, "docker_image", &m.DockerImage, (*reader).readString)
 		case "raw_script":
-			return fOptStr(r, &seen, 4, "raw_script", &m.RawScript)
+			return fOpt(r, &seen, 4, "raw_script", &m.RawScript, (*reader).readString)
 		case "docker_run_options_preset":
 			return fEnum(r, &seen, 5, "docker_run_options_preset", &dockerRunOptionsPresetEnum, &m.DockerRunOptionsPreset)
 		case "docker_run_cmd":
-			return fStrList(r, &seen, 6, "docker_run_cmd", &m.DockerRunCmd)
+			return fVal(r, &seen, 6, "docker_run_cmd", &m.DockerRunCmd, readStrList)
 		case "env":
-			return fStrMap(r, &seen, 7, "env", &m.Env)
+			return fVal(r, &seen, 7, "env", &m.Env, readStrMap)
 		case "volume":
 			return fOptObj(r, &seen, 8, "volume", &m.Volume)
 		case "output_upload":
 			return fOptObj(r, &seen, 9, "output_upload", &m.OutputUpload)
 		case "artifacts_dir":
-			return fOptStr(r, &seen, 10, "artifacts_dir", &m.ArtifactsDir)
+			return fOpt(r, &seen, 10, "artifacts_dir", &m.ArtifactsDir, (*reader).readString)
 		}
 		return r.skipValue()
 	})
@@ -2457,7 +2669,7 @@ func (m *V0JobAcceptedReceiptRequest) decode(r *reader) error {
 		case "payload":
 			return fObj(r, &seen, 1, "payload", &m.Payload)
 		case "signature":
-			return fStr(r, &seen, 2, "signature", &m.Signature)
+			return fVal(r, &seen, 2, "signature", &m.Signature, (*reader).readString)
 		}
 		return r.skipValue()
 	})
@@ -2497,7 +2709,7 @@ func (m *V0JobFinishedReceiptRequest) decode(r *reader) error {
 		case "payload":
 			return fObj(r, &seen, 1, "payload", &m.Payload)
 		case "signature":
-			return fStr(r, &seen, 2, "signature", &m.Signature)
+			return fVal(r, &seen, 2, "signature", &m.Signature, (*reader).readString)
 		}
 		return r.skipValue()
 	})
@@ -2523,6 +2735,69 @@ func (m *V0JobFinishedReceiptRequest) UnmarshalJSON(data []byte) error {
 	return unmarshalInto(data, "V0JobFinishedReceiptRequest", m)
 }
 
+// Type returns the set member's volume_type, or "" if none or several are set.
+func (u Volume) Type() VolumeType {
+	t, n := VolumeType(""), 0
+	if u.Inline != nil {
+		t, n = "inline", n+1
+	}
+	if u.ZipURL != nil {
+		t, n = "zip_url", n+1
+	}
+	if u.SingleFile != nil {
+		t, n = "single_file", n+1
+	}
+	if u.Huggingface != nil {
+		t, n = "huggingface_volume", n+1
+	}
+	if u.Multi != nil {
+		t, n = "multi_volume", n+1
+	}
+	if n != 1 {
+		return ""
+	}
+	return t
+}
+
+// decodeMember replaces u with the member tag names, decoded from r.
+func (u *Volume) decodeMember(r *reader, tag VolumeType) error {
+	*u = Volume{}
+	switch tag {
+	case "inline":
+		u.Inline = new(InlineVolume)
+		return u.Inline.decode(r)
+	case "zip_url":
+		u.ZipURL = new(ZipURLVolume)
+		return u.ZipURL.decode(r)
+	case "single_file":
+		u.SingleFile = new(SingleFileVolume)
+		return u.SingleFile.decode(r)
+	case "huggingface_volume":
+		u.Huggingface = new(HuggingfaceVolume)
+		return u.Huggingface.decode(r)
+	case "multi_volume":
+		u.Multi = new(MultiVolume)
+		return u.Multi.decode(r)
+	}
+	return &DecodeError{Field: "volume_type", Msg: "unknown volume_type " + strconv.Quote(string(tag)), Err: ErrUnknownEnumValue}
+}
+
+// encodeMember writes the member that is set (Type says which).
+func (u Volume) encodeMember(e *encoder) {
+	switch {
+	case u.Inline != nil:
+		u.Inline.encode(e)
+	case u.ZipURL != nil:
+		u.ZipURL.encode(e)
+	case u.SingleFile != nil:
+		u.SingleFile.encode(e)
+	case u.Huggingface != nil:
+		u.Huggingface.encode(e)
+	case u.Multi != nil:
+		u.Multi.encode(e)
+	}
+}
+
 // MarshalJSON returns the pydantic-compatible encoding.
 func (m Volume) MarshalJSON() ([]byte, error) { return marshalModel(m) }
 
@@ -2538,9 +2813,9 @@ func (m *InlineVolume) decode(r *reader) error {
 		case "volume_type":
 			return fLiteral(r, &seen, 0, "volume_type", "inline")
 		case "contents":
-			return fStr(r, &seen, 1, "contents", &m.Contents)
+			return fVal(r, &seen, 1, "contents", &m.Contents, (*reader).readString)
 		case "relative_path":
-			return fOptStr(r, &seen, 2, "relative_path", &m.RelativePath)
+			return fOpt(r, &seen, 2, "relative_path", &m.RelativePath, (*reader).readString)
 		}
 		return r.skipValue()
 	})
@@ -2575,9 +2850,9 @@ func (m *ZipURLVolume) decode(r *reader) error {
 		case "volume_type":
 			return fLiteral(r, &seen, 0, "volume_type", "zip_url")
 		case "contents":
-			return fStr(r, &seen, 1, "contents", &m.Contents)
+			return fVal(r, &seen, 1, "contents", &m.Contents, (*reader).readString)
 		case "relative_path":
-			return fOptStr(r, &seen, 2, "relative_path", &m.RelativePath)
+			return fOpt(r, &seen, 2, "relative_path", &m.RelativePath, (*reader).readString)
 		}
 		return r.skipValue()
 	})
@@ -2612,9 +2887,9 @@ func (m *SingleFileVolume) decode(r *reader) error {
 		case "volume_type":
 			return fLiteral(r, &seen, 0, "volume_type", "single_file")
 		case "url":
-			return fStr(r, &seen, 1, "url", &m.URL)
+			return fVal(r, &seen, 1, "url", &m.URL, (*reader).readString)
 		case "relative_path":
-			return fStr(r, &seen, 2, "relative_path", &m.RelativePath)
+			return fVal(r, &seen, 2, "relative_path", &m.RelativePath, (*reader).readString)
 		}
 		return r.skipValue()
 	})
@@ -2649,17 +2924,17 @@ func (m *HuggingfaceVolume) decode(r *reader) error {
 		case "volume_type":
 			return fLiteral(r, &seen, 0, "volume_type", "huggingface_volume")
 		case "repo_id":
-			return fStr(r, &seen, 1, "repo_id", &m.RepoID)
+			return fVal(r, &seen, 1, "repo_id", &m.RepoID, (*reader).readString)
 		case "repo_type":
-			return fOptStr(r, &seen, 2, "repo_type", &m.RepoType)
+			return fOpt(r, &seen, 2, "repo_type", &m.RepoType, (*reader).readString)
 		case "revision":
-			return fOptStr(r, &seen, 3, "revision", &m.Revision)
+			return fOpt(r, &seen, 3, "revision", &m.Revision, (*reader).readString)
 		case "relative_path":
-			return fOptStr(r, &seen, 4, "relative_path", &m.RelativePath)
+			return fOpt(r, &seen, 4, "relative_path", &m.RelativePath, (*reader).readString)
 		case "allow_patterns":
 			return fVia(r, &seen, 5, "allow_patterns", &m.AllowPatterns, decodeAllowPatterns)
 		case "token":
-			return fOptStr(r, &seen, 6, "token", &m.Token)
+			return fOpt(r, &seen, 6, "token", &m.Token, (*reader).readString)
 		}
 		return r.skipValue()
 	})

@@ -37,30 +37,21 @@ func forbidden(key []byte) error {
 	return &DecodeError{Field: string(key), Msg: "unexpected field (this model forbids extra fields)", Err: ErrUnknownField}
 }
 
-func fStr(r *reader, seen *uint64, bit int, name string, dst *string) error {
+// fVal reads a value that may not be null with read.
+func fVal[T any](r *reader, seen *uint64, bit int, name string, dst *T, read func(*reader) (T, error)) error {
 	if err := mark(seen, bit, name); err != nil {
 		return err
 	}
-	s, err := r.readString()
+	v, err := read(r)
 	if err != nil {
 		return inField(err, name)
 	}
-	*dst = s
+	*dst = v
 	return nil
 }
 
-// fID reads a job identifier: any string except the empty one.
-func fID(r *reader, seen *uint64, bit int, name string, dst *string) error {
-	if err := fStr(r, seen, bit, name, dst); err != nil {
-		return err
-	}
-	if *dst == "" {
-		return &DecodeError{Field: name, Msg: "must not be empty", Err: ErrInvalidValue}
-	}
-	return nil
-}
-
-func fOptStr(r *reader, seen *uint64, bit int, name string, dst **string) error {
+// fOpt reads a nullable value with read: null leaves dst nil.
+func fOpt[T any](r *reader, seen *uint64, bit int, name string, dst **T, read func(*reader) (T, error)) error {
 	if err := mark(seen, bit, name); err != nil {
 		return err
 	}
@@ -68,111 +59,47 @@ func fOptStr(r *reader, seen *uint64, bit int, name string, dst **string) error 
 		*dst = nil
 		return nil
 	}
+	v, err := read(r)
+	if err != nil {
+		return inField(err, name)
+	}
+	*dst = &v
+	return nil
+}
+
+// The readers of fVal and fOpt that are not reader methods.
+
+// readID reads a job identifier: any string except the empty one.
+func readID(r *reader) (string, error) {
 	s, err := r.readString()
-	if err != nil {
-		return inField(err, name)
+	if err == nil && s == "" {
+		err = &DecodeError{Msg: "must not be empty", Err: ErrInvalidValue}
 	}
-	*dst = &s
-	return nil
+	return s, err
 }
 
-func fInt(r *reader, seen *uint64, bit int, name string, dst *int) error {
-	if err := mark(seen, bit, name); err != nil {
-		return err
-	}
+func readIntValue(r *reader) (int, error) {
 	v, err := r.readInt()
-	if err != nil {
-		return inField(err, name)
-	}
-	*dst = int(v)
-	return nil
+	return int(v), err
 }
 
-func fInt64(r *reader, seen *uint64, bit int, name string, dst *int64) error {
-	if err := mark(seen, bit, name); err != nil {
-		return err
-	}
-	v, err := r.readInt()
-	if err != nil {
-		return inField(err, name)
-	}
-	*dst = v
-	return nil
-}
+func readStrList(r *reader) ([]string, error) { return readList(r, (*reader).readString) }
+func readIntList(r *reader) ([]int, error)    { return readList(r, readIntValue) }
 
-func fOptInt(r *reader, seen *uint64, bit int, name string, dst **int) error {
-	if err := mark(seen, bit, name); err != nil {
-		return err
-	}
-	if r.tryNull() {
-		*dst = nil
-		return nil
-	}
-	v, err := r.readInt()
-	if err != nil {
-		return inField(err, name)
-	}
-	n := int(v)
-	*dst = &n
-	return nil
-}
-
-func fFloat(r *reader, seen *uint64, bit int, name string, dst *float64) error {
-	if err := mark(seen, bit, name); err != nil {
-		return err
-	}
-	v, err := r.readFloat()
-	if err != nil {
-		return inField(err, name)
-	}
-	*dst = v
-	return nil
-}
-
-func fBool(r *reader, seen *uint64, bit int, name string, dst *bool) error {
-	if err := mark(seen, bit, name); err != nil {
-		return err
-	}
-	v, err := r.readBool()
-	if err != nil {
-		return inField(err, name)
-	}
-	*dst = v
-	return nil
-}
-
-func fStrList(r *reader, seen *uint64, bit int, name string, dst *[]string) error {
-	if err := mark(seen, bit, name); err != nil {
-		return err
-	}
-	list := []string{}
+func readList[T any](r *reader, read func(*reader) (T, error)) ([]T, error) {
+	list := []T{}
 	err := r.array(func(int) error {
-		s, err := r.readString()
-		list = append(list, s)
+		v, err := read(r)
+		list = append(list, v)
 		return err
 	})
-	if err != nil {
-		return inField(err, name)
-	}
-	*dst = list
-	return nil
+	return list, err
 }
 
-func fIntList(r *reader, seen *uint64, bit int, name string, dst *[]int) error {
-	if err := mark(seen, bit, name); err != nil {
-		return err
-	}
-	list := []int{}
-	err := r.array(func(int) error {
-		v, err := r.readInt()
-		list = append(list, int(v))
-		return err
-	})
-	if err != nil {
-		return inField(err, name)
-	}
-	*dst = list
-	return nil
+func readStrMap(r *reader) (OrderedMap[string], error) {
+	var m OrderedMap[string]
+	err := decodeOrderedMap(r, &m, (*reader).readString)
+	return m, err
 }
 
 func fEnum[T ~string](r *reader, seen *uint64, bit int, name string, d *enumDef[T], dst *T) error {
@@ -228,38 +155,6 @@ func fRawRequired(r *reader, seen *uint64, bit int, name string, kind rawKind, d
 		return inField(err, name)
 	}
 	*dst = raw
-	return nil
-}
-
-func fTimestamp(r *reader, seen *uint64, bit int, name string, dst *Timestamp) error {
-	if err := mark(seen, bit, name); err != nil {
-		return err
-	}
-	t, err := r.readTimestamp()
-	if err != nil {
-		return inField(err, name)
-	}
-	*dst = t
-	return nil
-}
-
-func fStrMap(r *reader, seen *uint64, bit int, name string, dst *OrderedMap[string]) error {
-	if err := mark(seen, bit, name); err != nil {
-		return err
-	}
-	if err := decodeOrderedMap(r, dst, decStringValue); err != nil {
-		return inField(err, name)
-	}
-	return nil
-}
-
-func fOptStrMap(r *reader, seen *uint64, bit int, name string, dst **OrderedMap[string]) error {
-	if err := mark(seen, bit, name); err != nil {
-		return err
-	}
-	if err := decodeOptMap(r, dst, decStringValue); err != nil {
-		return inField(err, name)
-	}
 	return nil
 }
 
@@ -378,6 +273,26 @@ func encodeExtra(e *encoder, extra OrderedMap[json.RawMessage]) {
 		e.byte1(':')
 		e.rawJSON(ent.Key, ent.Value, rawAny)
 	}
+}
+
+// readTag reads the discriminator key of the union object at r, without consuming the
+// object, and parses it with d.
+func readTag[T ~string](r *reader, key string, d *enumDef[T]) (T, error) {
+	if r.peek() != '{' {
+		return "", r.typeErr("object")
+	}
+	tag, ok, err := r.peekDiscriminator(key)
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return "", &DecodeError{Field: key, Msg: "missing discriminator", Err: ErrMissingField}
+	}
+	v, err := d.parse(tag)
+	if err != nil {
+		return "", inField(err, key)
+	}
+	return v, nil
 }
 
 var errStop = &DecodeError{Msg: "stop"}

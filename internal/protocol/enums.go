@@ -73,6 +73,8 @@ func orDefault[T ~string](v, def T) T {
 
 // ExecutorClass is a hardware class of executors (compute_horde_core.executor_class).
 // Strict: unknown values are a decode error.
+//
+//wire:enum
 type ExecutorClass string
 
 // Executor classes, in upstream order.
@@ -86,22 +88,13 @@ const (
 	DefaultLLMExecutorClass                      = ExecutorClassAlwaysOnLLMA6000
 )
 
-var executorClassEnum = enumDef[ExecutorClass]{name: "ExecutorClass", values: []ExecutorClass{
-	ExecutorClassSpinUp4minGPU24GB, ExecutorClassAlwaysOnGPU24GB, ExecutorClassAlwaysOnLLMA6000,
-	ExecutorClassAlwaysOnTest, ExecutorClassAlwaysOnCPU8c16GB,
-}}
-
-// ExecutorClassValues returns all executor classes in upstream order.
-func ExecutorClassValues() []ExecutorClass { return slices.Clone(executorClassEnum.values) }
-
-// ParseExecutorClass parses a wire string; unknown classes are an error.
-func ParseExecutorClass(s string) (ExecutorClass, error) { return executorClassEnum.parse(s) }
-
 // Valid reports whether c is a known executor class.
 func (c ExecutorClass) Valid() bool { return executorClassEnum.valid(c) }
 
 // JobStatus is a job's status as reported to the facilitator (protocol_consts.JobStatus).
 // Forward-compatible: unknown strings decode to JobStatusUnknown.
+//
+//wire:enum open
 type JobStatus string
 
 // Job statuses, in upstream order.
@@ -120,18 +113,6 @@ const (
 	JobStatusHordeFailed    JobStatus = "horde_failed"
 )
 
-var jobStatusEnum = enumDef[JobStatus]{name: "JobStatus", fallback: JobStatusUnknown, values: []JobStatus{
-	JobStatusUnknown, JobStatusSent, JobStatusReceived, JobStatusAccepted, JobStatusExecutorReady,
-	JobStatusStreamingReady, JobStatusVolumesReady, JobStatusExecutionDone, JobStatusCompleted,
-	JobStatusRejected, JobStatusFailed, JobStatusHordeFailed,
-}}
-
-// JobStatusValues returns all job statuses in upstream order.
-func JobStatusValues() []JobStatus { return slices.Clone(jobStatusEnum.values) }
-
-// ParseJobStatus parses a wire string; unknown strings give JobStatusUnknown.
-func ParseJobStatus(s string) JobStatus { v, _ := jobStatusEnum.parse(s); return v }
-
 // IsEnd reports whether s is terminal (completed, rejected, failed, horde_failed).
 func (s JobStatus) IsEnd() bool {
 	switch s {
@@ -143,6 +124,8 @@ func (s JobStatus) IsEnd() bool {
 
 // JobStage is the executor stage a job failure happened in (protocol_consts.JobStage).
 // Forward-compatible.
+//
+//wire:enum open
 type JobStage string
 
 // Job stages, in upstream order.
@@ -155,19 +138,10 @@ const (
 	JobStageResultUpload     JobStage = "result_upload"
 )
 
-var jobStageEnum = enumDef[JobStage]{name: "JobStage", fallback: JobStageUnknown, values: []JobStage{
-	JobStageUnknown, JobStageExecutorStartup, JobStageVolumeDownload, JobStageStreamingStartup,
-	JobStageExecution, JobStageResultUpload,
-}}
-
-// JobStageValues returns all job stages in upstream order.
-func JobStageValues() []JobStage { return slices.Clone(jobStageEnum.values) }
-
-// ParseJobStage parses a wire string; unknown strings give JobStageUnknown.
-func ParseJobStage(s string) JobStage { v, _ := jobStageEnum.parse(s); return v }
-
 // HordeFailureReason says why the infrastructure (not the job) failed
 // (protocol_consts.HordeFailureReason). Forward-compatible.
+//
+//wire:enum open
 type HordeFailureReason string
 
 // Horde failure reasons, in upstream order.
@@ -189,30 +163,10 @@ const (
 	HordeFailureReasonSecurityCheckFailed               HordeFailureReason = "security_check_failed"
 )
 
-var hordeFailureReasonEnum = enumDef[HordeFailureReason]{name: "HordeFailureReason",
-	fallback: HordeFailureReasonUnknown, values: []HordeFailureReason{
-		HordeFailureReasonUnknown, HordeFailureReasonGenericError, HordeFailureReasonUnhandledException,
-		HordeFailureReasonUnhandledTimeout, HordeFailureReasonStreamingFailed,
-		HordeFailureReasonMinerConnectionFailed, HordeFailureReasonInitialResponseTimedOut,
-		HordeFailureReasonExecutorReadinessResponseTimedOut, HordeFailureReasonVolumesTimedOut,
-		HordeFailureReasonStreamingJobReadyTimedOut, HordeFailureReasonExecutionTimedOut,
-		HordeFailureReasonFinalResponseTimedOut, HordeFailureReasonExecutorSpinupFailed,
-		HordeFailureReasonExecutorDisconnected, HordeFailureReasonSecurityCheckFailed,
-	}}
-
-// HordeFailureReasonValues returns all horde failure reasons in upstream order.
-func HordeFailureReasonValues() []HordeFailureReason {
-	return slices.Clone(hordeFailureReasonEnum.values)
-}
-
-// ParseHordeFailureReason parses a wire string; unknown strings give HordeFailureReasonUnknown.
-func ParseHordeFailureReason(s string) HordeFailureReason {
-	v, _ := hordeFailureReasonEnum.parse(s)
-	return v
-}
-
 // JobFailureReason says why the user's job failed (protocol_consts.JobFailureReason).
 // Forward-compatible.
+//
+//wire:enum open
 type JobFailureReason string
 
 // Job failure reasons, in upstream order.
@@ -224,23 +178,10 @@ const (
 	JobFailureReasonUploadFailed      JobFailureReason = "upload_failed"
 )
 
-var jobFailureReasonEnum = enumDef[JobFailureReason]{name: "JobFailureReason",
-	fallback: JobFailureReasonUnknown, values: []JobFailureReason{
-		JobFailureReasonUnknown, JobFailureReasonTimeout, JobFailureReasonNonzeroReturnCode,
-		JobFailureReasonDownloadFailed, JobFailureReasonUploadFailed,
-	}}
-
-// JobFailureReasonValues returns all job failure reasons in upstream order.
-func JobFailureReasonValues() []JobFailureReason { return slices.Clone(jobFailureReasonEnum.values) }
-
-// ParseJobFailureReason parses a wire string; unknown strings give JobFailureReasonUnknown.
-func ParseJobFailureReason(s string) JobFailureReason {
-	v, _ := jobFailureReasonEnum.parse(s)
-	return v
-}
-
 // JobRejectionReason says why a job was declined or never routed
 // (protocol_consts.JobRejectionReason). Forward-compatible.
+//
+//wire:enum open
 type JobRejectionReason string
 
 // Job rejection reasons, in upstream order, then horde's extension.
@@ -255,27 +196,10 @@ const (
 	JobRejectionReasonClassNotOffered JobRejectionReason = "class_not_offered"
 )
 
-var jobRejectionReasonEnum = enumDef[JobRejectionReason]{name: "JobRejectionReason",
-	fallback: JobRejectionReasonUnknown, values: []JobRejectionReason{
-		JobRejectionReasonUnknown, JobRejectionReasonBusy, JobRejectionReasonInvalidSignature,
-		JobRejectionReasonNoMinerForJob, JobRejectionReasonValidatorBlacklisted,
-		JobRejectionReasonClassNotOffered,
-	}}
-
-// JobRejectionReasonValues returns all rejection reasons: upstream's in upstream
-// order, followed by the horde extension JobRejectionReasonClassNotOffered.
-func JobRejectionReasonValues() []JobRejectionReason {
-	return slices.Clone(jobRejectionReasonEnum.values)
-}
-
-// ParseJobRejectionReason parses a wire string; unknown strings give JobRejectionReasonUnknown.
-func ParseJobRejectionReason(s string) JobRejectionReason {
-	v, _ := jobRejectionReasonEnum.parse(s)
-	return v
-}
-
 // JobParticipantType names who reported or rejected (protocol_consts.JobParticipantType).
 // Forward-compatible.
+//
+//wire:enum open
 type JobParticipantType string
 
 // Job participants, in upstream order.
@@ -288,24 +212,9 @@ const (
 	JobParticipantTypeExecutor    JobParticipantType = "executor"
 )
 
-var jobParticipantTypeEnum = enumDef[JobParticipantType]{name: "JobParticipantType",
-	fallback: JobParticipantTypeUnknown, values: []JobParticipantType{
-		JobParticipantTypeUnknown, JobParticipantTypeSDK, JobParticipantTypeFacilitator,
-		JobParticipantTypeValidator, JobParticipantTypeMiner, JobParticipantTypeExecutor,
-	}}
-
-// JobParticipantTypeValues returns all participant types in upstream order.
-func JobParticipantTypeValues() []JobParticipantType {
-	return slices.Clone(jobParticipantTypeEnum.values)
-}
-
-// ParseJobParticipantType parses a wire string; unknown strings give JobParticipantTypeUnknown.
-func ParseJobParticipantType(s string) JobParticipantType {
-	v, _ := jobParticipantTypeEnum.parse(s)
-	return v
-}
-
 // UnauthorizedErrorCode is UnauthorizedError.Code. Strict.
+//
+//wire:enum name=UnauthorizedError.Code
 type UnauthorizedErrorCode string
 
 // Unauthorized error codes, in upstream order.
@@ -315,18 +224,9 @@ const (
 	UnauthorizedErrorCodeValidatorInactive UnauthorizedErrorCode = "VALIDATOR_INACTIVE"
 )
 
-var unauthorizedErrorCodeEnum = enumDef[UnauthorizedErrorCode]{name: "UnauthorizedError.Code",
-	values: []UnauthorizedErrorCode{
-		UnauthorizedErrorCodeTokenTooOld, UnauthorizedErrorCodeUnknownValidator,
-		UnauthorizedErrorCodeValidatorInactive,
-	}}
-
-// UnauthorizedErrorCodeValues returns all codes in upstream order.
-func UnauthorizedErrorCodeValues() []UnauthorizedErrorCode {
-	return slices.Clone(unauthorizedErrorCodeEnum.values)
-}
-
 // VolumeType is the volume discriminator (volume_type). Strict.
+//
+//wire:enum
 type VolumeType string
 
 // Volume types, in upstream order.
@@ -338,15 +238,9 @@ const (
 	VolumeTypeHuggingfaceVolume VolumeType = "huggingface_volume"
 )
 
-var volumeTypeEnum = enumDef[VolumeType]{name: "VolumeType", values: []VolumeType{
-	VolumeTypeInline, VolumeTypeZipURL, VolumeTypeSingleFile, VolumeTypeMultiVolume,
-	VolumeTypeHuggingfaceVolume,
-}}
-
-// VolumeTypeValues returns all volume types in upstream order.
-func VolumeTypeValues() []VolumeType { return slices.Clone(volumeTypeEnum.values) }
-
 // OutputUploadType is the output upload discriminator (output_upload_type). Strict.
+//
+//wire:enum
 type OutputUploadType string
 
 // Output upload types, in upstream order.
@@ -358,15 +252,9 @@ const (
 	OutputUploadTypeSingleFilePut  OutputUploadType = "single_file_put"
 )
 
-var outputUploadTypeEnum = enumDef[OutputUploadType]{name: "OutputUploadType", values: []OutputUploadType{
-	OutputUploadTypeZipAndHTTPPost, OutputUploadTypeZipAndHTTPPut, OutputUploadTypeMultiUpload,
-	OutputUploadTypeSingleFilePost, OutputUploadTypeSingleFilePut,
-}}
-
-// OutputUploadTypeValues returns all output upload types in upstream order.
-func OutputUploadTypeValues() []OutputUploadType { return slices.Clone(outputUploadTypeEnum.values) }
-
 // ReceiptType is the receipt payload discriminator (receipt_type). Strict.
+//
+//wire:enum
 type ReceiptType string
 
 // Receipt types, in upstream order, then horde's extension.
@@ -378,15 +266,9 @@ const (
 	ReceiptTypeWorkInterval ReceiptType = "WorkInterval"
 )
 
-var receiptTypeEnum = enumDef[ReceiptType]{name: "ReceiptType", values: []ReceiptType{
-	ReceiptTypeJobStarted, ReceiptTypeJobAccepted, ReceiptTypeJobFinished, ReceiptTypeWorkInterval,
-}}
-
-// ReceiptTypeValues returns upstream's receipt types in upstream order, followed by
-// the horde extension ReceiptTypeWorkInterval.
-func ReceiptTypeValues() []ReceiptType { return slices.Clone(receiptTypeEnum.values) }
-
 // SignatureScope is compute_horde_core's Signature.signature_scope. Strict.
+//
+//wire:enum
 type SignatureScope string
 
 // Signature scopes, in upstream order.
@@ -395,14 +277,9 @@ const (
 	SignatureScopeFullRequest  SignatureScope = "FullRequest"
 )
 
-var signatureScopeEnum = enumDef[SignatureScope]{name: "SignatureScope", values: []SignatureScope{
-	SignatureScopeSignedFields, SignatureScopeFullRequest,
-}}
-
-// SignatureScopeValues returns all signature scopes in upstream order.
-func SignatureScopeValues() []SignatureScope { return slices.Clone(signatureScopeEnum.values) }
-
 // DockerRunOptionsPreset is V0JobRequest.docker_run_options_preset. Strict.
+//
+//wire:enum
 type DockerRunOptionsPreset string
 
 // Docker run option presets, in upstream order.
@@ -411,15 +288,9 @@ const (
 	DockerRunOptionsPresetNone      DockerRunOptionsPreset = "none"
 )
 
-var dockerRunOptionsPresetEnum = enumDef[DockerRunOptionsPreset]{name: "DockerRunOptionsPreset",
-	values: []DockerRunOptionsPreset{DockerRunOptionsPresetNvidiaAll, DockerRunOptionsPresetNone}}
-
-// DockerRunOptionsPresetValues returns all presets in upstream order.
-func DockerRunOptionsPresetValues() []DockerRunOptionsPreset {
-	return slices.Clone(dockerRunOptionsPresetEnum.values)
-}
-
 // ResponseStatus is the facilitator's Response.status. Strict.
+//
+//wire:enum name=Response.status
 type ResponseStatus string
 
 // Response statuses, in upstream order.
@@ -427,9 +298,3 @@ const (
 	ResponseStatusError   ResponseStatus = "error"
 	ResponseStatusSuccess ResponseStatus = "success"
 )
-
-var responseStatusEnum = enumDef[ResponseStatus]{name: "Response.status",
-	values: []ResponseStatus{ResponseStatusError, ResponseStatusSuccess}}
-
-// ResponseStatusValues returns all response statuses in upstream order.
-func ResponseStatusValues() []ResponseStatus { return slices.Clone(responseStatusEnum.values) }

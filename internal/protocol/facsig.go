@@ -131,17 +131,22 @@ func (m *V2JobRequest) SignedPayload() ([]byte, error) {
 
 // SignedPayloadDigest returns the 64-byte digest the request's Signature signs.
 func (m *V2JobRequest) SignedPayloadDigest() ([64]byte, error) {
-	if m.Signature == nil {
-		return [64]byte{}, newErr(ErrMissingField, "V2JobRequest has no signature")
+	return signedDigest("V2JobRequest", m.Signature, m.SignedPayload)
+}
+
+// signedDigest is the digest sig signs over what payload returns.
+func signedDigest(model string, sig *Signature, payload func() ([]byte, error)) ([64]byte, error) {
+	if sig == nil {
+		return [64]byte{}, newErr(ErrMissingField, model+" has no signature")
 	}
-	if m.Signature.TimestampNS < 0 {
-		return [64]byte{}, newErr(ErrInvalidValue, "V2JobRequest signature has a negative timestamp_ns")
+	if sig.TimestampNS < 0 {
+		return [64]byte{}, newErr(ErrInvalidValue, model+" signature has a negative timestamp_ns")
 	}
-	p, err := m.SignedPayload()
+	p, err := payload()
 	if err != nil {
 		return [64]byte{}, err
 	}
-	return SignatureDigest(m.Signature.TimestampNS, p), nil
+	return SignatureDigest(sig.TimestampNS, p), nil
 }
 
 // SignedPayload returns the bytes hashed for the cheat report's FullRequest
@@ -157,15 +162,5 @@ func (m *V0JobCheated) SignedPayload() ([]byte, error) {
 
 // SignedPayloadDigest returns the 64-byte digest the report's Signature signs.
 func (m *V0JobCheated) SignedPayloadDigest() ([64]byte, error) {
-	if m.Signature == nil {
-		return [64]byte{}, newErr(ErrMissingField, "V0JobCheated has no signature")
-	}
-	if m.Signature.TimestampNS < 0 {
-		return [64]byte{}, newErr(ErrInvalidValue, "V0JobCheated signature has a negative timestamp_ns")
-	}
-	p, err := m.SignedPayload()
-	if err != nil {
-		return [64]byte{}, err
-	}
-	return SignatureDigest(m.Signature.TimestampNS, p), nil
+	return signedDigest("V0JobCheated", m.Signature, m.SignedPayload)
 }

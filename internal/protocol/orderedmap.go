@@ -189,26 +189,8 @@ func encodeOptMap[V any](e *encoder, m *OrderedMap[V], enc func(*encoder, V)) {
 	encodeOrderedMap(e, *m, enc)
 }
 
-func decodeOptMap[V any](r *reader, dst **OrderedMap[V], dec func(*reader) (V, error)) error {
-	if r.tryNull() {
-		*dst = nil
-		return nil
-	}
-	m := new(OrderedMap[V])
-	if err := decodeOrderedMap(r, m, dec); err != nil {
-		return err
-	}
-	*dst = m
-	return nil
-}
-
-func decStringValue(r *reader) (string, error) { return r.readString() }
-func encStringValue(e *encoder, s string)      { e.str(s) }
-func decIntValue(r *reader) (int, error) {
-	v, err := r.readInt()
-	return int(v), err
-}
-func encIntValue(e *encoder, v int) { e.int(v) }
+func encStringValue(e *encoder, s string) { e.str(s) }
+func encIntValue(e *encoder, v int)       { e.int(v) }
 
 // codecValue is implemented by this package's types that have a native codec.
 type codecValue interface {

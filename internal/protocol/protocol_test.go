@@ -317,11 +317,11 @@ func TestOrderedMap(t *testing.T) {
 func TestDecoderLimit(t *testing.T) {
 	frame := []byte(`{"message_type":"V0AcceptJobRequest","job_uuid":"x"}`)
 	d := Decoder{MaxFrameSize: len(frame) - 1}
-	if _, err := d.DecodeMinerToValidator(frame); !errors.Is(err, ErrFrameTooLarge) {
+	if _, err := d.Decode(UnionMinerToValidator, frame); !errors.Is(err, ErrFrameTooLarge) {
 		t.Errorf("got %v", err)
 	}
 	d.MaxFrameSize = len(frame)
-	if _, err := d.DecodeMinerToValidator(frame); err != nil {
+	if _, err := d.Decode(UnionMinerToValidator, frame); err != nil {
 		t.Errorf("at the limit: %v", err)
 	}
 	if _, err := d.DecodeReceipt(append(frame, ' ')); !errors.Is(err, ErrFrameTooLarge) {

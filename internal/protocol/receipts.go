@@ -107,19 +107,9 @@ func mustPy(d pyDict) []byte {
 
 // decodeReceiptPayload decodes the receipt_type-discriminated payload union.
 func decodeReceiptPayload(r *reader, dst *ReceiptPayload) error {
-	if r.peek() != '{' {
-		return r.typeErr("object")
-	}
-	tag, ok, err := r.peekDiscriminator("receipt_type")
+	rt, err := readTag(r, "receipt_type", &receiptTypeEnum)
 	if err != nil {
 		return err
-	}
-	if !ok {
-		return &DecodeError{Field: "receipt_type", Msg: "missing discriminator", Err: ErrMissingField}
-	}
-	rt, err := receiptTypeEnum.parse(tag)
-	if err != nil {
-		return inField(err, "receipt_type")
 	}
 	switch rt {
 	case ReceiptTypeJobStarted:

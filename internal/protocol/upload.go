@@ -1,9 +1,11 @@
 package protocol
 
+import "strconv"
+
 // OutputUpload says where a job's outputs go (compute_horde_core.output_upload),
 // a union discriminated by output_upload_type. Exactly one member must be set.
 //
-//wire:union
+//wire:union output_upload_type OutputUploadType
 type OutputUpload struct {
 	ZipAndHTTPPost *ZipAndHTTPPostUpload
 	ZipAndHTTPPut  *ZipAndHTTPPutUpload
@@ -60,30 +62,6 @@ type MultiUpload struct {
 	SystemOutput *OutputUpload  `wire:"system_output,optional,via=SystemOutput"` // nil, or a ZipAndHTTPPost or ZipAndHTTPPut
 }
 
-// Type returns the set member's output_upload_type, or "" if none or several are set.
-func (u OutputUpload) Type() OutputUploadType {
-	t, n := OutputUploadType(""), 0
-	if u.ZipAndHTTPPost != nil {
-		t, n = OutputUploadTypeZipAndHTTPPost, n+1
-	}
-	if u.ZipAndHTTPPut != nil {
-		t, n = OutputUploadTypeZipAndHTTPPut, n+1
-	}
-	if u.SingleFilePost != nil {
-		t, n = OutputUploadTypeSingleFilePost, n+1
-	}
-	if u.SingleFilePut != nil {
-		t, n = OutputUploadTypeSingleFilePut, n+1
-	}
-	if u.Multi != nil {
-		t, n = OutputUploadTypeMultiUpload, n+1
-	}
-	if n != 1 {
-		return ""
-	}
-	return t
-}
-
 // uploadKinds restricts the members accepted in a position of the union.
 type uploadKinds uint8
 
@@ -119,42 +97,15 @@ func (k uploadKinds) expected() string {
 func (u *OutputUpload) decode(r *reader) error { return u.decodeIn(r, uploadAny) }
 
 func (u *OutputUpload) decodeIn(r *reader, kinds uploadKinds) error {
-	if r.peek() != '{' {
-		return r.typeErr("object")
-	}
-	tag, ok, err := r.peekDiscriminator("output_upload_type")
+	t, err := readTag(r, "output_upload_type", &outputUploadTypeEnum)
 	if err != nil {
 		return err
 	}
-	if !ok {
-		return &DecodeError{Field: "output_upload_type", Msg: "missing discriminator", Err: ErrMissingField}
-	}
-	t, err := outputUploadTypeEnum.parse(tag)
-	if err != nil {
-		return inField(err, "output_upload_type")
-	}
 	if !kinds.allows(t) {
-		return &DecodeError{Field: "output_upload_type", Msg: "\"" + tag + "\" not allowed here (expected " +
+		return &DecodeError{Field: "output_upload_type", Msg: strconv.Quote(string(t)) + " not allowed here (expected " +
 			kinds.expected() + ")", Err: ErrUnknownEnumValue}
 	}
-	*u = OutputUpload{}
-	switch t {
-	case OutputUploadTypeZipAndHTTPPost:
-		u.ZipAndHTTPPost = new(ZipAndHTTPPostUpload)
-		return u.ZipAndHTTPPost.decode(r)
-	case OutputUploadTypeZipAndHTTPPut:
-		u.ZipAndHTTPPut = new(ZipAndHTTPPutUpload)
-		return u.ZipAndHTTPPut.decode(r)
-	case OutputUploadTypeSingleFilePost:
-		u.SingleFilePost = new(SingleFilePostUpload)
-		return u.SingleFilePost.decode(r)
-	case OutputUploadTypeSingleFilePut:
-		u.SingleFilePut = new(SingleFilePutUpload)
-		return u.SingleFilePut.decode(r)
-	default:
-		u.Multi = new(MultiUpload)
-		return u.Multi.decode(r)
-	}
+	return u.decodeMember(r, t)
 }
 
 func (u OutputUpload) encode(e *encoder) { u.encodeIn(e, uploadAny) }
@@ -169,18 +120,7 @@ func (u OutputUpload) encodeIn(e *encoder, kinds uploadKinds) {
 	if !kinds.allows(t) {
 		e.fail("output_upload", string(t)+" not allowed here (expected "+kinds.expected()+")", ErrInvalidValue)
 	}
-	switch t {
-	case OutputUploadTypeZipAndHTTPPost:
-		u.ZipAndHTTPPost.encode(e)
-	case OutputUploadTypeZipAndHTTPPut:
-		u.ZipAndHTTPPut.encode(e)
-	case OutputUploadTypeSingleFilePost:
-		u.SingleFilePost.encode(e)
-	case OutputUploadTypeSingleFilePut:
-		u.SingleFilePut.encode(e)
-	default:
-		u.Multi.encode(e)
-	}
+	u.encodeMember(e)
 }
 
 // decodeSingleUploads reads a multi_upload's uploads, each a single-file upload.

@@ -208,6 +208,6 @@ func encodeClassMap[V any](e *encoder, field string, m OrderedMap[V], enc func(*
 }
 
 func decodeManifest(r *reader, dst *OrderedMap[int]) error {
-	return decodeClassMap(r, dst, decIntValue)
+	return decodeClassMap(r, dst, readIntValue)
 }
 func encodeManifest(e *encoder, m OrderedMap[int]) { encodeClassMap(e, "manifest", m, encIntValue) }

@@ -6,7 +6,7 @@ import "strconv"
 // by volume_type. Exactly one member must be set. A MultiVolume may not contain
 // another MultiVolume.
 //
-//wire:union
+//wire:union volume_type VolumeType
 type Volume struct {
 	Inline      *InlineVolume
 	ZipURL      *ZipURLVolume
@@ -71,30 +71,6 @@ type MultiVolume struct {
 	Volumes []Volume `wire:"volumes,via=NestedVolumes"` // none of them a MultiVolume
 }
 
-// Type returns the set member's volume_type, or "" if none or several are set.
-func (v Volume) Type() VolumeType {
-	t, n := VolumeType(""), 0
-	if v.Inline != nil {
-		t, n = VolumeTypeInline, n+1
-	}
-	if v.ZipURL != nil {
-		t, n = VolumeTypeZipURL, n+1
-	}
-	if v.SingleFile != nil {
-		t, n = VolumeTypeSingleFile, n+1
-	}
-	if v.Huggingface != nil {
-		t, n = VolumeTypeHuggingfaceVolume, n+1
-	}
-	if v.Multi != nil {
-		t, n = VolumeTypeMultiVolume, n+1
-	}
-	if n != 1 {
-		return ""
-	}
-	return t
-}
-
 // Flatten returns the volumes a job processes: the members of a MultiVolume, or
 // the volume itself.
 func (v Volume) Flatten() []Volume {
@@ -107,65 +83,31 @@ func (v Volume) Flatten() []Volume {
 func (v *Volume) decode(r *reader) error { return v.decodeIn(r, true) }
 
 func (v *Volume) decodeIn(r *reader, allowMulti bool) error {
-	if r.peek() != '{' {
-		return r.typeErr("object")
-	}
-	tag, ok, err := r.peekDiscriminator("volume_type")
+	vt, err := readTag(r, "volume_type", &volumeTypeEnum)
 	if err != nil {
 		return err
 	}
-	if !ok {
-		return &DecodeError{Field: "volume_type", Msg: "missing discriminator", Err: ErrMissingField}
+	if vt == VolumeTypeMultiVolume && !allowMulti {
+		return &DecodeError{Field: "volume_type", Msg: "multi_volume cannot be nested " +
+			"(expected inline, zip_url, single_file or huggingface_volume)", Err: ErrUnknownEnumValue}
 	}
-	vt, err := volumeTypeEnum.parse(tag)
-	if err != nil {
-		return inField(err, "volume_type")
-	}
-	*v = Volume{}
-	switch vt {
-	case VolumeTypeInline:
-		v.Inline = new(InlineVolume)
-		return v.Inline.decode(r)
-	case VolumeTypeZipURL:
-		v.ZipURL = new(ZipURLVolume)
-		return v.ZipURL.decode(r)
-	case VolumeTypeSingleFile:
-		v.SingleFile = new(SingleFileVolume)
-		return v.SingleFile.decode(r)
-	case VolumeTypeHuggingfaceVolume:
-		v.Huggingface = new(HuggingfaceVolume)
-		return v.Huggingface.decode(r)
-	default: // multi_volume
-		if !allowMulti {
-			return &DecodeError{Field: "volume_type", Msg: "multi_volume cannot be nested " +
-				"(expected inline, zip_url, single_file or huggingface_volume)", Err: ErrUnknownEnumValue}
-		}
-		v.Multi = new(MultiVolume)
-		return v.Multi.decode(r)
-	}
+	return v.decodeMember(r, vt)
 }
 
 func (v Volume) encode(e *encoder) { v.encodeIn(e, true) }
 
 func (v Volume) encodeIn(e *encoder, allowMulti bool) {
 	switch v.Type() {
-	case VolumeTypeInline:
-		v.Inline.encode(e)
-	case VolumeTypeZipURL:
-		v.ZipURL.encode(e)
-	case VolumeTypeSingleFile:
-		v.SingleFile.encode(e)
-	case VolumeTypeHuggingfaceVolume:
-		v.Huggingface.encode(e)
+	case "":
+		e.fail("volume", "exactly one Volume member must be set", ErrInvalidValue)
+		e.null()
+		return
 	case VolumeTypeMultiVolume:
 		if !allowMulti {
 			e.fail("volume", "multi_volume cannot be nested", ErrInvalidValue)
 		}
-		v.Multi.encode(e)
-	default:
-		e.fail("volume", "exactly one Volume member must be set", ErrInvalidValue)
-		e.null()
 	}
+	v.encodeMember(e)
 }
 
 func decodeAllowPatterns(r *reader, dst **AllowPatterns) error {

@@ -21,10 +21,25 @@ func Generate(dir string) ([]byte, error) {
 	g.line("")
 	g.line("package protocol")
 	g.line("")
+	g.line("import (")
+	g.line("\"slices\"")
+	g.line("\"strconv\"")
+	g.line(")")
+	g.line("")
 	g.registry(models)
+	byName := map[string]model{}
+	for _, m := range models {
+		byName[m.name] = m
+	}
 	for _, m := range models {
 		switch m.form {
+		case "enum":
+			g.enum(m)
+			continue
 		case "union":
+			if err := g.union(m, byName); err != nil {
+				return nil, fmt.Errorf("codegen: %s: %w", m.name, err)
+			}
 			g.jsonMethods(m)
 			continue
 		case "message":
@@ -141,9 +156,8 @@ func decodeCall(k key, i int, dst string) string {
 		return fmt.Sprintf("fLiteral(%s, %q)", args, k.literal)
 	case kStr:
 		if k.id {
-			return fmt.Sprintf("fID(%s, %s)", args, dst)
+			return fmt.Sprintf("fVal(%s, %s, readID)", args, dst)
 		}
-		return fmt.Sprintf("fStr(%s, %s)", args, dst)
 	case kEnum:
 		return fmt.Sprintf("fEnum(%s, &%s, %s)", args, enumVar(k.goType), dst)
 	case kRaw:
@@ -153,13 +167,22 @@ func decodeCall(k key, i int, dst string) string {
 		return fmt.Sprintf("fRaw(%s, %s, %s)", args, k.raw, dst)
 	case kVia:
 		return fmt.Sprintf("fVia(%s, %s, decode%s)", args, dst, k.via)
+	case kObj, kOptObj, kList:
+		fn := map[kind]string{kObj: "fObj", kOptObj: "fOptObj", kList: "fList"}[k.kind]
+		return fmt.Sprintf("%s(%s, %s)", fn, args, dst)
 	}
-	fn := map[kind]string{
-		kOptStr: "fOptStr", kInt: "fInt", kInt64: "fInt64", kOptInt: "fOptInt", kFloat: "fFloat",
-		kBool: "fBool", kStrList: "fStrList", kIntList: "fIntList", kTimestamp: "fTimestamp",
-		kStrMap: "fStrMap", kOptStrMap: "fOptStrMap", kObj: "fObj", kOptObj: "fOptObj", kList: "fList",
+	// A plain value: fVal, or fOpt for a nullable one, with its reader.
+	read := map[kind]string{
+		kStr: "(*reader).readString", kOptStr: "(*reader).readString", kInt: "readIntValue", kOptInt: "readIntValue",
+		kInt64: "(*reader).readInt", kFloat: "(*reader).readFloat", kBool: "(*reader).readBool",
+		kTimestamp: "(*reader).readTimestamp", kStrList: "readStrList", kIntList: "readIntList",
+		kStrMap: "readStrMap", kOptStrMap: "readStrMap",
 	}[k.kind]
-	return fmt.Sprintf("%s(%s, %s)", fn, args, dst)
+	fn := "fVal"
+	if k.kind == kOptStr || k.kind == kOptInt || k.kind == kOptStrMap {
+		fn = "fOpt"
+	}
+	return fmt.Sprintf("%s(%s, %s, %s)", fn, args, dst, read)
 }
 
 func (g *gen) decode(m model) {
@@ -353,6 +376,91 @@ func (g *gen) receiptMethods(m model) {
 	g.line("return mustPy(pyDict{%s})", strings.Join(items, ", "))
 	g.line("}")
 	g.line("")
+}
+
+// enum writes an enum's table, Values and Parse.
+func (g *gen) enum(m model) {
+	names := make([]string, len(m.values))
+	unknown := ""
+	for i, v := range m.values {
+		names[i] = v[0]
+		if v[1] == "unknown" {
+			unknown = v[0]
+		}
+	}
+	fallback := ""
+	if m.open {
+		fallback = "fallback: " + unknown + ", "
+	}
+	g.line("var %s = enumDef[%s]{name: %q, %svalues: []%s{%s}}", enumVar(m.name), m.name, m.enumName, fallback, m.name, strings.Join(names, ", "))
+	g.line("")
+	g.line("// %sValues returns every %s in declaration order (upstream's, then horde's extensions).", m.name, m.name)
+	g.line("func %sValues() []%s { return slices.Clone(%s.values) }", m.name, m.name, enumVar(m.name))
+	g.line("")
+	if m.open {
+		g.line("// Parse%s parses a wire string; an unknown one gives %s.", m.name, unknown)
+		g.line("func Parse%s(s string) %s {", m.name, m.name)
+		g.line("v, _ := %s.parse(s)", enumVar(m.name))
+		g.line("return v")
+		g.line("}")
+	} else {
+		g.line("// Parse%s parses a wire string; an unknown one is an error.", m.name)
+		g.line("func Parse%s(s string) (%s, error) { return %s.parse(s) }", m.name, m.name, enumVar(m.name))
+	}
+	g.line("")
+}
+
+// union writes a discriminated union's Type and member dispatch.
+func (g *gen) union(m model, models map[string]model) error {
+	tags := make([]string, len(m.members))
+	for i, mem := range m.members {
+		for _, k := range models[mem[1]].keys {
+			if k.kind == kLiteral && k.wire == m.tagKey {
+				tags[i] = k.literal
+			}
+		}
+		if tags[i] == "" {
+			return fmt.Errorf("member %s has no literal %s", mem[1], m.tagKey)
+		}
+	}
+	g.line("// Type returns the set member's %s, or \"\" if none or several are set.", m.tagKey)
+	g.line("func (u %s) Type() %s {", m.name, m.tagEnum)
+	g.line("t, n := %s(\"\"), 0", m.tagEnum)
+	for i, mem := range m.members {
+		g.line("if u.%s != nil {", mem[0])
+		g.line("t, n = %q, n+1", tags[i])
+		g.line("}")
+	}
+	g.line("if n != 1 {")
+	g.line("return \"\"")
+	g.line("}")
+	g.line("return t")
+	g.line("}")
+	g.line("")
+	g.line("// decodeMember replaces u with the member tag names, decoded from r.")
+	g.line("func (u *%s) decodeMember(r *reader, tag %s) error {", m.name, m.tagEnum)
+	g.line("*u = %s{}", m.name)
+	g.line("switch tag {")
+	for i, mem := range m.members {
+		g.line("case %q:", tags[i])
+		g.line("u.%s = new(%s)", mem[0], mem[1])
+		g.line("return u.%s.decode(r)", mem[0])
+	}
+	g.line("}")
+	g.line("return &DecodeError{Field: %q, Msg: \"unknown %s \" + strconv.Quote(string(tag)), Err: ErrUnknownEnumValue}", m.tagKey, m.tagKey)
+	g.line("}")
+	g.line("")
+	g.line("// encodeMember writes the member that is set (Type says which).")
+	g.line("func (u %s) encodeMember(e *encoder) {", m.name)
+	g.line("switch {")
+	for _, mem := range m.members {
+		g.line("case u.%s != nil:", mem[0])
+		g.line("u.%s.encode(e)", mem[0])
+	}
+	g.line("}")
+	g.line("}")
+	g.line("")
+	return nil
 }
 
 func (g *gen) jsonMethods(m model) {

@@ -12,7 +12,16 @@
 //	                        message_type is the type's name, written first unless a blank
 //	                        field tagged `wire:"message_type"` places it
 //	//wire:model            a nested model (no message_type)
-//	//wire:union            a hand-written discriminated union: JSON methods only
+//	//wire:union KEY Enum   a discriminated union of the models its pointer fields point to,
+//	                        told apart by their literal KEY (of type Enum): Type, the
+//	                        member dispatch (decodeMember, encodeMember) and JSON methods
+//	                        are generated; decode and encode, which may restrict members
+//	                        by position, are written by hand
+//
+//	//wire:enum             a string enum, strict (unknown values are errors) unless "open"
+//	                        (they decode to its "unknown" constant); its values are the
+//	                        constants of its type, in declaration order; "name=N" names it
+//	                        in errors. Its table, Values and Parse are generated.
 //
 // followed by options: "forbid" (unknown keys are errors; default: dropped) and "receipt"
 // (a receipt payload: ReceiptType, Header and BlobForSigning are generated too).
@@ -43,6 +52,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -92,15 +102,25 @@ type key struct {
 	alias    string // legacy input name of this key
 }
 
-// model is one struct the generator writes codecs for.
+// model is one type the generator writes code for.
 type model struct {
 	name    string
-	form    string // "message", "model" or "union"
-	unions  []string
+	form    string   // "message", "model", "union" or "enum"
+	unions  []string // a message's channel unions
 	forbid  bool
 	receipt bool
 	keys    []key
 	extra   string // Go field holding unknown keys; "" when they are dropped or forbidden
+
+	// A union's discriminator key and its enum type, and its members: Go field → model.
+	tagKey, tagEnum string
+	members         [][2]string
+
+	// An enum's constants (Go name, wire value) in declaration order, whether unknown
+	// values decode to its "unknown" constant, and its name in errors.
+	values   [][2]string
+	open     bool
+	enumName string
 }
 
 var unionNames = []string{"ValidatorToMiner", "MinerToValidator", "MinerToExecutor", "ExecutorToMiner",
@@ -131,7 +151,7 @@ func parse(dir string) ([]model, error) {
 		}
 		files = append(files, f)
 	}
-	p := &pkg{enums: map[string]bool{}, structs: map[string]bool{}}
+	p := &pkg{enums: map[string]bool{}, structs: map[string]bool{}, consts: map[string][][2]string{}}
 	for _, f := range files {
 		p.collectTypes(f)
 	}
@@ -167,11 +187,15 @@ func parse(dir string) ([]model, error) {
 type pkg struct {
 	enums   map[string]bool // type X string
 	structs map[string]bool
+	consts  map[string][][2]string // type → its constants (name, wire value), in order
 }
 
 func (p *pkg) collectTypes(f *ast.File) {
 	for _, decl := range f.Decls {
 		gd, ok := decl.(*ast.GenDecl)
+		if ok && gd.Tok == token.CONST {
+			p.collectConsts(gd)
+		}
 		if !ok || gd.Tok != token.TYPE {
 			continue
 		}
@@ -184,6 +208,28 @@ func (p *pkg) collectTypes(f *ast.File) {
 				}
 			case *ast.StructType:
 				p.structs[ts.Name.Name] = true
+			}
+		}
+	}
+}
+
+// collectConsts notes the string constants declared with an explicit type.
+func (p *pkg) collectConsts(gd *ast.GenDecl) {
+	for _, spec := range gd.Specs {
+		vs := spec.(*ast.ValueSpec)
+		t, ok := vs.Type.(*ast.Ident)
+		if !ok {
+			continue
+		}
+		for i, name := range vs.Names {
+			if i >= len(vs.Values) {
+				break
+			}
+			if lit, ok := vs.Values[i].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+				v, err := strconv.Unquote(lit.Value)
+				if err == nil {
+					p.consts[t.Name] = append(p.consts[t.Name], [2]string{name.Name, v})
+				}
 			}
 		}
 	}
@@ -204,6 +250,16 @@ func directive(doc *ast.CommentGroup) ([]string, bool) {
 
 func (p *pkg) model(ts *ast.TypeSpec, dir []string) (model, error) {
 	m := model{name: ts.Name.Name, form: dir[0]}
+	if m.form == "enum" {
+		return p.enum(m, dir[1:])
+	}
+	if m.form == "union" {
+		if len(dir) != 3 {
+			return m, fmt.Errorf("//wire:union takes the discriminator key and its enum type")
+		}
+		m.tagKey, m.tagEnum = dir[1], dir[2]
+		dir = dir[:1]
+	}
 	for _, w := range dir[1:] {
 		switch {
 		case w == "forbid":
@@ -221,7 +277,7 @@ func (p *pkg) model(ts *ast.TypeSpec, dir []string) (model, error) {
 		if len(m.unions) == 0 {
 			return m, fmt.Errorf("//wire:message names no union")
 		}
-	case "model", "union":
+	case "model", "union", "enum":
 	default:
 		return m, fmt.Errorf("unknown directive //wire:%s (message, model or union)", m.form)
 	}
@@ -230,6 +286,13 @@ func (p *pkg) model(ts *ast.TypeSpec, dir []string) (model, error) {
 		return m, fmt.Errorf("//wire: on a type that is not a struct")
 	}
 	if m.form == "union" {
+		for _, f := range st.Fields.List {
+			t := exprString(f.Type)
+			if len(f.Names) != 1 || !strings.HasPrefix(t, "*") || !p.structs[t[1:]] {
+				return m, fmt.Errorf("a union's fields must each point to a member model")
+			}
+			m.members = append(m.members, [2]string{f.Names[0].Name, t[1:]})
+		}
 		return m, nil
 	}
 	placed := false
@@ -266,6 +329,31 @@ func (p *pkg) model(ts *ast.TypeSpec, dir []string) (model, error) {
 	}
 	if m.extra != "" && m.forbid {
 		return m, fmt.Errorf("a model cannot both keep and forbid unknown keys")
+	}
+	return m, nil
+}
+
+func (p *pkg) enum(m model, opts []string) (model, error) {
+	m.enumName = m.name
+	for _, o := range opts {
+		switch name, val, _ := strings.Cut(o, "="); name {
+		case "open":
+			m.open = true
+		case "name":
+			m.enumName = val
+		default:
+			return m, fmt.Errorf("unknown enum option %q", o)
+		}
+	}
+	if !p.enums[m.name] {
+		return m, fmt.Errorf("//wire:enum on a type that is not a string")
+	}
+	m.values = p.consts[m.name]
+	if len(m.values) == 0 {
+		return m, fmt.Errorf("enum %s has no constants", m.name)
+	}
+	if m.open && !slices.ContainsFunc(m.values, func(v [2]string) bool { return v[1] == "unknown" }) {
+		return m, fmt.Errorf("an open enum needs a constant with the value \"unknown\"")
 	}
 	return m, nil
 }
