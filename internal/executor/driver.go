@@ -607,8 +607,8 @@ func (d *driver) upload(ctx context.Context) error {
 	if d.timeLeft() <= 0 {
 		return jobFailed(protocol.JobFailureReasonTimeout, "Upload time exceeded")
 	}
-	if specs := d.specs.wait(ctx, d.timeLeft()); specs != nil {
-		if err := d.conn.send(ctx, &protocol.V0MachineSpecsRequest{JobUUID: d.jobUUID, Specs: protocol.MachineSpecs{Specs: specs}}); err != nil {
+	if specs, ok := d.specs.wait(ctx, d.timeLeft()); ok {
+		if err := d.conn.send(ctx, &protocol.V0MachineSpecsRequest{JobUUID: d.jobUUID, Specs: protocol.MachineSpecs{Specs: specs.JSON()}}); err != nil {
 			return err
 		}
 	}
