@@ -115,13 +115,18 @@ func TestCollectFixtures(t *testing.T) {
 	}
 }
 
-func TestCollectGPUs(t *testing.T) {
+// collectWithSMI collects the fixture host's specs with script standing in for nvidia-smi.
+func collectWithSMI(t *testing.T, script string) Specs {
+	t.Helper()
 	smi := filepath.Join(t.TempDir(), "nvidia-smi")
-	script := "#!/bin/sh\nprintf '%s\\n' 'NVIDIA H100 80GB HBM3, 550.54.15, 81559, 9.0, 700.00, 1980, 2619, GPU-5e3a, 1654922012345' 'NVIDIA H100 80GB HBM3, 550.54.15, 81559, 9.0, [N/A], 1980, 2619, GPU-77aa, [N/A]'\n"
 	if err := os.WriteFile(smi, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	s := fixture(t, goodFiles()).collect(context.Background(), gpu.NvidiaSMI{SMIPath: smi}, t.TempDir())
+	return fixture(t, goodFiles()).collect(context.Background(), gpu.NvidiaSMI{SMIPath: smi}, t.TempDir())
+}
+
+func TestCollectGPUs(t *testing.T) {
+	s := collectWithSMI(t, "#!/bin/sh\nprintf '%s\\n' 'NVIDIA H100 80GB HBM3, 550.54.15, 81559, 9.0, 700.00, 1980, 2619, GPU-5e3a, 1654922012345' 'NVIDIA H100 80GB HBM3, 550.54.15, 81559, 9.0, [N/A], 1980, 2619, GPU-77aa, [N/A]'\n")
 	if n := s.GPUCount(); n != 2 {
 		t.Errorf("GPUCount() = %d, want 2", n)
 	}
@@ -135,12 +140,7 @@ func TestCollectGPUs(t *testing.T) {
 }
 
 func TestCollectGPUError(t *testing.T) {
-	smi := filepath.Join(t.TempDir(), "nvidia-smi")
-	script := "#!/bin/sh\necho 'NVIDIA-SMI has failed because it could not communicate with the NVIDIA driver.' >&2\nexit 9\n"
-	if err := os.WriteFile(smi, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	s := fixture(t, goodFiles()).collect(context.Background(), gpu.NvidiaSMI{SMIPath: smi}, t.TempDir())
+	s := collectWithSMI(t, "#!/bin/sh\necho 'NVIDIA-SMI has failed because it could not communicate with the NVIDIA driver.' >&2\nexit 9\n")
 	if n := s.GPUCount(); n != 0 {
 		t.Errorf("GPUCount() = %d with nvidia-smi failing, want 0", n)
 	}
