@@ -7,18 +7,12 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"sync"
 	"time"
 
 	"github.com/coder/websocket"
 
 	"github.com/computehorde/horde/internal/protocol"
-)
-
-// Websocket limits of the miner link (upstream WSTransport: 50 MiB frames).
-const (
-	sendTimeout  = 30 * time.Second
-	closeTimeout = 5 * time.Second
+	"github.com/computehorde/horde/internal/wsconn"
 )
 
 // errMinerGone is returned while waiting for a message when the miner closed the connection.
@@ -28,8 +22,8 @@ var errMinerGone = errors.New("executor: miner closed the connection")
 // enforces the channel rules (duplicate or out-of-order requests get a GenericError, as
 // upstream's MinerClient does); the driver awaits the two requests on buffered channels.
 type minerConn struct {
-	ws  *websocket.Conn
-	log *slog.Logger
+	conn *wsconn.Conn
+	log  *slog.Logger
 
 	initial chan *protocol.V0InitialJobRequest // buffered 1
 	job     chan *protocol.V0JobRequest        // buffered 1
@@ -41,10 +35,10 @@ type minerConn struct {
 	readErr error         // why it stopped; read after done
 
 	cancelRead context.CancelFunc
-	closeOnce  sync.Once
 }
 
-// dialMiner connects to the miner with retries and starts the reader.
+// dialMiner connects to the miner with retries (over cfg.HTTPClient, naming the miner without
+// the token's secret part) and starts the reader.
 func dialMiner(ctx context.Context, cfg Config, log *slog.Logger) (*minerConn, error) {
 	url := ExecutorURL(cfg.MinerURL, cfg.Token)
 	safeURL := ExecutorURL(cfg.MinerURL, tokenPrefix(cfg.Token)+"…")
@@ -79,12 +73,11 @@ func dialMiner(ctx context.Context, cfg Config, log *slog.Logger) (*minerConn, e
 	if ws == nil {
 		return nil, fmt.Errorf("executor: connect to miner at %s failed after %d attempts (check MINER_ADDRESS and that the miner is up): %w", safeURL, cfg.DialAttempts, lastErr)
 	}
-	ws.SetReadLimit(protocol.MaxFrameSize)
 	log.Info("connected to miner", "url", safeURL)
 
 	rctx, cancel := context.WithCancel(context.Background())
 	c := &minerConn{
-		ws:         ws,
+		conn:       wsconn.New(ws),
 		log:        log,
 		initial:    make(chan *protocol.V0InitialJobRequest, 1),
 		job:        make(chan *protocol.V0JobRequest, 1),
@@ -101,14 +94,14 @@ func (c *minerConn) readLoop(ctx context.Context) {
 	var gotInitial, gotJob bool
 	var jobUUID string
 	for {
-		typ, data, err := c.ws.Read(ctx)
+		data, err := c.conn.ReadFrame(ctx)
+		if errors.Is(err, wsconn.ErrBinaryFrame) {
+			c.genericError(ctx, "Unsupported message: binary frame")
+			continue
+		}
 		if err != nil {
 			c.readErr = err
 			return
-		}
-		if typ != websocket.MessageText {
-			c.genericError(ctx, "Unsupported message: binary frame")
-			continue
 		}
 		if string(data) == "PING" {
 			continue
@@ -158,16 +151,10 @@ func (c *minerConn) genericError(ctx context.Context, details string) {
 	}
 }
 
-// send writes one message as a text frame.
+// send writes one message to the miner.
 func (c *minerConn) send(ctx context.Context, m protocol.Message) error {
-	data, err := protocol.Encode(m)
-	if err != nil {
-		return fmt.Errorf("executor: encode %s: %w", m.MessageType(), err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, sendTimeout)
-	defer cancel()
-	if err := c.ws.Write(ctx, websocket.MessageText, data); err != nil {
-		return fmt.Errorf("executor: send %s to miner: %w", m.MessageType(), err)
+	if err := c.conn.Send(ctx, m); err != nil {
+		return fmt.Errorf("executor: miner connection: %w", err)
 	}
 	return nil
 }
@@ -212,23 +199,12 @@ func (c *minerConn) goneIfDone() error {
 	}
 }
 
-// close closes the websocket (normal closure, bounded) and waits for the reader to stop.
+// close closes the websocket with a normal closure, which the websocket library bounds (5 s to
+// write the close frame, 5 s for the miner's answer), and waits for the reader to stop.
 func (c *minerConn) close() {
-	c.closeOnce.Do(func() {
-		closed := make(chan struct{})
-		go func() {
-			defer close(closed)
-			c.ws.Close(websocket.StatusNormalClosure, "job done")
-		}()
-		select {
-		case <-closed:
-		case <-time.After(closeTimeout):
-			c.ws.CloseNow()
-			<-closed
-		}
-		c.cancelRead()
-		<-c.done
-	})
+	_ = c.conn.Close("job done") // the job has been reported or cannot be; nothing to add
+	c.cancelRead()
+	<-c.done
 }
 
 func derefString(p *string) string {

@@ -539,7 +539,7 @@ func (d *driver) runSpec(ctx context.Context) (RunSpec, error) {
 		Image:   withDefaultTag(image),
 		Cmd:     req.DockerRunCmd,
 		Env:     envList(req),
-		Limits:  classLimits(d.class),
+		Limits:  d.class.Limits,
 	}
 	if d.cfg.MaxDiskBytes > 0 && (spec.Limits.DiskBytes == 0 || spec.Limits.DiskBytes > d.cfg.MaxDiskBytes) {
 		spec.Limits.DiskBytes = d.cfg.MaxDiskBytes
@@ -572,11 +572,6 @@ func (d *driver) runSpec(ctx context.Context) (RunSpec, error) {
 	// CheckJobRequest made sure it is a clean absolute path the job may mount.
 	spec.ArtifactsMount = derefString(req.ArtifactsDir)
 	return spec, nil
-}
-
-// classLimits maps a hardware class to its container limits.
-func classLimits(c hwclass.Class) Limits {
-	return Limits{MemoryBytes: c.MemoryBytes, NanoCPUs: c.NanoCPUs, Pids: c.PidsLimit, DiskBytes: int64(c.StorageGB) << 30}
 }
 
 func (d *driver) upload(ctx context.Context) error {
@@ -612,8 +607,8 @@ func (d *driver) upload(ctx context.Context) error {
 	if d.timeLeft() <= 0 {
 		return jobFailed(protocol.JobFailureReasonTimeout, "Upload time exceeded")
 	}
-	if specs := d.specs.wait(ctx, d.timeLeft()); specs != nil {
-		if err := d.conn.send(ctx, &protocol.V0MachineSpecsRequest{JobUUID: d.jobUUID, Specs: protocol.MachineSpecs{Specs: specs}}); err != nil {
+	if specs, ok := d.specs.wait(ctx, d.timeLeft()); ok {
+		if err := d.conn.send(ctx, &protocol.V0MachineSpecsRequest{JobUUID: d.jobUUID, Specs: protocol.MachineSpecs{Specs: specs.JSON()}}); err != nil {
 			return err
 		}
 	}

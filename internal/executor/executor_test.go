@@ -48,6 +48,7 @@ func TestMain(m *testing.M) {
 // executor (checked by the test afterwards).
 type step struct {
 	send   string // raw frame to send
+	binary []byte // binary frame to send, a protocol violation
 	expect int    // number of executor messages to receive before the next step
 	hangUp bool   // drop the connection without a closing handshake
 	before func() // runs before the step's action (on the miner's goroutine)
@@ -103,6 +104,12 @@ func (m *fakeMiner) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		if s.send != "" {
 			if err := ws.Write(ctx, websocket.MessageText, []byte(s.send)); err != nil {
+				m.t.Errorf("miner send: %v", err)
+				return
+			}
+		}
+		if s.binary != nil {
+			if err := ws.Write(ctx, websocket.MessageBinary, s.binary); err != nil {
 				m.t.Errorf("miner send: %v", err)
 				return
 			}
@@ -514,14 +521,16 @@ func TestImageUnavailable(t *testing.T) {
 	e.assertClean(t, j.uuid)
 }
 
-// TestChannelRules: a job request before the initial request and a duplicate initial request
-// are answered with GenericError, and the job still runs.
+// TestChannelRules: a job request before the initial request, a binary frame, a message of an
+// unknown type and a duplicate initial request are answered with GenericError, and the job
+// still runs.
 func TestChannelRules(t *testing.T) {
 	e := newEnv(t)
 	j := newJob(e.image)
 	m := newFakeMiner(t, j.token,
 		step{send: j.request(nil), expect: 1},
 		step{send: "PING"},
+		step{binary: []byte{0x7b}, expect: 1},
 		step{send: `{"message_type":"V0Bogus"}`, expect: 1},
 		step{send: j.initial(nil), expect: 1},
 		step{send: j.initial(nil), expect: 1},
@@ -531,9 +540,10 @@ func TestChannelRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := m.messages()
-	checkTypes(t, got, "GenericError", "GenericError", "V0ExecutorReadyRequest", "GenericError",
+	checkTypes(t, got, "GenericError", "GenericError", "GenericError", "V0ExecutorReadyRequest", "GenericError",
 		"V0VolumesReadyRequest", "V0ExecutionDoneRequest", "V0MachineSpecsRequest", "V0JobFinishedRequest")
-	for i, want := range map[int]string{0: "before an initial job request", 1: "Malformed message", 3: "duplicate initial job request"} {
+	for i, want := range map[int]string{0: "before an initial job request", 1: "Unsupported message: binary frame",
+		2: "Malformed message", 4: "duplicate initial job request"} {
 		g := got[i].(*protocol.GenericError)
 		if g.Details == nil || !strings.Contains(*g.Details, want) {
 			t.Errorf("GenericError %d: %v, want %q", i, g.Details, want)

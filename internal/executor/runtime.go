@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/computehorde/horde/internal/hwclass"
 )
 
 // ErrBadImage marks an image a job named that cannot be had: a malformed reference, an image
@@ -61,19 +63,11 @@ type Workspace struct {
 	ScriptPath string
 }
 
-// Limits bounds the resources of one job container. Zero values mean "no limit"; the caller
-// maps executor classes to limits (Config.Limits).
-type Limits struct {
-	// MemoryBytes caps the container's memory (and memory+swap, so no swap is used).
-	MemoryBytes int64
-	// NanoCPUs caps CPU time in units of 1e-9 CPUs (2e9 = two CPUs).
-	NanoCPUs int64
-	// Pids caps the number of processes and threads.
-	Pids int64
-	// DiskBytes caps what the job writes to disk (its writable layer plus /output and the
-	// artifacts directory); past it the job is killed (RunResult.DiskExceeded).
-	DiskBytes int64
-}
+// Limits bounds the resources of one job container: its class's hwclass.Class.Limits, the
+// disk cap lowered to Config.MaxDiskBytes where that is smaller. The type lives in hwclass, the
+// lower layer; this name keeps the Runtime contract readable on its own (as os.FileMode is
+// fs.FileMode).
+type Limits = hwclass.Limits
 
 // RunSpec says what to run.
 type RunSpec struct {

@@ -2,7 +2,6 @@ package executor
 
 import (
 	"context"
-	"encoding/json"
 	"time"
 
 	"github.com/computehorde/horde/internal/gpu"
@@ -14,7 +13,7 @@ import (
 type specsCollector struct {
 	cancel context.CancelFunc
 	done   chan struct{}
-	specs  json.RawMessage // set before done closes
+	specs  hostinfo.Specs // set before done closes
 }
 
 func collectSpecs(ctx context.Context, gpus gpu.Detector, disk string) *specsCollector {
@@ -27,8 +26,8 @@ func collectSpecs(ctx context.Context, gpus gpu.Detector, disk string) *specsCol
 	return c
 }
 
-// wait returns the specs, or nil if they are not ready within limit or ctx ends.
-func (c *specsCollector) wait(ctx context.Context, limit time.Duration) json.RawMessage {
+// wait returns the specs, or false if they are not ready within limit or ctx ends.
+func (c *specsCollector) wait(ctx context.Context, limit time.Duration) (hostinfo.Specs, bool) {
 	if limit <= 0 {
 		limit = time.Millisecond
 	}
@@ -36,29 +35,21 @@ func (c *specsCollector) wait(ctx context.Context, limit time.Duration) json.Raw
 	defer t.Stop()
 	select {
 	case <-c.done:
-		return c.specs
+		return c.specs, true
 	case <-ctx.Done():
 	case <-t.C:
 	}
-	return nil
+	return hostinfo.Specs{}, false
 }
 
-// gpuCount returns the number of GPUs the specs list (0 if unknown).
+// gpuCount waits for the specs and returns the number of GPUs they found (0 if ctx ends first).
 func (c *specsCollector) gpuCount(ctx context.Context) int {
 	select {
 	case <-c.done:
 	case <-ctx.Done():
 		return 0
 	}
-	var s struct {
-		GPU struct {
-			Count int `json:"count"`
-		} `json:"gpu"`
-	}
-	if json.Unmarshal(c.specs, &s) != nil {
-		return 0
-	}
-	return s.GPU.Count
+	return c.specs.GPUCount()
 }
 
 // stop ends the collection and waits for its goroutine.

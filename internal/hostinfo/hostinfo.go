@@ -95,16 +95,41 @@ const (
 	maxOSReleaseFile = 64 << 10
 )
 
-// Collect describes the host in upstream's V0MachineSpecsRequest shape, never failing: a part that
-// cannot be read is replaced by "<part>_scrape_error": "<why>".
+// Specs is one description of the host, as Collect found it.
+type Specs struct {
+	wire specs
+}
+
+// GPUCount is the number of GPUs found: 0 when there are none or they could not be listed.
+func (s Specs) GPUCount() int {
+	if s.wire.GPU == nil {
+		return 0
+	}
+	return s.wire.GPU.Count
+}
+
+// JSON returns the specs in upstream's V0MachineSpecsRequest shape, never failing: a part that
+// could not be read is replaced by "<part>_scrape_error": "<why>".
+func (s Specs) JSON() json.RawMessage {
+	b, err := json.Marshal(s.wire)
+	if err != nil {
+		// Unreachable with Collect's checks (no NaN gets in), but the specs are sent whatever
+		// happens.
+		b, _ = json.Marshal(map[string]string{"scrape_error": err.Error()})
+	}
+	return b
+}
+
+// Collect describes the host, never failing: what cannot be read is recorded as the reason
+// ([Specs.JSON]).
 //
 // gpus may be nil, meaning no GPUs. diskPath is the filesystem whose usage
 // is reported ("" means the working directory, as upstream used).
-func Collect(ctx context.Context, gpus gpu.Detector, diskPath string) json.RawMessage {
+func Collect(ctx context.Context, gpus gpu.Detector, diskPath string) Specs {
 	return host.collect(ctx, gpus, diskPath)
 }
 
-func (src sources) collect(ctx context.Context, gpus gpu.Detector, diskPath string) json.RawMessage {
+func (src sources) collect(ctx context.Context, gpus gpu.Detector, diskPath string) Specs {
 	var s specs
 	var err error
 	if s.GPU, err = gpuSpecs(ctx, gpus); err != nil {
@@ -122,13 +147,7 @@ func (src sources) collect(ctx context.Context, gpus gpu.Detector, diskPath stri
 	if s.OS, err = osName(src.osRelease); err != nil {
 		s.OSErr = err.Error()
 	}
-	b, err := json.Marshal(s)
-	if err != nil {
-		// Unreachable with the checks above (no NaN gets in), but Collect
-		// promises valid JSON whatever happens.
-		b, _ = json.Marshal(map[string]string{"scrape_error": err.Error()})
-	}
-	return b
+	return Specs{wire: s}
 }
 
 func gpuSpecs(ctx context.Context, d gpu.Detector) (*gpuPart, error) {

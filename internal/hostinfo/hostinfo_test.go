@@ -66,9 +66,10 @@ func goodFiles() map[string]string {
 	return map[string]string{"cpuinfo": cpuinfoFixture, "meminfo": meminfoFixture, "etc-os-release": osReleaseFixture}
 }
 
-// decode unmarshals Collect's output, failing on anything but one JSON object.
-func decode(t *testing.T, raw json.RawMessage) map[string]json.RawMessage {
+// decode unmarshals the JSON of Collect's result, failing on anything but one JSON object.
+func decode(t *testing.T, s Specs) map[string]json.RawMessage {
 	t.Helper()
+	raw := s.JSON()
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &m); err != nil {
 		t.Fatalf("Collect returned invalid JSON %s: %v", raw, err)
@@ -78,7 +79,7 @@ func decode(t *testing.T, raw json.RawMessage) map[string]json.RawMessage {
 
 func TestCollectFixtures(t *testing.T) {
 	disk := t.TempDir()
-	raw := fixture(t, goodFiles()).collect(context.Background(), gpu.None{}, disk)
+	raw := fixture(t, goodFiles()).collect(context.Background(), gpu.None{}, disk).JSON()
 
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(disk, &st); err != nil {
@@ -114,13 +115,22 @@ func TestCollectFixtures(t *testing.T) {
 	}
 }
 
-func TestCollectGPUs(t *testing.T) {
+// collectWithSMI collects the fixture host's specs with script standing in for nvidia-smi.
+func collectWithSMI(t *testing.T, script string) Specs {
+	t.Helper()
 	smi := filepath.Join(t.TempDir(), "nvidia-smi")
-	script := "#!/bin/sh\nprintf '%s\\n' 'NVIDIA H100 80GB HBM3, 550.54.15, 81559, 9.0, 700.00, 1980, 2619, GPU-5e3a, 1654922012345' 'NVIDIA H100 80GB HBM3, 550.54.15, 81559, 9.0, [N/A], 1980, 2619, GPU-77aa, [N/A]'\n"
 	if err := os.WriteFile(smi, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	m := decode(t, fixture(t, goodFiles()).collect(context.Background(), gpu.NvidiaSMI{SMIPath: smi}, t.TempDir()))
+	return fixture(t, goodFiles()).collect(context.Background(), gpu.NvidiaSMI{SMIPath: smi}, t.TempDir())
+}
+
+func TestCollectGPUs(t *testing.T) {
+	s := collectWithSMI(t, "#!/bin/sh\nprintf '%s\\n' 'NVIDIA H100 80GB HBM3, 550.54.15, 81559, 9.0, 700.00, 1980, 2619, GPU-5e3a, 1654922012345' 'NVIDIA H100 80GB HBM3, 550.54.15, 81559, 9.0, [N/A], 1980, 2619, GPU-77aa, [N/A]'\n")
+	if n := s.GPUCount(); n != 2 {
+		t.Errorf("GPUCount() = %d, want 2", n)
+	}
+	m := decode(t, s)
 	want := `{"count":2,"details":[` +
 		`{"name":"NVIDIA H100 80GB HBM3","driver":"550.54.15","capacity":81559,"cuda":"9.0","power_limit":"700.00","graphics_speed":"1980","memory_speed":"2619","uuid":"GPU-5e3a","serial":"1654922012345"},` +
 		`{"name":"NVIDIA H100 80GB HBM3","driver":"550.54.15","capacity":81559,"cuda":"9.0","power_limit":"","graphics_speed":"1980","memory_speed":"2619","uuid":"GPU-77aa","serial":""}]}`
@@ -130,12 +140,11 @@ func TestCollectGPUs(t *testing.T) {
 }
 
 func TestCollectGPUError(t *testing.T) {
-	smi := filepath.Join(t.TempDir(), "nvidia-smi")
-	script := "#!/bin/sh\necho 'NVIDIA-SMI has failed because it could not communicate with the NVIDIA driver.' >&2\nexit 9\n"
-	if err := os.WriteFile(smi, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
+	s := collectWithSMI(t, "#!/bin/sh\necho 'NVIDIA-SMI has failed because it could not communicate with the NVIDIA driver.' >&2\nexit 9\n")
+	if n := s.GPUCount(); n != 0 {
+		t.Errorf("GPUCount() = %d with nvidia-smi failing, want 0", n)
 	}
-	m := decode(t, fixture(t, goodFiles()).collect(context.Background(), gpu.NvidiaSMI{SMIPath: smi}, t.TempDir()))
+	m := decode(t, s)
 	if _, ok := m["gpu"]; ok {
 		t.Errorf("gpu present despite the error: %s", m["gpu"])
 	}
@@ -311,7 +320,7 @@ func TestDiskDefaultsToWorkingDir(t *testing.T) {
 
 // TestCollectHost runs against this machine's real /proc, /etc and disk.
 func TestCollectHost(t *testing.T) {
-	raw := Collect(context.Background(), gpu.None{}, t.TempDir())
+	raw := Collect(context.Background(), gpu.None{}, t.TempDir()).JSON()
 	t.Logf("%s", raw)
 	var got specs
 	if err := json.Unmarshal(raw, &got); err != nil {

@@ -75,6 +75,8 @@ type Config struct {
 }
 
 // ClassConfig changes one class; see [Class] for the meaning of each field.
+// StorageGB sets the disk cap, Limits.DiskBytes, in GiB; MemoryBytes,
+// NanoCPUs and PidsLimit set the other fields of Limits.
 type ClassConfig struct {
 	Description   *string   `json:"description,omitempty"`
 	SpinUp        *Duration `json:"spin_up,omitempty"`
@@ -150,11 +152,16 @@ func (r *Registry) Apply(cfg Config) (*Registry, error) {
 		set(&c.GPUVRAMGB, cc.GPUVRAMGB)
 		set(&c.CPUCores, cc.CPUCores)
 		set(&c.RAMGB, cc.RAMGB)
-		set(&c.StorageGB, cc.StorageGB)
 		set(&c.RelativeValue, cc.RelativeValue)
-		set(&c.MemoryBytes, cc.MemoryBytes)
-		set(&c.NanoCPUs, cc.NanoCPUs)
-		set(&c.PidsLimit, cc.PidsLimit)
+		set(&c.Limits.MemoryBytes, cc.MemoryBytes)
+		set(&c.Limits.NanoCPUs, cc.NanoCPUs)
+		set(&c.Limits.Pids, cc.PidsLimit)
+		if gb := cc.StorageGB; gb != nil {
+			if *gb < 0 || int64(*gb) > math.MaxInt64/gib {
+				return nil, fmt.Errorf("hwclass: class config: class %s: storage_gb is %d; it must be from 0 (no disk cap) to %d", name, *gb, math.MaxInt64/gib)
+			}
+			c.Limits.DiskBytes = int64(*gb) * gib
+		}
 	}
 	return newRegistry(classes)
 }

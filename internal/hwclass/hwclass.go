@@ -48,17 +48,30 @@ type Class struct {
 	GPUVRAMGB int // per GPU
 	CPUCores  int
 	RAMGB     int
-	StorageGB int
 	// RelativeValue weighs the class's work in scoring (>= 0). Defaults are
 	// upstream's DYNAMIC_EXECUTOR_CLASS_WEIGHTS (S 98, L 1, T 0, C 1, which
 	// sum to 100); always_on.gpu-24gb is not listed upstream, so it is not
 	// scored: 0.
 	RelativeValue float64
-	// MemoryBytes, NanoCPUs (1e9 = one CPU) and PidsLimit are the limits a
-	// job container gets on this class, in Docker's units; all > 0.
+	// Limits are what a job container gets on this class: MemoryBytes,
+	// NanoCPUs and Pids > 0; DiskBytes (the class's storage, configured as
+	// storage_gb) >= 0, 0 meaning no disk cap.
+	Limits Limits
+}
+
+// Limits bounds the resources of one job container, in Docker's units. A
+// zero field means no limit.
+type Limits struct {
+	// MemoryBytes caps the container's memory (and memory+swap, so no swap
+	// is used).
 	MemoryBytes int64
-	NanoCPUs    int64
-	PidsLimit   int64
+	// NanoCPUs caps CPU time in units of 1e-9 CPUs (2e9 = two CPUs).
+	NanoCPUs int64
+	// Pids caps the number of processes and threads.
+	Pids int64
+	// DiskBytes caps what the job writes to disk (its writable layer plus
+	// its output and artifacts directories); past it the job is killed.
+	DiskBytes int64
 }
 
 const (
@@ -77,34 +90,34 @@ var defaultClasses = []Class{
 		Name: SpinUp4minGPU24GB, Short: "S",
 		Description: "cost-effective GPU machine with 24 GB of VRAM, started on demand (up to 4 minutes)",
 		SpinUp:      240 * time.Second, HasGPU: true, GPUCount: 1, GPUVRAMGB: 24,
-		CPUCores: 8, RAMGB: 32, StorageGB: 100, RelativeValue: 98,
-		MemoryBytes: 32 * gib, NanoCPUs: 8 * cpu, PidsLimit: 4096,
+		CPUCores: 8, RAMGB: 32, RelativeValue: 98,
+		Limits: Limits{MemoryBytes: 32 * gib, NanoCPUs: 8 * cpu, Pids: 4096, DiskBytes: 100 * gib},
 	},
 	{
 		Name: AlwaysOnGPU24GB, Short: "A",
 		Description: "always-on GPU machine with 24 GB of VRAM",
 		SpinUp:      3 * time.Second, HasGPU: true, GPUCount: 1, GPUVRAMGB: 24,
-		CPUCores: 8, RAMGB: 32, StorageGB: 100, RelativeValue: 0,
-		MemoryBytes: 32 * gib, NanoCPUs: 8 * cpu, PidsLimit: 4096,
+		CPUCores: 8, RAMGB: 32, RelativeValue: 0,
+		Limits: Limits{MemoryBytes: 32 * gib, NanoCPUs: 8 * cpu, Pids: 4096, DiskBytes: 100 * gib},
 	},
 	{
 		Name: AlwaysOnLLMA6000, Short: "L",
 		Description: "always-on NVIDIA RTX A6000 (48 GB of VRAM) for LLM inference",
 		SpinUp:      30 * time.Second, HasGPU: true, GPUCount: 1, GPUVRAMGB: 48,
-		CPUCores: 8, RAMGB: 64, StorageGB: 200, RelativeValue: 1,
-		MemoryBytes: 64 * gib, NanoCPUs: 8 * cpu, PidsLimit: 4096,
+		CPUCores: 8, RAMGB: 64, RelativeValue: 1,
+		Limits: Limits{MemoryBytes: 64 * gib, NanoCPUs: 8 * cpu, Pids: 4096, DiskBytes: 200 * gib},
 	},
 	{
 		Name: AlwaysOnTest, Short: "T",
 		Description: "always-on CPU executor for testing the subnet; small enough for a 2-core development machine",
-		SpinUp:      3 * time.Second, CPUCores: 1, RAMGB: 1, StorageGB: 1, RelativeValue: 0,
-		MemoryBytes: 512 * mib, NanoCPUs: 1 * cpu, PidsLimit: 256,
+		SpinUp:      3 * time.Second, CPUCores: 1, RAMGB: 1, RelativeValue: 0,
+		Limits: Limits{MemoryBytes: 512 * mib, NanoCPUs: 1 * cpu, Pids: 256, DiskBytes: 1 * gib},
 	},
 	{
 		Name: AlwaysOnCPU8c16GB, Short: "C",
 		Description: "always-on CPU machine: 8 cores, 16 GB of RAM",
-		SpinUp:      30 * time.Second, CPUCores: 8, RAMGB: 16, StorageGB: 50, RelativeValue: 1,
-		MemoryBytes: 16 * gib, NanoCPUs: 8 * cpu, PidsLimit: 4096,
+		SpinUp:      30 * time.Second, CPUCores: 8, RAMGB: 16, RelativeValue: 1,
+		Limits: Limits{MemoryBytes: 16 * gib, NanoCPUs: 8 * cpu, Pids: 4096, DiskBytes: 50 * gib},
 	},
 }
 
@@ -144,14 +157,16 @@ func (c Class) validate() error {
 		return bad("spin_up", c.SpinUp, ">= 0")
 	case c.HasGPU != (c.GPUCount > 0):
 		return bad("gpu_count", c.GPUCount, "> 0 exactly when has_gpu is true")
-	case c.GPUCount < 0 || c.GPUVRAMGB < 0 || c.CPUCores < 0 || c.RAMGB < 0 || c.StorageGB < 0:
+	case c.GPUCount < 0 || c.GPUVRAMGB < 0 || c.CPUCores < 0 || c.RAMGB < 0:
 		return fmt.Errorf("hwclass: class %s: a hardware figure is negative; use 0 or more", c.Name)
-	case c.MemoryBytes <= 0:
-		return bad("memory_bytes", c.MemoryBytes, "> 0")
-	case c.NanoCPUs <= 0:
-		return bad("nano_cpus", c.NanoCPUs, "> 0")
-	case c.PidsLimit <= 0:
-		return bad("pids_limit", c.PidsLimit, "> 0")
+	case c.Limits.DiskBytes < 0:
+		return bad("the disk cap", c.Limits.DiskBytes, ">= 0 (0: none)")
+	case c.Limits.MemoryBytes <= 0:
+		return bad("memory_bytes", c.Limits.MemoryBytes, "> 0")
+	case c.Limits.NanoCPUs <= 0:
+		return bad("nano_cpus", c.Limits.NanoCPUs, "> 0")
+	case c.Limits.Pids <= 0:
+		return bad("pids_limit", c.Limits.Pids, "> 0")
 	}
 	return nil
 }

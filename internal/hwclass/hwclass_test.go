@@ -37,7 +37,7 @@ func TestDefaultRegistry(t *testing.T) {
 		if c.Short != tt.short || c.SpinUp != tt.spinUp || c.HasGPU != tt.gpu || c.GPUVRAMGB != tt.vram || c.RelativeValue != tt.value {
 			t.Errorf("%s = %+v, want short %s spin-up %v gpu %v vram %d value %v", tt.name, c, tt.short, tt.spinUp, tt.gpu, tt.vram, tt.value)
 		}
-		if c.Description == "" || c.MemoryBytes <= 0 || c.NanoCPUs <= 0 || c.PidsLimit <= 0 {
+		if c.Description == "" || c.Limits.MemoryBytes <= 0 || c.Limits.NanoCPUs <= 0 || c.Limits.Pids <= 0 {
 			t.Errorf("%s lacks a description or limits: %+v", tt.name, c)
 		}
 		if s, ok := r.LookupShort(tt.short); !ok || s.Name != tt.name {
@@ -49,7 +49,7 @@ func TestDefaultRegistry(t *testing.T) {
 		t.Errorf("default relative values sum to %v, want 100", sum)
 	}
 	test, _ := r.Lookup(AlwaysOnTest)
-	if test.NanoCPUs > 2e9 || test.MemoryBytes > 1<<30 {
+	if test.Limits.NanoCPUs > 2e9 || test.Limits.MemoryBytes > 1<<30 {
 		t.Errorf("always_on.test limits %+v do not fit a 2-core dev machine", test)
 	}
 	if c, _ := r.Lookup(DefaultClass); c.Short != "S" {
@@ -156,11 +156,11 @@ func TestLoadJSON(t *testing.T) {
 		{
 			name: "override value, limits and spin-up",
 			in: `{"classes": {"always_on.test": {"relative_value": 5, "spin_up": "10s",
-				"memory_bytes": 1073741824, "pids_limit": 64}}}`,
+				"memory_bytes": 1073741824, "pids_limit": 64, "storage_gb": 3}}}`,
 			check: func(t *testing.T, r *Registry) {
 				c, _ := r.Lookup(AlwaysOnTest)
-				if c.RelativeValue != 5 || c.SpinUp != 10*time.Second || c.MemoryBytes != 1<<30 ||
-					c.PidsLimit != 64 || c.NanoCPUs != 1e9 {
+				want := Limits{MemoryBytes: 1 << 30, NanoCPUs: 1e9, Pids: 64, DiskBytes: 3 << 30}
+				if c.RelativeValue != 5 || c.SpinUp != 10*time.Second || c.Limits != want {
 					t.Errorf("always_on.test = %+v", c)
 				}
 				if c, _ := r.Lookup(SpinUp4minGPU24GB); c.RelativeValue != 98 {
@@ -180,6 +180,8 @@ func TestLoadJSON(t *testing.T) {
 		{name: "numeric duration", in: `{"classes": {"always_on.test": {"spin_up": 3}}}`, wantErr: "must be a string"},
 		{name: "negative value", in: `{"classes": {"always_on.test": {"relative_value": -1}}}`, wantErr: "relative_value is -1"},
 		{name: "zero memory", in: `{"classes": {"always_on.test": {"memory_bytes": 0}}}`, wantErr: "memory_bytes is 0"},
+		{name: "negative storage", in: `{"classes": {"always_on.test": {"storage_gb": -1}}}`, wantErr: "storage_gb is -1"},
+		{name: "storage past int64", in: `{"classes": {"always_on.test": {"storage_gb": 9000000000}}}`, wantErr: "storage_gb is 9000000000"},
 		{name: "gpu without count", in: `{"classes": {"always_on.test": {"has_gpu": true}}}`, wantErr: "gpu_count"},
 		{name: "trailing data", in: `{} {}`, wantErr: "data after the JSON object"},
 		{name: "not JSON", in: `relative_value=1`, wantErr: "class config"},
