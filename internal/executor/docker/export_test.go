@@ -44,3 +44,6 @@ func (r *Runtime) JobDiskUsage(ctx context.Context, id string) (int64, error) {
 func NextDiskPoll(limit, used int64, rate float64, cost, maxWait time.Duration) time.Duration {
 	return nextDiskPoll(limit, used, rate, cost, maxWait)
 }
+
+// DisableDiskWatch leaves the disk cap to the check after the job exits.
+func (r *Runtime) DisableDiskWatch() { r.noDiskWatch = true }

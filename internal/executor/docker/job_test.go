@@ -24,6 +24,7 @@ func TestDiskLimit(t *testing.T) {
 		name      string
 		spec      executor.RunSpec
 		opts      func(*docker.Options)
+		noWatch   bool
 		exceeded  bool
 		killed    bool
 		maxRunFor time.Duration
@@ -34,14 +35,22 @@ func TestDiskLimit(t *testing.T) {
 			opts: fastDiskPoll, exceeded: true, killed: true},
 		{name: "writable layer", spec: executor.RunSpec{Cmd: []string{"--write", "/tmp/big:20000000", "--sleep", "30s"}},
 			opts: fastDiskPoll, exceeded: true, killed: true},
-		// The job exits long before the first poll: the measurement after the exit catches it.
+		// Without the watchdog (a job that writes and exits between two polls) the
+		// measurement after the exit catches it.
 		{name: "after exit", spec: executor.RunSpec{Cmd: []string{"--write", "/output/big:20000000"}},
-			opts: func(o *docker.Options) { o.DiskPollInterval = time.Hour }, exceeded: true},
+			noWatch: true, exceeded: true},
 		{name: "within", spec: executor.RunSpec{Cmd: []string{"--write", "/output/small:1000000", "--write", "/tmp/small:1000000", "--sleep", "300ms"}},
 			opts: fastDiskPoll},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rt := newRuntime(t, tc.opts)
+			opts := []func(*docker.Options){}
+			if tc.opts != nil {
+				opts = append(opts, tc.opts)
+			}
+			rt := newRuntime(t, opts...)
+			if tc.noWatch {
+				rt.DisableDiskWatch()
+			}
 			spec := tc.spec
 			spec.Image = jobimagetest.Hello(t)
 			spec.Limits.DiskBytes = limit
