@@ -1,57 +1,66 @@
 package keys
 
 import (
-	"crypto/rand"
 	"crypto/subtle"
+	"io"
 
-	"github.com/gtank/merlin"
 	r255 "github.com/gtank/ristretto255"
 )
 
-// The sr25519 signature itself, written against the same merlin and ristretto255 packages
-// go-schnorrkel uses and step for step like schnorrkel's sign.rs, so that a Keypair signs
-// with its cached scalar and public key, and verification compares the recomputed R in
-// compressed form as Rust schnorrkel does, without decoding R or recomputing the public key
-// per call. Key expansion and derivation stay in go-schnorrkel. Tests check both directions
-// against go-schnorrkel, polkadot.js and subkey.
+// The sr25519 signature itself, written step for step like schnorrkel's sign.rs on the
+// ristretto255 package go-schnorrkel uses and a merlin transcript (transcript.go). A Keypair
+// signs with its cached scalar and public key and hedges its nonce as Rust schnorrkel does;
+// verification compares the recomputed R in compressed form, as Rust schnorrkel does, without
+// decoding R or recomputing the public key per call. Key expansion and derivation stay in
+// go-schnorrkel. Tests check both directions against go-schnorrkel, polkadot.js and subkey.
 
 var (
-	labelSigningContext = "SigningContext"
-	labelEmpty          = []byte{}
-	labelSignBytes      = []byte("sign-bytes")
-	labelProtoName      = []byte("proto-name")
-	protoSchnorrSig     = []byte("Schnorr-sig")
-	labelSignPK         = []byte("sign:pk")
-	labelSignR          = []byte("sign:R")
-	labelSignC          = []byte("sign:c")
+	labelEmpty      = []byte{}
+	labelSignBytes  = []byte("sign-bytes")
+	labelProtoName  = []byte("proto-name")
+	protoSchnorrSig = []byte("Schnorr-sig")
+	labelSignPK     = []byte("sign:pk")
+	labelSignR      = []byte("sign:R")
+	labelSignC      = []byte("sign:c")
+	labelSigning    = []byte("signing")
 )
 
-// challenge returns k = H(transcript) for the "substrate" context, msg, public key and R.
-func challenge(pub *PublicKey, msg, compressedR []byte) *r255.Scalar {
-	t := merlin.NewTranscript(labelSigningContext)
-	t.AppendMessage(labelEmpty, signingContext)
-	t.AppendMessage(labelSignBytes, msg)
-	t.AppendMessage(labelProtoName, protoSchnorrSig)
-	t.AppendMessage(labelSignPK, pub[:])
-	t.AppendMessage(labelSignR, compressedR)
-	return r255.NewScalar().FromUniformBytes(t.ExtractBytes(labelSignC, 64))
+// signingBase is the transcript after schnorrkel's "SigningContext" domain separator and the
+// "substrate" context. Every signature starts from a clone of it; it is never written after
+// init, so concurrent clones are safe.
+var signingBase = func() transcript {
+	t := newTranscript("SigningContext")
+	t.append(labelEmpty, signingContext)
+	return t
+}()
+
+// signingTranscript returns the transcript that signer and verifier share up to R: context,
+// message, protocol name and public key, in schnorrkel's order.
+func signingTranscript(pub *PublicKey, msg []byte) transcript {
+	t := signingBase.clone()
+	t.append(labelSignBytes, msg)
+	t.append(labelProtoName, protoSchnorrSig)
+	t.append(labelSignPK, pub[:])
+	return t
 }
 
-// schnorrSign returns (R, s) = (r·B, k·x + r) for a random r, with the schnorrkel marker bit.
-func schnorrSign(x *r255.Scalar, pub *PublicKey, msg []byte) Signature {
+// challenge appends R to a signing transcript and returns k = H(transcript).
+func (t transcript) challenge(compressedR []byte) *r255.Scalar {
+	t.append(labelSignR, compressedR)
+	return t.challengeScalar(labelSignC)
+}
+
+// sign returns (R, s) = (r·B, k·x + r), with the schnorrkel marker bit. As in schnorrkel,
+// r is witness_scalar("signing", key nonce) on the transcript up to the public key, with 32
+// bytes from random: a random source that repeats or fails then gives the nonce of a
+// deterministic scheme, which is safe, instead of reusing r across messages, which reveals x.
+// Like schnorrkel, it does not reject r = 0 (probability 2^-252).
+func (k *Keypair) sign(msg []byte, random io.Reader) Signature {
 	var sig Signature
-	var seed [64]byte
-	r := r255.NewScalar()
-	zero := r255.NewScalar()
-	for {
-		_, _ = rand.Read(seed[:]) // crypto/rand.Read never fails
-		if r.FromUniformBytes(seed[:]).Equal(zero) == 0 {
-			break
-		}
-	}
+	t := signingTranscript(&k.pub, msg)
+	r := t.witnessScalar(labelSigning, k.nonce[:], random)
 	r255.NewElement().ScalarBaseMult(r).Encode(sig[:0])
-	k := challenge(pub, msg, sig[:32])
-	s := r255.NewScalar().Multiply(k, x)
+	s := r255.NewScalar().Multiply(t.challenge(sig[:32]), k.x)
 	s.Add(s, r)
 	s.Encode(sig[:32])
 	sig[63] |= 0x80
@@ -85,7 +94,7 @@ func sigScalar(sig *Signature) (*r255.Scalar, bool) {
 }
 
 func schnorrVerifyScalar(negA *r255.Element, pub *PublicKey, msg []byte, sig *Signature, s *r255.Scalar) bool {
-	k := challenge(pub, msg, sig[:32])
+	k := signingTranscript(pub, msg).challenge(sig[:32])
 	var enc [32]byte
 	r255.NewElement().VarTimeDoubleScalarBaseMult(k, negA, s).Encode(enc[:0])
 	return subtle.ConstantTimeCompare(enc[:], sig[:32]) == 1

@@ -165,7 +165,7 @@ func Verify(ss58 string, msg []byte, sigHex0x string) error {
 type Keypair struct {
 	sk    *schnorrkel.SecretKey
 	x     *r255.Scalar // sk's scalar, decoded once for signing
-	nonce [32]byte     // the secret key's nonce half, kept for the keyfile's privateKey
+	nonce [32]byte     // the secret key's nonce half, mixed into signing nonces and kept for the keyfile's privateKey
 	pub   PublicKey    // compressed public key
 	// seed is the 32-byte mini secret (the keyfile's secretSeed), when the key has one: every
 	// key except one whose derivation path ends in a soft junction.
@@ -244,8 +244,10 @@ func (k *Keypair) String() string { return k.pub.SS58() }
 // GoString keeps %#v from printing the secret.
 func (k *Keypair) GoString() string { return "keys.Keypair{" + k.pub.SS58() + "}" }
 
-// Sign signs msg in the "substrate" signing context. Signatures are randomised.
-func (k *Keypair) Sign(msg []byte) Signature { return schnorrSign(k.x, &k.pub, msg) }
+// Sign signs msg in the "substrate" signing context. Signatures are randomised, and hedged as
+// in schnorrkel: the nonce also depends on the key and the message, so a broken random source
+// cannot leak the secret key.
+func (k *Keypair) Sign(msg []byte) Signature { return k.sign(msg, rand.Reader) }
 
 // secretBytes returns key||nonce, the keyfile's privateKey.
 func (k *Keypair) secretBytes() []byte {
@@ -254,8 +256,8 @@ func (k *Keypair) secretBytes() []byte {
 }
 
 // randomNonce returns a fresh secret-key nonce for soft-derived keys, as Rust schnorrkel
-// does. The nonce is not part of the key: Rust mixes it into signing nonces as a hedge
-// against a bad RNG, and this package signs with crypto/rand nonces like go-schnorrkel.
+// does. It changes neither the public key nor which signatures verify: signing mixes it into
+// each signature's nonce as a hedge against a bad random source.
 func randomNonce() [32]byte {
 	var n [32]byte
 	_, _ = rand.Read(n[:]) // crypto/rand.Read never fails
