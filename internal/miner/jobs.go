@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/computehorde/horde/internal/protocol"
+	"github.com/computehorde/horde/internal/ptr"
 	"github.com/computehorde/horde/internal/store"
 	"github.com/computehorde/horde/internal/wsconn"
 )
@@ -73,7 +74,7 @@ func (m *Miner) handleInitialJobRequest(ctx context.Context, s *validatorSession
 
 	// The job UUID becomes part of the executor's token and URL path: only canonical UUIDs.
 	if id, err := uuid.Parse(req.JobUUID); err != nil || id.String() != req.JobUUID {
-		s.send(ctx, &protocol.GenericError{Details: ptr("Malformed message: job_uuid must be a lowercase canonical UUID")})
+		s.send(ctx, &protocol.GenericError{Details: new("Malformed message: job_uuid must be a lowercase canonical UUID")})
 		return
 	}
 
@@ -112,7 +113,7 @@ func (m *Miner) handleInitialJobRequest(ctx context.Context, s *validatorSession
 	m.mu.Unlock()
 	switch {
 	case dup:
-		s.send(ctx, &protocol.GenericError{Details: ptr(errDuplicateJob.Error() + ": " + req.JobUUID)})
+		s.send(ctx, &protocol.GenericError{Details: new(errDuplicateJob.Error() + ": " + req.JobUUID)})
 		return
 	case busy:
 		// Prove busyness with the receipts of the jobs occupying the executors, checked
@@ -136,7 +137,7 @@ func (m *Miner) handleInitialJobRequest(ctx context.Context, s *validatorSession
 		ValidatorHotkey: s.hotkey,
 		MinerHotkey:     m.hotkey,
 		ExecutorClass:   string(req.ExecutorClass),
-		DockerImage:     deref(req.DockerImage),
+		DockerImage:     ptr.Deref(req.DockerImage),
 		Status:          statusWaitingForExecutor,
 		Spec:            spec,
 		CreatedAt:       now,
@@ -145,7 +146,7 @@ func (m *Miner) handleInitialJobRequest(ctx context.Context, s *validatorSession
 	if err != nil {
 		m.forget(j)
 		if errors.Is(err, store.ErrDuplicate) {
-			s.send(ctx, &protocol.GenericError{Details: ptr(errDuplicateJob.Error() + ": " + req.JobUUID)})
+			s.send(ctx, &protocol.GenericError{Details: new(errDuplicateJob.Error() + ": " + req.JobUUID)})
 			return
 		}
 		log.Error("cannot record job", "err", err)
@@ -196,11 +197,11 @@ func (m *Miner) handleJobRequest(ctx context.Context, s *validatorSession, req *
 	j := m.byUUID[req.JobUUID]
 	m.mu.Unlock()
 	if j == nil || j.validator.hotkey != s.hotkey {
-		s.send(ctx, &protocol.GenericError{Details: ptr("Unknown job_uuid: " + req.JobUUID)})
+		s.send(ctx, &protocol.GenericError{Details: new("Unknown job_uuid: " + req.JobUUID)})
 		return
 	}
 	if req.Volume != nil && j.initial.Volume != nil {
-		s.send(ctx, &protocol.GenericError{Details: ptr("Volume supplied twice for job " + req.JobUUID)})
+		s.send(ctx, &protocol.GenericError{Details: new("Volume supplied twice for job " + req.JobUUID)})
 		return
 	}
 	j.mu.Lock()
@@ -210,7 +211,7 @@ func (m *Miner) handleJobRequest(ctx context.Context, s *validatorSession, req *
 	}
 	j.mu.Unlock()
 	if status != statusWaitingForPayload || exe == nil {
-		s.send(ctx, &protocol.GenericError{Details: ptr("Job " + req.JobUUID + " is not waiting for a payload")})
+		s.send(ctx, &protocol.GenericError{Details: new("Job " + req.JobUUID + " is not waiting for a payload")})
 		return
 	}
 	m.updateStatus(ctx, j, statusRunning, nil)

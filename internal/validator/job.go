@@ -11,6 +11,7 @@ import (
 
 	"github.com/computehorde/horde/internal/chain"
 	"github.com/computehorde/horde/internal/protocol"
+	"github.com/computehorde/horde/internal/ptr"
 	"github.com/computehorde/horde/internal/store"
 	"github.com/computehorde/horde/internal/wsconn"
 )
@@ -180,7 +181,7 @@ func (d *driver) readLoop(ctx context.Context) {
 		msg, err := protocol.DecodeMinerToValidator(frame)
 		if err != nil {
 			d.log.Warn("malformed message from miner", "err", err)
-			_ = d.conn.Send(ctx, &protocol.GenericError{Details: ptr("Malformed message: " + err.Error())})
+			_ = d.conn.Send(ctx, &protocol.GenericError{Details: new("Malformed message: " + err.Error())})
 			continue
 		}
 		select {
@@ -217,7 +218,7 @@ func (d *driver) await(ctx context.Context, deadline time.Time, onTimeout protoc
 			case *protocol.V0ExecutorManifestRequest, *protocol.V0MainHotkeyMessage:
 				continue
 			case *protocol.GenericError:
-				d.log.Warn("miner reported an error", "details", deref(m.Details))
+				d.log.Warn("miner reported an error", "details", ptr.Deref(m.Details))
 				continue
 			case *protocol.UnauthorizedError:
 				return nil, hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, "miner refused the validator: "+string(m.Code))
@@ -243,7 +244,7 @@ func failure(msg protocol.Message) (*JobResult, bool) {
 	case *protocol.V0JobFailedRequest:
 		return &JobResult{Status: protocol.JobStatusFailed, ReportedBy: protocol.JobParticipantTypeExecutor,
 			Reason: string(m.Reason), Stage: m.Stage, Message: m.Message, ExitStatus: m.DockerProcessExitStatus,
-			Stdout: deref(m.DockerProcessStdout), Stderr: deref(m.DockerProcessStderr)}, true
+			Stdout: ptr.Deref(m.DockerProcessStdout), Stderr: ptr.Deref(m.DockerProcessStderr)}, true
 	case *protocol.V0HordeFailedRequest:
 		return &JobResult{Status: protocol.JobStatusHordeFailed, ReportedBy: m.ReportedBy,
 			Reason: string(m.Reason), Message: m.Message}, true
@@ -275,11 +276,11 @@ func (d *driver) drive(ctx context.Context) *JobResult {
 		TTL: ceilSecs(v.cfg.ReservationTimeLimit),
 	}
 	initial := &protocol.V0InitialJobRequest{
-		JobUUID: spec.UUID, ExecutorClass: spec.ExecutorClass, DockerImage: ptr(spec.DockerImage),
+		JobUUID: spec.UUID, ExecutorClass: spec.ExecutorClass, DockerImage: new(spec.DockerImage),
 		Volume: spec.Volume, JobStartedReceiptPayload: started,
 		JobStartedReceiptSignature: v.cfg.Keypair.Sign(started.BlobForSigning()).Hex(),
 		ExecutorTiming:             timing,
-		TimeoutSeconds:             ptr(legacyTotalJobTimeout),
+		TimeoutSeconds:             new(legacyTotalJobTimeout),
 	}
 	if err := d.conn.Send(ctx, initial); err != nil {
 		return hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, err.Error())
@@ -418,15 +419,6 @@ const legacyTotalJobTimeout = 300
 // ceilSecs converts a limit to whole seconds for a receipt ttl, rounding up so that a
 // sub-second limit does not make a receipt that has expired when it is issued.
 func ceilSecs(d time.Duration) int { return int((d + time.Second - 1) / time.Second) }
-
-func ptr[T any](v T) *T { return &v }
-
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
-}
 
 // jobUUIDOf returns the job a miner message is about; "" for messages about no job.
 func jobUUIDOf(m protocol.Message) string {

@@ -346,7 +346,7 @@ func (p *minerPeer) authenticate(pathHotkey string) {
 		why = "Signature mismatches"
 	}
 	if why != "" {
-		_ = p.conn.Send(p.ctx, &protocol.GenericError{Details: ptr("Validator not authenticated due to: " + why)})
+		_ = p.conn.Send(p.ctx, &protocol.GenericError{Details: new("Validator not authenticated due to: " + why)})
 		p.fail("miner: auth %+v: %s", *a, why)
 	}
 	p.send(&protocol.V0ExecutorManifestRequest{Manifest: protocol.OrderedMapOf(
@@ -566,7 +566,7 @@ func TestRunJobOutcomes(t *testing.T) {
 	// always_on.test spins up in 3 s; the class registry (Config.Classes) takes that to 0 so
 	// that the readiness wait is the 300 ms startup limit alone.
 	instant, err := hwclass.Default().Apply(hwclass.Config{Classes: map[string]hwclass.ClassConfig{
-		string(protocol.ExecutorClassAlwaysOnTest): {SpinUp: ptr(hwclass.Duration(0))},
+		string(protocol.ExecutorClassAlwaysOnTest): {SpinUp: new(hwclass.Duration(0))},
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -660,13 +660,13 @@ func TestRunJobOutcomes(t *testing.T) {
 				p.send(&protocol.V0VolumesReadyRequest{JobUUID: job})
 				p.send(&protocol.V0JobFailedRequest{
 					JobUUID: job, Message: "process exited with 3", Reason: protocol.JobFailureReasonNonzeroReturnCode,
-					Stage: protocol.JobStageExecution, DockerProcessExitStatus: ptr(3),
-					DockerProcessStdout: ptr("partial"), DockerProcessStderr: ptr("boom"),
+					Stage: protocol.JobStageExecution, DockerProcessExitStatus: new(3),
+					DockerProcessStdout: new("partial"), DockerProcessStderr: new("boom"),
 				})
 			},
 			want: JobResult{Status: protocol.JobStatusFailed, ReportedBy: protocol.JobParticipantTypeExecutor,
 				Reason: string(protocol.JobFailureReasonNonzeroReturnCode), Stage: protocol.JobStageExecution,
-				ExitStatus: ptr(3), Stdout: "partial", Stderr: "boom"},
+				ExitStatus: new(3), Stdout: "partial", Stderr: "boom"},
 			msg:   "process exited with 3",
 			score: "0.000000",
 		},
@@ -726,9 +726,9 @@ func TestRunJobOutcomes(t *testing.T) {
 		{
 			name: "a GenericError from the miner is logged and the job goes on",
 			script: func(p *minerPeer, job string) {
-				p.send(&protocol.GenericError{Details: ptr("executor pool hiccup")})
+				p.send(&protocol.GenericError{Details: new("executor pool hiccup")})
 				p.accept(job)
-				p.send(&protocol.GenericError{Details: ptr("second hiccup")})
+				p.send(&protocol.GenericError{Details: new("second hiccup")})
 				p.ready(job)
 				p.finish(job)
 			},

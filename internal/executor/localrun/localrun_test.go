@@ -18,6 +18,7 @@ import (
 	"github.com/computehorde/horde/internal/executor/localrun"
 	"github.com/computehorde/horde/internal/jobimage/jobimagetest"
 	"github.com/computehorde/horde/internal/protocol"
+	"github.com/computehorde/horde/internal/ptr"
 )
 
 func TestMain(m *testing.M) {
@@ -283,14 +284,7 @@ func TestExampleSpec(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if job.Request.Volume == nil || job.Request.Volume.Inline == nil || derefOr(job.Request.ArtifactsDir) != "/artifacts" {
+	if job.Request.Volume == nil || job.Request.Volume.Inline == nil || ptr.Deref(job.Request.ArtifactsDir) != "/artifacts" {
 		t.Errorf("example spec: %+v", job.Request)
 	}
-}
-
-func derefOr(p *string) string {
-	if p == nil {
-		return ""
-	}
-	return *p
 }
