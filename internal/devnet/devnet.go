@@ -322,9 +322,6 @@ func (d *Devnet) Close() error {
 type localExecutors struct {
 	ctx context.Context // outlives the request that started the executor
 	wg  *sync.WaitGroup
-	// ExecutorID labels every container this devnet's executors start (docker.LabelExecutor):
-	// "horde-dev-" and a random suffix, so devnets side by side never touch each other's.
-	ExecutorID string
 
 	runtime  *docker.Runtime
 	classes  *hwclass.Registry

@@ -304,8 +304,7 @@ func (d *driver) drive(ctx context.Context) *JobResult {
 	acc := protocol.JobAcceptedReceiptPayload{
 		JobUUID: spec.UUID, MinerHotkey: d.miner, ValidatorHotkey: v.hotkey,
 		Timestamp: protocol.NewTimestamp(acceptedAt), TimeAccepted: protocol.NewTimestamp(acceptedAt),
-		TTL: ceilSecs(readiness) + timing.AllowedLeeway + timing.DownloadTimeLimit +
-			timing.ExecutionTimeLimit + timing.UploadTimeLimit + timing.StreamingStartTimeLimit,
+		TTL: ceilSecs(readiness) + timing.Total(),
 	}
 	if err := d.conn.Send(ctx, &protocol.V0JobAcceptedReceiptRequest{Payload: acc, Signature: v.cfg.Keypair.Sign(acc.BlobForSigning()).Hex()}); err != nil {
 		return hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, err.Error())
@@ -402,7 +401,7 @@ func (d *driver) sendFinishedReceipt(ctx context.Context, res *JobResult) {
 	p := protocol.JobFinishedReceiptPayload{
 		JobUUID: d.spec.UUID, MinerHotkey: d.miner, ValidatorHotkey: d.v.hotkey,
 		Timestamp: protocol.NewTimestamp(now), TimeStarted: protocol.NewTimestamp(d.started),
-		TimeTookUS: now.Sub(d.started).Microseconds(), ScoreStr: fmt.Sprintf("%.6f", score),
+		TimeTookUS: now.Sub(d.started).Microseconds(), ScoreStr: protocol.FormatScore(score),
 		BlockNumbers: []int{},
 	}
 	err := d.conn.Send(ctx, &protocol.V0JobFinishedReceiptRequest{Payload: p, Signature: d.v.cfg.Keypair.Sign(p.BlobForSigning()).Hex()})
