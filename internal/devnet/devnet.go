@@ -272,8 +272,8 @@ func (d *Devnet) openStore(ctx context.Context, name string) (*store.DB, error) 
 }
 
 // HelloJob returns the spec of the hello job on the devnet's job image.
-func (d *Devnet) HelloJob(args ...string) validator.JobSpec {
-	return validator.JobSpec{
+func (d *Devnet) HelloJob(args ...string) protocol.V2JobRequest {
+	return protocol.V2JobRequest{
 		ExecutorClass:      d.cfg.ExecutorClass,
 		DockerImage:        d.cfg.JobImage,
 		Args:               args,
@@ -284,7 +284,7 @@ func (d *Devnet) HelloJob(args ...string) validator.JobSpec {
 }
 
 // RunJob runs spec from the devnet's validator on its miner.
-func (d *Devnet) RunJob(ctx context.Context, spec validator.JobSpec) (*validator.JobResult, error) {
+func (d *Devnet) RunJob(ctx context.Context, spec protocol.V2JobRequest) (*validator.JobResult, error) {
 	return d.Validator.RunJob(ctx, d.Miner.Hotkey(), spec)
 }
 

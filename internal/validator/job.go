@@ -22,22 +22,6 @@ var activeStatuses = []string{
 	string(protocol.JobStatusVolumesReady), string(protocol.JobStatusStreamingReady), string(protocol.JobStatusExecutionDone),
 }
 
-// JobSpec is what the validator asks a miner to run.
-type JobSpec struct {
-	UUID          string // empty means a new random UUID
-	ExecutorClass protocol.ExecutorClass
-	DockerImage   string
-	Args          []string
-	Env           protocol.OrderedMap[string]
-	Volume        *protocol.Volume
-	OutputUpload  *protocol.OutputUpload
-	ArtifactsDir  *string
-	// Stage limits in whole seconds, as upstream sends them.
-	DownloadTimeLimit  int
-	ExecutionTimeLimit int
-	UploadTimeLimit    int
-}
-
 // JobResult is a job's outcome as the validator saw it.
 type JobResult struct {
 	UUID   string
@@ -56,10 +40,12 @@ type JobResult struct {
 // Failed reports whether the job did not complete.
 func (r *JobResult) Failed() bool { return r.Status != protocol.JobStatusCompleted }
 
-// RunJob runs spec on the miner with the given hotkey and waits for the outcome. An error is
-// returned only when the job could not be recorded; every outcome of the job itself, failures
-// included, is in the result.
-func (v *Validator) RunJob(ctx context.Context, minerHotkey string, spec JobSpec) (*JobResult, error) {
+// RunJob runs spec on the miner with the given hotkey and waits for the outcome. spec is
+// upstream's job request as a facilitator sends it; an empty UUID means a new random one. The
+// miner is chosen by the caller, so OnTrustedMiner routes nothing here, and UseGPU has no
+// effect (as upstream: the class decides). An error is returned only when the job could not be
+// recorded; every outcome of the job itself, failures included, is in the result.
+func (v *Validator) RunJob(ctx context.Context, minerHotkey string, spec protocol.V2JobRequest) (*JobResult, error) {
 	if spec.UUID == "" {
 		spec.UUID = uuid.NewString()
 	}
@@ -67,9 +53,13 @@ func (v *Validator) RunJob(ctx context.Context, minerHotkey string, spec JobSpec
 	if err != nil {
 		return nil, fmt.Errorf("validator: job %s: %w", spec.UUID, err)
 	}
+	if spec.StreamingDetails != nil {
+		return nil, fmt.Errorf("validator: job %s: streaming jobs are not supported yet; send it without streaming_details", spec.UUID)
+	}
 	start := v.cfg.Now()
 	log := v.log.With("job", spec.UUID, "miner", minerHotkey[:min(10, len(minerHotkey))])
-	specJSON, err := json.Marshal(spec)
+	// Stored as upstream's JSON, the format the miner stores its jobs in too.
+	specJSON, err := protocol.Encode(&spec)
 	if err != nil {
 		return nil, fmt.Errorf("validator: job %s: encode spec: %w", spec.UUID, err)
 	}
@@ -99,7 +89,7 @@ func (v *Validator) RunJob(ctx context.Context, minerHotkey string, spec JobSpec
 // driver holds one job's connection and progress.
 type driver struct {
 	v      *Validator
-	spec   JobSpec
+	spec   protocol.V2JobRequest
 	miner  string
 	log    *slog.Logger
 	spinUp time.Duration
@@ -268,7 +258,7 @@ func (d *driver) drive(ctx context.Context) *JobResult {
 		DownloadTimeLimit:       spec.DownloadTimeLimit,
 		ExecutionTimeLimit:      spec.ExecutionTimeLimit,
 		UploadTimeLimit:         spec.UploadTimeLimit,
-		StreamingStartTimeLimit: 0,
+		StreamingStartTimeLimit: spec.StreamingStartTimeLimit,
 	}
 	started := protocol.JobStartedReceiptPayload{
 		JobUUID: spec.UUID, MinerHotkey: d.miner, ValidatorHotkey: v.hotkey,

@@ -18,14 +18,25 @@ import (
 	"github.com/computehorde/horde/internal/store"
 )
 
-func TestRunJobUnknownClass(t *testing.T) {
+// TestRunJobRefusedSpecs: a job the validator cannot run is refused before it is recorded.
+func TestRunJobRefusedSpecs(t *testing.T) {
 	e := newEnv(t, nil)
-	spec := testSpec("no.such.class")
-	if _, err := e.v.RunJob(t.Context(), e.bob.SS58(), spec); err == nil || !strings.Contains(err.Error(), "unknown executor class") {
-		t.Fatalf("RunJob with an unknown class: err = %v", err)
-	}
-	if _, err := e.db.GetJob(t.Context(), spec.UUID); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("a job with an unknown class was recorded: %v", err)
+	streaming := testSpec(protocol.ExecutorClassAlwaysOnTest)
+	streaming.StreamingDetails = &protocol.StreamingDetails{PublicKey: "-----BEGIN CERTIFICATE-----"}
+	for _, tc := range []struct {
+		name string
+		spec protocol.V2JobRequest
+		want string
+	}{
+		{"unknown class", testSpec("no.such.class"), "unknown executor class"},
+		{"streaming", streaming, "streaming jobs are not supported"},
+	} {
+		if _, err := e.v.RunJob(t.Context(), e.bob.SS58(), tc.spec); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("RunJob with %s: err = %v, want %q", tc.name, err, tc.want)
+		}
+		if _, err := e.db.GetJob(t.Context(), tc.spec.UUID); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("a job with %s was recorded: %v", tc.name, err)
+		}
 	}
 }
 
@@ -53,7 +64,7 @@ func TestRunJobHappyPath(t *testing.T) {
 			if res.Took <= 0 || res.Took > after.Sub(before) {
 				t.Errorf("Took = %v, want within (0, %v]", res.Took, after.Sub(before))
 			}
-			e.checkStored(res)
+			e.checkStored(spec, res)
 
 			// The whole exchange, in order.
 			var types []string
@@ -143,13 +154,13 @@ func TestRunJobOutcomes(t *testing.T) {
 	}
 	noSpinUp := func(c *Config) { c.Classes, c.ExecutorStartupTimeLimit = instant, 300*time.Millisecond }
 	shortLeeway := func(c *Config) { c.Leeway = 300 * time.Millisecond }
-	noStageTime := func(s *JobSpec) { s.DownloadTimeLimit, s.ExecutionTimeLimit, s.UploadTimeLimit = 0, 0, 0 }
+	noStageTime := func(s *protocol.V2JobRequest) { s.DownloadTimeLimit, s.ExecutionTimeLimit, s.UploadTimeLimit = 0, 0, 0 }
 	other := uuid.NewString()
 
 	tests := []struct {
 		name   string
 		tweak  func(*Config)
-		spec   func(*JobSpec)
+		spec   func(*protocol.V2JobRequest)
 		script minerScript
 		want   JobResult // Status, ReportedBy, Reason, Stage, Stdout, Stderr and ExitStatus are compared
 		msg    string    // in the result's Message
@@ -421,7 +432,7 @@ func TestRunJobOutcomes(t *testing.T) {
 			if !strings.Contains(e.logs.String(), tc.log) {
 				t.Errorf("the validator's log does not mention %q", tc.log)
 			}
-			e.checkStored(res)
+			e.checkStored(spec, res)
 			if tc.score != "" {
 				p.checkFinishedReceipt(spec.UUID, tc.score)
 			}
@@ -462,7 +473,7 @@ func TestRunJobMinerUnreachable(t *testing.T) {
 				res.Reason != string(protocol.HordeFailureReasonMinerConnectionFailed) || !strings.Contains(res.Message, tc.msg) {
 				t.Errorf("result = %+v; want horde_failed miner_connection_failed mentioning %q", *res, tc.msg)
 			}
-			e.checkStored(res)
+			e.checkStored(spec, res)
 		})
 	}
 }
@@ -475,13 +486,14 @@ func TestRunJobCancelled(t *testing.T) {
 		p.accept(job)
 		cancel() // the validator is stopped while it waits for the executor
 	})
-	res := e.run(ctx, testSpec(protocol.ExecutorClassAlwaysOnTest))
+	spec := testSpec(protocol.ExecutorClassAlwaysOnTest)
+	res := e.run(ctx, spec)
 	m.wait()
 	if res.Status != protocol.JobStatusHordeFailed || res.Reason != string(protocol.HordeFailureReasonUnhandledException) ||
 		!strings.Contains(res.Message, "validator stopped") {
 		t.Errorf("result = %+v; want horde_failed unhandled_exception \"validator stopped\"", *res)
 	}
-	e.checkStored(res) // recorded although the context is done
+	e.checkStored(spec, res) // recorded although the context is done
 }
 
 // TestStageDeadlinesCarryOver checks that the stage deadlines are one cumulative budget on the

@@ -1,6 +1,7 @@
 package validator
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -123,7 +124,7 @@ func (e *env) serveAxon(port int) {
 }
 
 // run runs spec on Bob and checks that RunJob records the outcome.
-func (e *env) run(ctx context.Context, spec JobSpec) *JobResult {
+func (e *env) run(ctx context.Context, spec protocol.V2JobRequest) *JobResult {
 	e.t.Helper()
 	res, err := e.v.RunJob(ctx, e.bob.SS58(), spec)
 	if err != nil {
@@ -135,12 +136,16 @@ func (e *env) run(ctx context.Context, spec JobSpec) *JobResult {
 	return res
 }
 
-// checkStored checks that the job's row ends in the result's status with the result stored.
-func (e *env) checkStored(res *JobResult) {
+// checkStored checks that the job's row holds spec as upstream's JSON and ends in the
+// result's status with the result stored.
+func (e *env) checkStored(spec protocol.V2JobRequest, res *JobResult) {
 	e.t.Helper()
 	j, err := e.db.GetJob(e.t.Context(), res.UUID)
 	if err != nil {
 		e.t.Fatalf("GetJob: %v", err)
+	}
+	if want, err := protocol.Encode(&spec); err != nil || !bytes.Equal(j.Spec, want) {
+		e.t.Errorf("stored spec = %s, want upstream's V2JobRequest JSON %s (%v)", j.Spec, want, err)
 	}
 	if j.Status != string(res.Status) || j.Role != store.RoleValidator ||
 		j.ValidatorHotkey != e.alice.SS58() {
@@ -157,8 +162,8 @@ func (e *env) checkStored(res *JobResult) {
 }
 
 // testSpec is a job with every field the validator forwards set.
-func testSpec(class protocol.ExecutorClass) JobSpec {
-	return JobSpec{
+func testSpec(class protocol.ExecutorClass) protocol.V2JobRequest {
+	return protocol.V2JobRequest{
 		UUID:          uuid.NewString(),
 		ExecutorClass: class,
 		DockerImage:   "backenddevelopersltd/compute-horde-job-echo:v0-latest",
