@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -130,7 +131,7 @@ func (m *Miner) handleInitialJobRequest(ctx context.Context, s *validatorSession
 		m.failJob(ctx, j, protocol.HordeFailureReasonUnhandledException, "Miner could not encode the job request")
 		return
 	}
-	now := m.now()
+	now := time.Now()
 	err = m.cfg.Store.CreateJob(ctx, store.Job{
 		UUID:            j.uuid,
 		Role:            store.RoleMiner,

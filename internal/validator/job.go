@@ -56,7 +56,7 @@ func (v *Validator) RunJob(ctx context.Context, minerHotkey string, spec protoco
 	if spec.StreamingDetails != nil {
 		return nil, fmt.Errorf("validator: job %s: streaming jobs are not supported yet; send it without streaming_details", spec.UUID)
 	}
-	start := v.cfg.Now()
+	start := v.cfg.Clock.Now()
 	log := v.log.With("job", spec.UUID, "miner", minerHotkey[:min(10, len(minerHotkey))])
 	// Stored as upstream's JSON, the format the miner stores its jobs in too.
 	specJSON, err := protocol.Encode(&spec)
@@ -74,7 +74,7 @@ func (v *Validator) RunJob(ctx context.Context, minerHotkey string, spec protoco
 	d := &driver{v: v, spec: spec, miner: minerHotkey, log: log, spinUp: cls.SpinUp, started: start}
 	res := d.run(ctx)
 	res.UUID = spec.UUID
-	res.Took = v.cfg.Now().Sub(start)
+	res.Took = v.cfg.Clock.Now().Sub(start)
 	resJSON, err := json.Marshal(res)
 	if err != nil {
 		return res, fmt.Errorf("validator: record outcome of job %s: encode result: %w", spec.UUID, err)
@@ -143,7 +143,7 @@ func (d *driver) run(ctx context.Context) *JobResult {
 	defer d.conn.CloseNow()
 	defer stopReading()
 
-	now := d.v.cfg.Now()
+	now := d.v.cfg.Clock.Now()
 	auth := &protocol.ValidatorAuthForMiner{ValidatorHotkey: d.v.hotkey, MinerHotkey: d.miner, Timestamp: now.Unix()}
 	auth.Signature = d.v.cfg.Keypair.Sign(auth.BlobForSigning()).Hex()
 	if err := d.conn.Send(ctx, auth); err != nil {
@@ -187,14 +187,13 @@ func (d *driver) readLoop(ctx context.Context) {
 // connection. Manifests, errors and other jobs' messages are logged and skipped.
 func (d *driver) await(ctx context.Context, deadline time.Time, onTimeout protocol.HordeFailureReason, what string) (protocol.Message, *JobResult) {
 	// The deadline comes from the injected clock, so the wait must too: time.Until would mix
-	// the real clock in and fire at once (or never) under a clock that is not time.Now.
-	timer := time.NewTimer(deadline.Sub(d.v.cfg.Now()))
-	defer timer.Stop()
+	// the real clock in and fire at once (or never) under a clock that is not the real one.
+	timeout := d.v.cfg.Clock.After(deadline.Sub(d.v.cfg.Clock.Now()))
 	for {
 		select {
 		case <-ctx.Done():
 			return nil, hordeFailure(protocol.HordeFailureReasonUnhandledException, "validator stopped: "+ctx.Err().Error())
-		case <-timer.C:
+		case <-timeout:
 			return nil, hordeFailure(onTimeout, "miner did not send "+what+" in time")
 		case msg, ok := <-d.msgs:
 			if !ok {
@@ -252,7 +251,7 @@ func failure(msg protocol.Message) (*JobResult, bool) {
 
 func (d *driver) drive(ctx context.Context) *JobResult {
 	v, spec := d.v, d.spec
-	now := v.cfg.Now()
+	now := v.cfg.Clock.Now()
 	timing := &protocol.ExecutorTiming{
 		AllowedLeeway:           int(v.cfg.Leeway / time.Second),
 		DownloadTimeLimit:       spec.DownloadTimeLimit,
@@ -290,7 +289,7 @@ func (d *driver) drive(ctx context.Context) *JobResult {
 	d.setStatus(ctx, protocol.JobStatusAccepted)
 
 	readiness := d.spinUp + v.cfg.ExecutorStartupTimeLimit
-	acceptedAt := v.cfg.Now()
+	acceptedAt := v.cfg.Clock.Now()
 	acc := protocol.JobAcceptedReceiptPayload{
 		JobUUID: spec.UUID, MinerHotkey: d.miner, ValidatorHotkey: v.hotkey,
 		Timestamp: protocol.NewTimestamp(acceptedAt), TimeAccepted: protocol.NewTimestamp(acceptedAt),
@@ -314,7 +313,7 @@ func (d *driver) drive(ctx context.Context) *JobResult {
 
 	// One cumulative deadline from here on, as upstream: time left over in a stage carries
 	// over to the next.
-	deadline := v.cfg.Now().Add(v.cfg.Leeway)
+	deadline := v.cfg.Clock.Now().Add(v.cfg.Leeway)
 	preset := protocol.DockerRunOptionsPresetNone
 	if cls, err := v.cfg.Classes.Lookup(string(spec.ExecutorClass)); err == nil && cls.HasGPU {
 		preset = protocol.DockerRunOptionsPresetNvidiaAll
@@ -387,7 +386,7 @@ func (d *driver) sendFinishedReceipt(ctx context.Context, res *JobResult) {
 	if res.Status == protocol.JobStatusCompleted {
 		score = float64(d.spec.DownloadTimeLimit + d.spec.ExecutionTimeLimit + d.spec.UploadTimeLimit)
 	}
-	now := d.v.cfg.Now()
+	now := d.v.cfg.Clock.Now()
 	p := protocol.JobFinishedReceiptPayload{
 		JobUUID: d.spec.UUID, MinerHotkey: d.miner, ValidatorHotkey: d.v.hotkey,
 		Timestamp: protocol.NewTimestamp(now), TimeStarted: protocol.NewTimestamp(d.started),

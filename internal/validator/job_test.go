@@ -51,18 +51,23 @@ func TestRunJobHappyPath(t *testing.T) {
 		t.Run(string(tc.class), func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, nil) // upstream's default limits: 7 s reservation, 5 s startup, 5 s leeway
-			m := e.startMiner(happyMiner)
+			m := e.startMiner(func(p *minerPeer, job string) {
+				p.accept(job)
+				p.ready(job)
+				e.clock.Advance(time.Second) // the job takes a second
+				p.finish(job)
+			})
 			spec := testSpec(tc.class)
-			before := protocol.NewTimestamp(e.clock.now()).Time
+			before := protocol.NewTimestamp(e.clock.Now()).Time
 			res := e.run(t.Context(), spec)
-			after := e.clock.now()
+			after := e.clock.Now()
 			p := m.wait()
 
 			if res.Status != protocol.JobStatusCompleted || res.Failed() || res.Stdout != "hello horde\n" || res.Stderr != "a warning\n" {
 				t.Errorf("result = %+v, want completed with the miner's stdout and stderr", *res)
 			}
-			if res.Took <= 0 || res.Took > after.Sub(before) {
-				t.Errorf("Took = %v, want within (0, %v]", res.Took, after.Sub(before))
+			if res.Took != time.Second {
+				t.Errorf("Took = %v, want the second the job took on the clock", res.Took)
 			}
 			e.checkStored(spec, res)
 
@@ -155,6 +160,7 @@ func TestRunJobOutcomes(t *testing.T) {
 	noSpinUp := func(c *Config) { c.Classes, c.ExecutorStartupTimeLimit = instant, 300*time.Millisecond }
 	shortLeeway := func(c *Config) { c.Leeway = 300 * time.Millisecond }
 	noStageTime := func(s *protocol.V2JobRequest) { s.DownloadTimeLimit, s.ExecutionTimeLimit, s.UploadTimeLimit = 0, 0, 0 }
+	secondPerStage := func(s *protocol.V2JobRequest) { s.DownloadTimeLimit, s.ExecutionTimeLimit, s.UploadTimeLimit = 1, 1, 1 }
 	other := uuid.NewString()
 
 	tests := []struct {
@@ -179,7 +185,7 @@ func TestRunJobOutcomes(t *testing.T) {
 		{
 			name:   "no answer to the initial request",
 			tweak:  short,
-			script: func(p *minerPeer, job string) {},
+			script: func(p *minerPeer, job string) { p.expire(300 * time.Millisecond) },
 			want: JobResult{Status: protocol.JobStatusHordeFailed, ReportedBy: protocol.JobParticipantTypeValidator,
 				Reason: string(protocol.HordeFailureReasonInitialResponseTimedOut)},
 			msg:   "accept or decline",
@@ -188,7 +194,7 @@ func TestRunJobOutcomes(t *testing.T) {
 		{
 			name:   "accepted but no executor ready",
 			tweak:  noSpinUp,
-			script: func(p *minerPeer, job string) { p.accept(job) },
+			script: func(p *minerPeer, job string) { p.accept(job); p.expire(300 * time.Millisecond) },
 			want: JobResult{Status: protocol.JobStatusHordeFailed, ReportedBy: protocol.JobParticipantTypeValidator,
 				Reason: string(protocol.HordeFailureReasonExecutorReadinessResponseTimedOut)},
 			msg:   "executor ready",
@@ -198,7 +204,7 @@ func TestRunJobOutcomes(t *testing.T) {
 			name:   "volumes never ready",
 			tweak:  shortLeeway,
 			spec:   noStageTime,
-			script: func(p *minerPeer, job string) { p.accept(job); p.ready(job) },
+			script: func(p *minerPeer, job string) { p.accept(job); p.ready(job); p.expire(300 * time.Millisecond) },
 			want: JobResult{Status: protocol.JobStatusHordeFailed, ReportedBy: protocol.JobParticipantTypeValidator,
 				Reason: string(protocol.HordeFailureReasonVolumesTimedOut)},
 			msg:   "V0VolumesReadyRequest",
@@ -207,11 +213,12 @@ func TestRunJobOutcomes(t *testing.T) {
 		{
 			name:  "execution never done",
 			tweak: shortLeeway,
-			spec:  noStageTime,
+			spec:  secondPerStage,
 			script: func(p *minerPeer, job string) {
 				p.accept(job)
 				p.ready(job)
 				p.send(&protocol.V0VolumesReadyRequest{JobUUID: job})
+				p.expire(300*time.Millisecond + 2*time.Second) // leeway, download and execution
 			},
 			want: JobResult{Status: protocol.JobStatusHordeFailed, ReportedBy: protocol.JobParticipantTypeValidator,
 				Reason: string(protocol.HordeFailureReasonExecutionTimedOut)},
@@ -221,12 +228,13 @@ func TestRunJobOutcomes(t *testing.T) {
 		{
 			name:  "no final response",
 			tweak: shortLeeway,
-			spec:  noStageTime,
+			spec:  secondPerStage,
 			script: func(p *minerPeer, job string) {
 				p.accept(job)
 				p.ready(job)
 				p.send(&protocol.V0VolumesReadyRequest{JobUUID: job})
 				p.send(&protocol.V0ExecutionDoneRequest{JobUUID: job})
+				p.expire(300*time.Millisecond + 3*time.Second) // leeway and all three stages
 			},
 			want: JobResult{Status: protocol.JobStatusHordeFailed, ReportedBy: protocol.JobParticipantTypeValidator,
 				Reason: string(protocol.HordeFailureReasonFinalResponseTimedOut)},
@@ -377,6 +385,7 @@ func TestRunJobOutcomes(t *testing.T) {
 				p.accept(job)
 				p.ready(job)
 				p.send(&protocol.V0JobFinishedRequest{JobUUID: job, DockerProcessStdout: "never ran"})
+				p.expire(300 * time.Millisecond)
 			},
 			want: JobResult{Status: protocol.JobStatusHordeFailed, ReportedBy: protocol.JobParticipantTypeValidator,
 				Reason: string(protocol.HordeFailureReasonVolumesTimedOut)},
@@ -510,7 +519,7 @@ func TestStageDeadlinesCarryOver(t *testing.T) {
 	m := e.startMiner(func(p *minerPeer, job string) {
 		p.accept(job)
 		p.ready(job)
-		e.clock.advance(jump)
+		e.clock.Advance(jump)
 		p.send(&protocol.V0VolumesReadyRequest{JobUUID: job})
 		p.send(&protocol.V0ExecutionDoneRequest{JobUUID: job})
 		p.send(&protocol.V0JobFinishedRequest{JobUUID: job, DockerProcessStdout: "in time"})
@@ -520,8 +529,8 @@ func TestStageDeadlinesCarryOver(t *testing.T) {
 	if res.Status != protocol.JobStatusCompleted || res.Stdout != "in time" {
 		t.Errorf("result = %+v; want completed", *res)
 	}
-	if res.Took < jump {
-		t.Errorf("Took = %v; want at least the clock's jump of %v", res.Took, jump)
+	if res.Took != jump {
+		t.Errorf("Took = %v; want the clock's jump of %v", res.Took, jump)
 	}
 	p.checkFinishedReceipt(spec.UUID, "60.000000")
 }

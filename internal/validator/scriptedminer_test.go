@@ -166,7 +166,7 @@ func (p *minerPeer) authenticate(pathHotkey string) {
 	a := expect[protocol.ValidatorAuthForMiner](p)
 	p.auth = a
 	var why string
-	switch age := p.e.clock.now().Unix() - a.Timestamp; {
+	switch age := p.e.clock.Now().Unix() - a.Timestamp; {
 	case pathHotkey != p.e.alice.SS58():
 		why = "path hotkey " + pathHotkey + " is not the validator's"
 	case a.ValidatorHotkey != pathHotkey:
@@ -208,6 +208,16 @@ func (p *minerPeer) finish(job string) {
 	p.send(&protocol.V0ExecutionDoneRequest{JobUUID: job})
 	p.send(&protocol.V0MachineSpecsRequest{JobUUID: job, Specs: protocol.MachineSpecs{Specs: json.RawMessage(`{"cpu":{"count":1}}`)}})
 	p.send(&protocol.V0JobFinishedRequest{JobUUID: job, DockerProcessStdout: "hello horde\n", DockerProcessStderr: "a warning\n"})
+}
+
+// expire waits until the validator waits for the deadline d after the time on the clock, which
+// stands still until a test moves it, and then moves the clock to that deadline.
+func (p *minerPeer) expire(d time.Duration) {
+	p.t.Helper()
+	if err := p.e.clock.awaitTimer(p.ctx, p.e.clock.Now().Add(d)); err != nil {
+		p.fail("miner: the validator never waited for a deadline %v away: %v", d, err)
+	}
+	p.e.clock.Advance(d)
 }
 
 // happyMiner runs the job to completion.

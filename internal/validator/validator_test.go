@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,18 +26,73 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const netuid chain.NetUID = 12
 
-// clockOffset shifts the validator's injected clock far from the real one, so that a wait
-// that mixes in the real clock (time.Until on an injected-clock deadline) fails at once.
-const clockOffset = -400 * 24 * time.Hour
-
-// testClock is the validator's injected clock: real time, shifted, and movable by scripts.
-type testClock struct{ skew atomic.Int64 }
-
-func (c *testClock) now() time.Time {
-	return time.Now().Add(clockOffset + time.Duration(c.skew.Load()))
+// testClock is the validator's clock in tests: it stands still until a test moves it, and
+// then fires the After channels that have come due, so no test waits for a deadline in real
+// time. It starts far from the real time, so that a wait that mixes the real clock in (such as
+// time.Until on one of its deadlines) fails at once.
+type testClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	timers map[int64][]chan time.Time // After channels by due time (Unix ns) until they fire
+	armed  chan struct{}              // closed and replaced whenever After adds a timer
 }
 
-func (c *testClock) advance(d time.Duration) { c.skew.Add(int64(d)) }
+func newTestClock() *testClock {
+	return &testClock{
+		now:    time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC),
+		timers: map[int64][]chan time.Time{},
+		armed:  make(chan struct{}),
+	}
+}
+
+func (c *testClock) Now() time.Time { return c.Advance(0) }
+
+func (c *testClock) After(d time.Duration) <-chan time.Time {
+	timer := make(chan time.Time, 1)
+	c.mu.Lock()
+	due := c.now.Add(d).UnixNano()
+	c.timers[due] = append(c.timers[due], timer)
+	close(c.armed)
+	c.armed = make(chan struct{})
+	c.mu.Unlock()
+	c.Advance(0) // fires it at once if it is due
+	return timer
+}
+
+// Advance moves the clock forward by d, fires the timers that have come due and returns the
+// new time.
+func (c *testClock) Advance(d time.Duration) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	for due, timers := range c.timers {
+		if due > c.now.UnixNano() {
+			continue
+		}
+		for _, timer := range timers {
+			timer <- c.now
+		}
+		delete(c.timers, due)
+	}
+	return c.now
+}
+
+// awaitTimer returns once something waits for the time due, or with ctx's error.
+func (c *testClock) awaitTimer(ctx context.Context, due time.Time) error {
+	for {
+		c.mu.Lock()
+		armed, timers := c.armed, c.timers[due.UnixNano()]
+		c.mu.Unlock()
+		if len(timers) > 0 {
+			return nil
+		}
+		select {
+		case <-armed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
 
 // logBuffer collects the validator's log for assertions.
 type logBuffer struct {
@@ -80,7 +134,7 @@ type env struct {
 
 func newEnv(t *testing.T, tweak func(*Config)) *env {
 	t.Helper()
-	e := &env{t: t, alice: mustKey(t, "//Alice"), bob: mustKey(t, "//Bob"), clock: &testClock{}, logs: &logBuffer{}}
+	e := &env{t: t, alice: mustKey(t, "//Alice"), bob: mustKey(t, "//Bob"), clock: newTestClock(), logs: &logBuffer{}}
 	permit := true
 	var err error
 	e.chain, err = sim.New(sim.Genesis{
@@ -100,7 +154,7 @@ func newEnv(t *testing.T, tweak func(*Config)) *env {
 	}
 	t.Cleanup(func() { e.db.Close() })
 	cfg := Config{
-		Keypair: e.alice, Chain: e.chain, NetUID: netuid, Store: e.db, Now: e.clock.now,
+		Keypair: e.alice, Chain: e.chain, NetUID: netuid, Store: e.db, Clock: e.clock,
 		Logger: slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), e.logs), nil)),
 	}
 	if tweak != nil {
