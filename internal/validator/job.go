@@ -146,8 +146,8 @@ func (d *driver) run(ctx context.Context) *JobResult {
 	now := d.v.cfg.Clock.Now()
 	auth := &protocol.ValidatorAuthForMiner{ValidatorHotkey: d.v.hotkey, MinerHotkey: d.miner, Timestamp: now.Unix()}
 	auth.Signature = d.v.cfg.Keypair.Sign(auth.BlobForSigning()).Hex()
-	if err := d.conn.Send(ctx, auth); err != nil {
-		return hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, err.Error())
+	if res := d.send(ctx, auth); res != nil {
+		return res
 	}
 	res := d.drive(ctx)
 	d.sendFinishedReceipt(ctx, res)
@@ -249,127 +249,6 @@ func failure(msg protocol.Message) (*JobResult, bool) {
 	return nil, false
 }
 
-func (d *driver) drive(ctx context.Context) *JobResult {
-	v, spec := d.v, d.spec
-	now := v.cfg.Clock.Now()
-	timing := &protocol.ExecutorTiming{
-		AllowedLeeway:           int(v.cfg.Leeway / time.Second),
-		DownloadTimeLimit:       spec.DownloadTimeLimit,
-		ExecutionTimeLimit:      spec.ExecutionTimeLimit,
-		UploadTimeLimit:         spec.UploadTimeLimit,
-		StreamingStartTimeLimit: spec.StreamingStartTimeLimit,
-	}
-	started := protocol.JobStartedReceiptPayload{
-		JobUUID: spec.UUID, MinerHotkey: d.miner, ValidatorHotkey: v.hotkey,
-		Timestamp: protocol.NewTimestamp(now), ExecutorClass: spec.ExecutorClass, IsOrganic: true,
-		TTL: ceilSecs(v.cfg.ReservationTimeLimit),
-	}
-	initial := &protocol.V0InitialJobRequest{
-		JobUUID: spec.UUID, ExecutorClass: spec.ExecutorClass, DockerImage: new(spec.DockerImage),
-		Volume: spec.Volume, JobStartedReceiptPayload: started,
-		JobStartedReceiptSignature: v.cfg.Keypair.Sign(started.BlobForSigning()).Hex(),
-		ExecutorTiming:             timing,
-		TimeoutSeconds:             new(legacyTotalJobTimeout),
-	}
-	if err := d.conn.Send(ctx, initial); err != nil {
-		return hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, err.Error())
-	}
-	d.initialSent = true
-
-	msg, fail := d.await(ctx, now.Add(v.cfg.ReservationTimeLimit), protocol.HordeFailureReasonInitialResponseTimedOut, "an accept or decline")
-	if fail != nil {
-		return fail
-	}
-	if res, done := failure(msg); done {
-		return res
-	}
-	if _, ok := msg.(*protocol.V0AcceptJobRequest); !ok {
-		return hordeFailure(protocol.HordeFailureReasonGenericError, "miner sent "+msg.MessageType()+" instead of accepting or declining")
-	}
-	d.setStatus(ctx, protocol.JobStatusAccepted)
-
-	readiness := d.spinUp + v.cfg.ExecutorStartupTimeLimit
-	acceptedAt := v.cfg.Clock.Now()
-	acc := protocol.JobAcceptedReceiptPayload{
-		JobUUID: spec.UUID, MinerHotkey: d.miner, ValidatorHotkey: v.hotkey,
-		Timestamp: protocol.NewTimestamp(acceptedAt), TimeAccepted: protocol.NewTimestamp(acceptedAt),
-		TTL: ceilSecs(readiness) + timing.Total(),
-	}
-	if err := d.conn.Send(ctx, &protocol.V0JobAcceptedReceiptRequest{Payload: acc, Signature: v.cfg.Keypair.Sign(acc.BlobForSigning()).Hex()}); err != nil {
-		return hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, err.Error())
-	}
-
-	msg, fail = d.await(ctx, acceptedAt.Add(readiness), protocol.HordeFailureReasonExecutorReadinessResponseTimedOut, "executor ready")
-	if fail != nil {
-		return fail
-	}
-	if res, done := failure(msg); done {
-		return res
-	}
-	if _, ok := msg.(*protocol.V0ExecutorReadyRequest); !ok {
-		return hordeFailure(protocol.HordeFailureReasonGenericError, "miner sent "+msg.MessageType()+" before the executor was ready")
-	}
-	d.setStatus(ctx, protocol.JobStatusExecutorReady)
-
-	// One cumulative deadline from here on, as upstream: time left over in a stage carries
-	// over to the next.
-	deadline := v.cfg.Clock.Now().Add(v.cfg.Leeway)
-	preset := protocol.DockerRunOptionsPresetNone
-	if cls, err := v.cfg.Classes.Lookup(string(spec.ExecutorClass)); err == nil && cls.HasGPU {
-		preset = protocol.DockerRunOptionsPresetNvidiaAll
-	}
-	req := &protocol.V0JobRequest{
-		JobUUID: spec.UUID, ExecutorClass: spec.ExecutorClass, DockerImage: spec.DockerImage,
-		DockerRunOptionsPreset: preset, DockerRunCmd: spec.Args, Env: spec.Env,
-		OutputUpload: spec.OutputUpload, ArtifactsDir: spec.ArtifactsDir,
-	}
-	if req.DockerRunCmd == nil {
-		req.DockerRunCmd = []string{}
-	}
-	if err := d.conn.Send(ctx, req); err != nil {
-		return hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, err.Error())
-	}
-
-	// Like upstream's per-stage futures, a stage message that comes early is kept for its
-	// stage, so a V0JobFinishedRequest does not complete the job before the volumes-ready and
-	// execution-done messages have come, and stage messages out of order are not lost.
-	stages := []struct {
-		want    string
-		budget  int
-		timeout protocol.HordeFailureReason
-		status  protocol.JobStatus
-	}{
-		{"V0VolumesReadyRequest", spec.DownloadTimeLimit, protocol.HordeFailureReasonVolumesTimedOut, protocol.JobStatusVolumesReady},
-		{"V0ExecutionDoneRequest", spec.ExecutionTimeLimit, protocol.HordeFailureReasonExecutionTimedOut, protocol.JobStatusExecutionDone},
-		{"V0JobFinishedRequest", spec.UploadTimeLimit, protocol.HordeFailureReasonFinalResponseTimedOut, ""},
-	}
-	got := map[string]protocol.Message{}
-	for _, st := range stages {
-		deadline = deadline.Add(secs(st.budget))
-		for got[st.want] == nil {
-			msg, fail := d.await(ctx, deadline, st.timeout, st.want)
-			if fail != nil {
-				return fail
-			}
-			if res, done := failure(msg); done {
-				return res
-			}
-			switch msg.(type) {
-			case *protocol.V0VolumesReadyRequest, *protocol.V0ExecutionDoneRequest, *protocol.V0JobFinishedRequest:
-				if got[msg.MessageType()] == nil {
-					got[msg.MessageType()] = msg
-				}
-			}
-			// Anything else (machine specs, streaming, a repeated message) ends no stage.
-		}
-		if st.status != "" {
-			d.setStatus(ctx, st.status)
-		}
-	}
-	fin := got["V0JobFinishedRequest"].(*protocol.V0JobFinishedRequest)
-	return &JobResult{Status: protocol.JobStatusCompleted, Stdout: fin.DockerProcessStdout, Stderr: fin.DockerProcessStderr}
-}
-
 func (d *driver) setStatus(ctx context.Context, s protocol.JobStatus) {
 	if err := d.v.cfg.Store.UpdateJobStatus(ctx, d.spec.UUID, activeStatuses, string(s), nil); err != nil {
 		d.log.Warn("cannot record job status", "status", s, "err", err)
@@ -384,7 +263,7 @@ func (d *driver) sendFinishedReceipt(ctx context.Context, res *JobResult) {
 	}
 	score := 0.0
 	if res.Status == protocol.JobStatusCompleted {
-		score = float64(d.spec.DownloadTimeLimit + d.spec.ExecutionTimeLimit + d.spec.UploadTimeLimit)
+		score = float64(paidSeconds(&d.spec))
 	}
 	now := d.v.cfg.Clock.Now()
 	p := protocol.JobFinishedReceiptPayload{
@@ -397,6 +276,13 @@ func (d *driver) sendFinishedReceipt(ctx context.Context, res *JobResult) {
 	if err != nil && ctx.Err() == nil {
 		d.log.Warn("cannot send job finished receipt", "err", err)
 	}
+}
+
+// paidSeconds is what a job is worth: the executor seconds of its download, execution and
+// upload limits, as upstream's routing counts them. Unlike ExecutorTiming.Total it leaves out
+// the leeway and the streaming start, which are not paid.
+func paidSeconds(spec *protocol.V2JobRequest) int {
+	return spec.DownloadTimeLimit + spec.ExecutionTimeLimit + spec.UploadTimeLimit
 }
 
 // legacyTotalJobTimeout is the deprecated single timeout_seconds upstream validators still
