@@ -364,13 +364,11 @@ func (l *localExecutors) Start(_ context.Context, req miner.ExecutorRequest) err
 		SpecsDisk: l.workDir,
 		Logger:    l.log,
 	}
-	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
+	l.wg.Go(func() {
 		if err := executor.Run(l.ctx, cfg); err != nil && l.ctx.Err() == nil {
 			l.log.Warn("executor ended with an error", "job", req.JobUUID, "err", err)
 		}
-	}()
+	})
 	return nil
 }
 
