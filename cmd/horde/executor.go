@@ -144,7 +144,7 @@ func runExecutorRun(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
-	job, err := localrun.ParseSpec(data)
+	req, timing, err := localrun.ParseSpec(data)
 	if err != nil {
 		return fmt.Errorf("%w: %s: %w", errUsage, *specPath, err)
 	}
@@ -178,11 +178,10 @@ func runExecutorRun(ctx context.Context, args []string, stdout, stderr io.Writer
 	if endpoint == "" {
 		endpoint = os.Getenv("HF_ENDPOINT")
 	}
-	req := job.Request
 	fmt.Fprintf(stdout, "job %s: image %s, class %s, limits %ds download / %ds execution / %ds upload\n",
-		req.JobUUID, req.DockerImage, req.ExecutorClass, job.Timing.DownloadTimeLimit, job.Timing.ExecutionTimeLimit, job.Timing.UploadTimeLimit)
+		req.JobUUID, req.DockerImage, req.ExecutorClass, timing.DownloadTimeLimit, timing.ExecutionTimeLimit, timing.UploadTimeLimit)
 	var mu sync.Mutex
-	res, err := localrun.Run(ctx, job, localrun.Options{
+	res, err := localrun.Run(ctx, req, timing, localrun.Options{
 		Runtime: rt,
 		Configure: func(c *executor.Config) {
 			c.Logger = logger

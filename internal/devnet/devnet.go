@@ -98,29 +98,10 @@ func Start(ctx context.Context, cfg Config) (_ *Devnet, err error) {
 	if cfg.JobBinary == "" {
 		return nil, errors.New("devnet: config: JobBinary is required (a static executable for the job image)")
 	}
-	if cfg.BlockTime == 0 {
-		cfg.BlockTime = time.Second
-	}
-	if cfg.JobImage == "" {
-		cfg.JobImage = "horde-jobs/hello:dev"
-	}
-	if cfg.ExecutorClass == "" {
-		cfg.ExecutorClass = protocol.ExecutorClassAlwaysOnTest
-	}
-	if cfg.Executors == 0 {
-		cfg.Executors = 1
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	var tempDir string
-	if cfg.DataDir == "" {
-		if tempDir, err = os.MkdirTemp("", "horde-dev-"); err != nil {
-			return nil, fmt.Errorf("devnet: %w", err)
-		}
-		cfg.DataDir = tempDir
-	} else if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("devnet: data dir %s: %w", cfg.DataDir, err)
+	cfg.setDefaults()
+	tempDir, err := cfg.makeDataDir()
+	if err != nil {
+		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	d := &Devnet{cfg: cfg, log: cfg.Logger, cancel: cancel, tempDir: tempDir, ExecutorID: executorID(cfg.DataDir, tempDir != "")}
@@ -131,43 +112,9 @@ func Start(ctx context.Context, cfg Config) (_ *Devnet, err error) {
 	}()
 
 	// The Docker engine first: without it nothing can run, so fail before anything else.
-	workDir := filepath.Join(cfg.DataDir, "jobs")
-	if err := os.MkdirAll(workDir, 0o700); err != nil {
-		return nil, fmt.Errorf("devnet: %w", err)
-	}
-	if d.runtime, err = docker.New(ctx, docker.Options{ExecutorID: d.ExecutorID, WorkDir: workDir, Logger: cfg.Logger}); err != nil {
+	if err := d.startRuntime(ctx, runCtx); err != nil {
 		return nil, err
 	}
-	if tempDir == "" {
-		// A devnet on a kept data dir owns its executor ID: whatever a killed earlier run on
-		// the same directory left (containers, job directories) is removed now.
-		if err := d.runtime.Sweep(ctx); err != nil {
-			d.log.Warn("could not remove an earlier run's leftovers", "err", err)
-		}
-	}
-	// Any horde job past its deadline was abandoned by a killed executor, whoever ran it:
-	// removed now and every minute while the devnet runs.
-	d.sweepExpired(ctx)
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
-		t := time.NewTicker(expirySweepInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-runCtx.Done():
-				return
-			case <-t.C:
-				d.sweepExpired(runCtx)
-			}
-		}
-	}()
-	if err := jobimage.Build(ctx, d.runtime.Client(), jobimage.Spec{
-		Tag: cfg.JobImage, Binary: cfg.JobBinary, Entrypoint: cfg.JobEntrypoint,
-	}); err != nil {
-		return nil, fmt.Errorf("devnet: build job image: %w", err)
-	}
-
 	alice, err := keys.FromURI(ValidatorURI)
 	if err != nil {
 		return nil, err
@@ -179,48 +126,16 @@ func Start(ctx context.Context, cfg Config) (_ *Devnet, err error) {
 	if d.Chain, err = newChain(cfg, alice, bob); err != nil {
 		return nil, err
 	}
-
 	if d.ValidatorStore, err = d.openStore(ctx, "validator.db"); err != nil {
 		return nil, err
 	}
 	if d.MinerStore, err = d.openStore(ctx, "miner.db"); err != nil {
 		return nil, err
 	}
-
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("devnet: listen for the miner: %w", err)
-	}
-	d.MinerAddr = netip.MustParseAddrPort(lis.Addr().String())
 	classes := hwclass.Default()
-	execs := &localExecutors{
-		ctx: runCtx, wg: &d.wg, runtime: d.runtime, classes: classes, workDir: workDir,
-		minerURL: "ws://" + d.MinerAddr.String(), log: cfg.Logger,
-	}
-	d.Miner, err = miner.New(miner.Config{
-		Keypair: bob, Chain: d.Chain, NetUID: NetUID, Store: d.MinerStore, Executors: execs,
-		Manifest: []miner.ManifestEntry{{Class: cfg.ExecutorClass, Count: cfg.Executors}},
-		// Upstream's miners serve validators with at least 1000 stake.
-		MinValidatorStake: 1000 * raoPerTAO,
-		Logger:            cfg.Logger,
-	})
-	if err != nil {
-		lis.Close()
+	if err := d.startMiner(ctx, runCtx, bob, classes); err != nil {
 		return nil, err
 	}
-	d.server = &http.Server{Handler: d.Miner.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
-		if err := d.server.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			d.log.Error("miner server stopped", "err", err)
-		}
-	}()
-	if err := d.Chain.ServeAxon(ctx, chain.Hotkey(bob.Public().SS58()), NetUID, d.MinerAddr.Addr(), d.MinerAddr.Port()); err != nil {
-		return nil, fmt.Errorf("devnet: miner serve_axon: %w", err)
-	}
-	d.Chain.Advance(1)
-
 	d.Validator, err = validator.New(validator.Config{
 		Keypair: alice, Chain: d.Chain, NetUID: NetUID, Store: d.ValidatorStore, Classes: classes, Logger: cfg.Logger,
 	})
@@ -228,14 +143,123 @@ func Start(ctx context.Context, cfg Config) (_ *Devnet, err error) {
 		return nil, err
 	}
 
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
-		d.Chain.Run(runCtx)
-	}()
+	d.wg.Go(func() { d.Chain.Run(runCtx) })
 	d.log.Info("devnet up", "validator", alice.Public().SS58(), "miner", bob.Public().SS58(),
 		"miner_addr", d.MinerAddr.String(), "data_dir", cfg.DataDir, "block_time", cfg.BlockTime)
 	return d, nil
+}
+
+func (c *Config) setDefaults() {
+	if c.BlockTime == 0 {
+		c.BlockTime = time.Second
+	}
+	if c.JobImage == "" {
+		c.JobImage = "horde-jobs/hello:dev"
+	}
+	if c.ExecutorClass == "" {
+		c.ExecutorClass = protocol.ExecutorClassAlwaysOnTest
+	}
+	if c.Executors == 0 {
+		c.Executors = 1
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// makeDataDir creates the data directory, or a temporary one when none is configured, which
+// it returns so that Close can remove it.
+func (c *Config) makeDataDir() (tempDir string, err error) {
+	if c.DataDir != "" {
+		if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+			return "", fmt.Errorf("devnet: data dir %s: %w", c.DataDir, err)
+		}
+		return "", nil
+	}
+	if tempDir, err = os.MkdirTemp("", "horde-dev-"); err != nil {
+		return "", fmt.Errorf("devnet: %w", err)
+	}
+	c.DataDir = tempDir
+	return tempDir, nil
+}
+
+// workDir holds the executors' job directories.
+func (d *Devnet) workDir() string { return filepath.Join(d.cfg.DataDir, "jobs") }
+
+// startRuntime connects to the Docker engine, removes what earlier runs abandoned, keeps doing
+// so until runCtx ends, and builds the job image.
+func (d *Devnet) startRuntime(ctx, runCtx context.Context) error {
+	if err := os.MkdirAll(d.workDir(), 0o700); err != nil {
+		return fmt.Errorf("devnet: %w", err)
+	}
+	var err error
+	if d.runtime, err = docker.New(ctx, docker.Options{ExecutorID: d.ExecutorID, WorkDir: d.workDir(), Logger: d.log}); err != nil {
+		return err
+	}
+	if d.tempDir == "" {
+		// A devnet on a kept data dir owns its executor ID: whatever a killed earlier run on
+		// the same directory left (containers, job directories) is removed now.
+		if err := d.runtime.Sweep(ctx); err != nil {
+			d.log.Warn("could not remove an earlier run's leftovers", "err", err)
+		}
+	}
+	// Any horde job past its deadline was abandoned by a killed executor, whoever ran it:
+	// removed now and every minute while the devnet runs.
+	d.sweepExpired(ctx)
+	d.wg.Go(func() {
+		t := time.NewTicker(expirySweepInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-runCtx.Done():
+				return
+			case <-t.C:
+				d.sweepExpired(runCtx)
+			}
+		}
+	})
+	if err := jobimage.Build(ctx, d.runtime.Client(), jobimage.Spec{
+		Tag: d.cfg.JobImage, Binary: d.cfg.JobBinary, Entrypoint: d.cfg.JobEntrypoint,
+	}); err != nil {
+		return fmt.Errorf("devnet: build job image: %w", err)
+	}
+	return nil
+}
+
+// startMiner serves the miner with the given key on a loopback port, its executors running in
+// this process until runCtx ends, and announces its axon on the chain.
+func (d *Devnet) startMiner(ctx, runCtx context.Context, key *keys.Keypair, classes *hwclass.Registry) error {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("devnet: listen for the miner: %w", err)
+	}
+	d.MinerAddr = netip.MustParseAddrPort(lis.Addr().String())
+	execs := &localExecutors{
+		ctx: runCtx, wg: &d.wg, runtime: d.runtime, classes: classes, workDir: d.workDir(),
+		minerURL: "ws://" + d.MinerAddr.String(), log: d.log,
+	}
+	d.Miner, err = miner.New(miner.Config{
+		Keypair: key, Chain: d.Chain, NetUID: NetUID, Store: d.MinerStore, Executors: execs,
+		Manifest: []miner.ManifestEntry{{Class: d.cfg.ExecutorClass, Count: d.cfg.Executors}},
+		// Upstream's miners serve validators with at least 1000 stake.
+		MinValidatorStake: 1000 * raoPerTAO,
+		Logger:            d.log,
+	})
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	d.server = &http.Server{Handler: d.Miner.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	d.wg.Go(func() {
+		if err := d.server.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error("miner server stopped", "err", err)
+		}
+	})
+	if err := d.Chain.ServeAxon(ctx, chain.Hotkey(key.Public().SS58()), NetUID, d.MinerAddr.Addr(), d.MinerAddr.Port()); err != nil {
+		return fmt.Errorf("devnet: miner serve_axon: %w", err)
+	}
+	d.Chain.Advance(1)
+	return nil
 }
 
 // expirySweepInterval is how often a running devnet removes abandoned job containers.
@@ -272,8 +296,8 @@ func (d *Devnet) openStore(ctx context.Context, name string) (*store.DB, error) 
 }
 
 // HelloJob returns the spec of the hello job on the devnet's job image.
-func (d *Devnet) HelloJob(args ...string) validator.JobSpec {
-	return validator.JobSpec{
+func (d *Devnet) HelloJob(args ...string) protocol.V2JobRequest {
+	return protocol.V2JobRequest{
 		ExecutorClass:      d.cfg.ExecutorClass,
 		DockerImage:        d.cfg.JobImage,
 		Args:               args,
@@ -284,7 +308,7 @@ func (d *Devnet) HelloJob(args ...string) validator.JobSpec {
 }
 
 // RunJob runs spec from the devnet's validator on its miner.
-func (d *Devnet) RunJob(ctx context.Context, spec validator.JobSpec) (*validator.JobResult, error) {
+func (d *Devnet) RunJob(ctx context.Context, spec protocol.V2JobRequest) (*validator.JobResult, error) {
 	return d.Validator.RunJob(ctx, d.Miner.Hotkey(), spec)
 }
 
@@ -322,9 +346,6 @@ func (d *Devnet) Close() error {
 type localExecutors struct {
 	ctx context.Context // outlives the request that started the executor
 	wg  *sync.WaitGroup
-	// ExecutorID labels every container this devnet's executors start (docker.LabelExecutor):
-	// "horde-dev-" and a random suffix, so devnets side by side never touch each other's.
-	ExecutorID string
 
 	runtime  *docker.Runtime
 	classes  *hwclass.Registry
@@ -343,13 +364,11 @@ func (l *localExecutors) Start(_ context.Context, req miner.ExecutorRequest) err
 		SpecsDisk: l.workDir,
 		Logger:    l.log,
 	}
-	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
+	l.wg.Go(func() {
 		if err := executor.Run(l.ctx, cfg); err != nil && l.ctx.Err() == nil {
 			l.log.Warn("executor ended with an error", "job", req.JobUUID, "err", err)
 		}
-	}()
+	})
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/computehorde/horde/internal/protocol"
+	"github.com/computehorde/horde/internal/ptr"
 )
 
 // serveExecutor handles an executor connecting back with its one-time token.
@@ -23,7 +24,7 @@ func (m *Miner) serveExecutor(w http.ResponseWriter, r *http.Request) {
 	j := m.byToken[token]
 	m.mu.Unlock()
 	if j == nil {
-		_ = conn.Send(ctx, &protocol.GenericError{Details: ptr("No job waiting for this executor token")})
+		_ = conn.Send(ctx, &protocol.GenericError{Details: new("No job waiting for this executor token")})
 		_ = conn.Close("unknown token")
 		return
 	}
@@ -35,7 +36,7 @@ func (m *Miner) serveExecutor(w http.ResponseWriter, r *http.Request) {
 	}
 	j.mu.Unlock()
 	if !ok {
-		_ = conn.Send(ctx, &protocol.GenericError{Details: ptr("Job " + j.uuid + " is not waiting for an executor")})
+		_ = conn.Send(ctx, &protocol.GenericError{Details: new("Job " + j.uuid + " is not waiting for an executor")})
 		_ = conn.Close("token already used")
 		return
 	}
@@ -64,7 +65,7 @@ func (m *Miner) serveExecutor(w http.ResponseWriter, r *http.Request) {
 		}
 		msg, err := protocol.DecodeExecutorToMiner(frame)
 		if err != nil {
-			_ = conn.Send(ctx, &protocol.GenericError{Details: ptr("Malformed message: " + err.Error())})
+			_ = conn.Send(ctx, &protocol.GenericError{Details: new("Malformed message: " + err.Error())})
 			continue
 		}
 		if done := m.relayExecutorMessage(ctx, j, msg, peerIP); done {
@@ -89,9 +90,9 @@ func (m *Miner) relayExecutorMessage(ctx context.Context, j *job, msg protocol.M
 		fwd := *msg
 		fwd.ExecutorToken = nil
 		if fwd.IP == nil && peerIP != "" {
-			fwd.IP = ptr(peerIP)
+			fwd.IP = new(peerIP)
 		}
-		fwd.MinerSignature = ptr(m.cfg.Keypair.Sign(fwd.BlobForSigning()).Hex())
+		fwd.MinerSignature = new(m.cfg.Keypair.Sign(fwd.BlobForSigning()).Hex())
 		v.send(ctx, &fwd)
 	case *protocol.V0JobFinishedRequest:
 		m.finish(ctx, j, statusFinished, msg)
@@ -105,7 +106,7 @@ func (m *Miner) relayExecutorMessage(ctx context.Context, j *job, msg protocol.M
 	case *protocol.GenericError:
 		m.finish(ctx, j, statusFailed, &protocol.V0HordeFailedRequest{
 			JobUUID: j.uuid, ReportedBy: protocol.JobParticipantTypeExecutor,
-			Message: deref(msg.Details), Reason: protocol.HordeFailureReasonGenericError,
+			Message: ptr.Deref(msg.Details), Reason: protocol.HordeFailureReasonGenericError,
 		})
 		return true
 	case *protocol.V0ExecutorFailedRequest:

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/computehorde/horde/internal/protocol"
+	"github.com/computehorde/horde/internal/ptr"
 	"github.com/computehorde/horde/internal/store"
 	"github.com/computehorde/horde/internal/wsconn"
 )
@@ -73,25 +76,10 @@ func (m *Miner) handleInitialJobRequest(ctx context.Context, s *validatorSession
 
 	// The job UUID becomes part of the executor's token and URL path: only canonical UUIDs.
 	if id, err := uuid.Parse(req.JobUUID); err != nil || id.String() != req.JobUUID {
-		s.send(ctx, &protocol.GenericError{Details: ptr("Malformed message: job_uuid must be a lowercase canonical UUID")})
+		s.send(ctx, &protocol.GenericError{Details: new("Malformed message: job_uuid must be a lowercase canonical UUID")})
 		return
 	}
-
-	// Upstream stores the JobStarted receipt before reserving an executor, so a busy decline
-	// can later be excused by receipts of jobs that are really running. A receipt for another
-	// job or class proves nothing about this one and is not stored.
-	if p := req.JobStartedReceiptPayload; p.JobUUID != req.JobUUID || p.ExecutorClass != req.ExecutorClass {
-		log.Warn("JobStarted receipt does not match its request; not stored", "receipt_job", p.JobUUID, "receipt_class", p.ExecutorClass)
-	} else {
-		m.storeReceipt(ctx, s, &req.JobStartedReceiptPayload, req.JobStartedReceiptSignature)
-	}
-
-	capacity := m.capacity(req.ExecutorClass)
-	if capacity == 0 {
-		decline(protocol.JobRejectionReasonClassNotOffered,
-			fmt.Sprintf("Executor class %s is not in this miner's manifest", req.ExecutorClass), nil)
-		return
-	}
+	m.keepStartedReceipt(ctx, s, req, log)
 
 	j := &job{
 		uuid:      req.JobUUID,
@@ -102,19 +90,15 @@ func (m *Miner) handleInitialJobRequest(ctx context.Context, s *validatorSession
 		status:    statusWaitingForExecutor,
 		connected: make(chan struct{}),
 	}
-	m.mu.Lock()
-	_, dup := m.byUUID[j.uuid]
-	busy := m.busyCount(req.ExecutorClass) >= capacity
-	if !dup && !busy {
-		m.byUUID[j.uuid] = j
-		m.byToken[j.token] = j
-	}
-	m.mu.Unlock()
-	switch {
-	case dup:
-		s.send(ctx, &protocol.GenericError{Details: ptr(errDuplicateJob.Error() + ": " + req.JobUUID)})
+	switch m.admit(j) {
+	case classNotOffered:
+		decline(protocol.JobRejectionReasonClassNotOffered,
+			fmt.Sprintf("Executor class %s is not in this miner's manifest", req.ExecutorClass), nil)
 		return
-	case busy:
+	case duplicateJob:
+		s.send(ctx, duplicateJobError(j.uuid))
+		return
+	case allBusy:
 		// Prove busyness with the receipts of the jobs occupying the executors, checked
 		// against the new request's own receipt time, as upstream does.
 		decline(protocol.JobRejectionReasonBusy,
@@ -122,40 +106,92 @@ func (m *Miner) handleInitialJobRequest(ctx context.Context, s *validatorSession
 			m.excuseReceipts(ctx, req.ExecutorClass, req.JobStartedReceiptPayload.Timestamp.Time, req.JobUUID))
 		return
 	}
+	if !m.record(ctx, j, log) {
+		return
+	}
+	log.Info("accepting job")
+	s.send(ctx, &protocol.V0AcceptJobRequest{JobUUID: j.uuid})
+	m.spawnExecutor(j)
+}
 
-	spec, err := protocol.Encode(req)
+// keepStartedReceipt stores the request's JobStarted receipt before any executor is reserved,
+// as upstream does, so that a busy decline can later be excused by receipts of jobs that are
+// really running. A receipt for another job or class proves nothing about this one and is not
+// stored.
+func (m *Miner) keepStartedReceipt(ctx context.Context, s *validatorSession, req *protocol.V0InitialJobRequest, log *slog.Logger) {
+	if p := req.JobStartedReceiptPayload; p.JobUUID != req.JobUUID || p.ExecutorClass != req.ExecutorClass {
+		log.Warn("JobStarted receipt does not match its request; not stored", "receipt_job", p.JobUUID, "receipt_class", p.ExecutorClass)
+		return
+	}
+	m.storeReceipt(ctx, s, &req.JobStartedReceiptPayload, req.JobStartedReceiptSignature)
+}
+
+// admission is the miner's answer to an initial job request.
+type admission int
+
+const (
+	admitted        admission = iota
+	classNotOffered           // the class is not in the manifest
+	duplicateJob              // a job with that UUID is already running
+	allBusy                   // every executor of the class has a job
+)
+
+// admit registers j as running unless the miner cannot take it.
+func (m *Miner) admit(j *job) admission {
+	capacity := m.capacity(j.class)
+	if capacity == 0 {
+		return classNotOffered
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, dup := m.byUUID[j.uuid]; dup {
+		return duplicateJob
+	}
+	if m.busyCount(j.class) >= capacity {
+		return allBusy
+	}
+	m.byUUID[j.uuid] = j
+	m.byToken[j.token] = j
+	return admitted
+}
+
+// record stores the admitted job before the miner acts on it. When it cannot, the job is
+// forgotten, the validator told, and record reports false.
+func (m *Miner) record(ctx context.Context, j *job, log *slog.Logger) bool {
+	spec, err := protocol.Encode(j.initial)
 	if err != nil { // a decoded request always encodes; anything else is a bug worth a failure
 		m.forget(j)
 		m.failJob(ctx, j, protocol.HordeFailureReasonUnhandledException, "Miner could not encode the job request")
-		return
+		return false
 	}
-	now := m.now()
+	now := time.Now()
 	err = m.cfg.Store.CreateJob(ctx, store.Job{
 		UUID:            j.uuid,
 		Role:            store.RoleMiner,
-		ValidatorHotkey: s.hotkey,
+		ValidatorHotkey: j.validator.hotkey,
 		MinerHotkey:     m.hotkey,
-		ExecutorClass:   string(req.ExecutorClass),
-		DockerImage:     deref(req.DockerImage),
+		ExecutorClass:   string(j.class),
+		DockerImage:     ptr.Deref(j.initial.DockerImage),
 		Status:          statusWaitingForExecutor,
 		Spec:            spec,
 		CreatedAt:       now,
 		UpdatedAt:       now,
 	})
-	if err != nil {
-		m.forget(j)
-		if errors.Is(err, store.ErrDuplicate) {
-			s.send(ctx, &protocol.GenericError{Details: ptr(errDuplicateJob.Error() + ": " + req.JobUUID)})
-			return
-		}
-		log.Error("cannot record job", "err", err)
-		m.failJob(ctx, j, protocol.HordeFailureReasonGenericError, "Miner could not record the job")
-		return
+	if err == nil {
+		return true
 	}
+	m.forget(j)
+	if errors.Is(err, store.ErrDuplicate) {
+		j.validator.send(ctx, duplicateJobError(j.uuid))
+		return false
+	}
+	log.Error("cannot record job", "err", err)
+	m.failJob(ctx, j, protocol.HordeFailureReasonGenericError, "Miner could not record the job")
+	return false
+}
 
-	log.Info("accepting job")
-	s.send(ctx, &protocol.V0AcceptJobRequest{JobUUID: j.uuid})
-	m.spawnExecutor(j)
+func duplicateJobError(jobUUID string) *protocol.GenericError {
+	return &protocol.GenericError{Details: new(errDuplicateJob.Error() + ": " + jobUUID)}
 }
 
 // spawnExecutor asks the executor manager for an executor and fails the job if none connects
@@ -196,11 +232,11 @@ func (m *Miner) handleJobRequest(ctx context.Context, s *validatorSession, req *
 	j := m.byUUID[req.JobUUID]
 	m.mu.Unlock()
 	if j == nil || j.validator.hotkey != s.hotkey {
-		s.send(ctx, &protocol.GenericError{Details: ptr("Unknown job_uuid: " + req.JobUUID)})
+		s.send(ctx, &protocol.GenericError{Details: new("Unknown job_uuid: " + req.JobUUID)})
 		return
 	}
 	if req.Volume != nil && j.initial.Volume != nil {
-		s.send(ctx, &protocol.GenericError{Details: ptr("Volume supplied twice for job " + req.JobUUID)})
+		s.send(ctx, &protocol.GenericError{Details: new("Volume supplied twice for job " + req.JobUUID)})
 		return
 	}
 	j.mu.Lock()
@@ -210,7 +246,7 @@ func (m *Miner) handleJobRequest(ctx context.Context, s *validatorSession, req *
 	}
 	j.mu.Unlock()
 	if status != statusWaitingForPayload || exe == nil {
-		s.send(ctx, &protocol.GenericError{Details: ptr("Job " + req.JobUUID + " is not waiting for a payload")})
+		s.send(ctx, &protocol.GenericError{Details: new("Job " + req.JobUUID + " is not waiting for a payload")})
 		return
 	}
 	m.updateStatus(ctx, j, statusRunning, nil)

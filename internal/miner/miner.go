@@ -62,8 +62,7 @@ type Config struct {
 	// ExecutorStartTimeout bounds how long an accepted job waits for its executor to connect.
 	// Zero means 60 s.
 	ExecutorStartTimeout time.Duration
-	// Now returns the current time; nil means time.Now.
-	Now    func() time.Time
+
 	Logger *slog.Logger // nil means slog.Default()
 }
 
@@ -93,7 +92,6 @@ type Miner struct {
 	cfg     Config
 	hotkey  string
 	log     *slog.Logger
-	now     func() time.Time
 	replays *replayCache
 
 	mu      sync.Mutex
@@ -118,9 +116,6 @@ func New(cfg Config) (*Miner, error) {
 	if cfg.ExecutorStartTimeout == 0 {
 		cfg.ExecutorStartTimeout = 60 * time.Second
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -129,7 +124,6 @@ func New(cfg Config) (*Miner, error) {
 		cfg:     cfg,
 		hotkey:  hotkey,
 		log:     cfg.Logger.With("role", "miner", "hotkey", shortKey(hotkey)),
-		now:     cfg.Now,
 		replays: newReplayCache(),
 		byToken: make(map[string]*job),
 		byUUID:  make(map[string]*job),

@@ -223,7 +223,7 @@ func (h *harness) initialRequest(id string, class protocol.ExecutorClass) *proto
 		Timestamp: protocol.NewTimestamp(time.Now()), ExecutorClass: class, IsOrganic: true, TTL: 7,
 	}
 	return &protocol.V0InitialJobRequest{
-		JobUUID: id, ExecutorClass: class, DockerImage: ptr("img"),
+		JobUUID: id, ExecutorClass: class, DockerImage: new("img"),
 		JobStartedReceiptPayload: p, JobStartedReceiptSignature: h.alice.Sign(p.BlobForSigning()).Hex(),
 		ExecutorTiming: &protocol.ExecutorTiming{AllowedLeeway: 5, DownloadTimeLimit: 5, ExecutionTimeLimit: 5, UploadTimeLimit: 5},
 	}
@@ -472,7 +472,7 @@ func TestOversizedFrameClosesConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.CloseNow()
-	huge := &protocol.GenericError{Details: ptr(strings.Repeat("x", protocol.MaxFrameSize))}
+	huge := &protocol.GenericError{Details: new(strings.Repeat("x", protocol.MaxFrameSize))}
 	_ = c.Send(t.Context(), huge) // the miner may drop the connection mid-write
 	_, err = c.ReadFrame(t.Context())
 	if got := websocket.CloseStatus(err); got != websocket.StatusMessageTooBig {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/computehorde/horde/internal/protocol"
+	"github.com/computehorde/horde/internal/ptr"
 	"github.com/computehorde/horde/internal/wsconn"
 )
 
@@ -45,14 +46,14 @@ func (m *Miner) serveValidator(w http.ResponseWriter, r *http.Request) {
 
 	refuse := func(err error) {
 		log.Warn("validator refused", "err", err)
-		_ = conn.Send(ctx, &protocol.GenericError{Details: ptr(fmt.Sprintf("Validator %s not authenticated due to: %v", hotkey, err))})
+		_ = conn.Send(ctx, &protocol.GenericError{Details: new(fmt.Sprintf("Validator %s not authenticated due to: %v", hotkey, err))})
 		_ = conn.Close("not authenticated")
 	}
 
 	mg, err := m.cfg.Chain.Metagraph(ctx, m.cfg.NetUID, 0)
 	if err != nil {
 		log.Error("cannot read metagraph to check validator", "err", err)
-		_ = conn.Send(ctx, &protocol.GenericError{Details: ptr("Miner cannot check validators right now; retry later")})
+		_ = conn.Send(ctx, &protocol.GenericError{Details: new("Miner cannot check validators right now; retry later")})
 		_ = conn.Close("chain unavailable")
 		return
 	}
@@ -82,7 +83,7 @@ func (m *Miner) serveValidator(w http.ResponseWriter, r *http.Request) {
 		}
 		msg, err := protocol.DecodeValidatorToMiner(frame)
 		if err != nil {
-			s.send(ctx, &protocol.GenericError{Details: ptr("Malformed message: " + err.Error())})
+			s.send(ctx, &protocol.GenericError{Details: new("Malformed message: " + err.Error())})
 			continue
 		}
 		m.handleValidatorMessage(ctx, s, msg)
@@ -130,21 +131,12 @@ func (m *Miner) handleValidatorMessage(ctx context.Context, s *validatorSession,
 	case *protocol.V0JobFinishedReceiptRequest:
 		m.storeReceipt(ctx, s, msg.Payload, msg.Signature)
 	case *protocol.V0MainHotkeyMessage:
-		s.send(ctx, &protocol.V0MainHotkeyMessage{MainHotkey: ptr(m.hotkey)})
+		s.send(ctx, &protocol.V0MainHotkeyMessage{MainHotkey: new(m.hotkey)})
 	case *protocol.ValidatorAuthForMiner:
-		s.send(ctx, &protocol.GenericError{Details: ptr("Already authenticated")})
+		s.send(ctx, &protocol.GenericError{Details: new("Already authenticated")})
 	case *protocol.GenericError:
-		s.log.Warn("validator reported an error", "details", deref(msg.Details))
+		s.log.Warn("validator reported an error", "details", ptr.Deref(msg.Details))
 	default:
-		s.send(ctx, &protocol.GenericError{Details: ptr("Unsupported message: " + msg.MessageType())})
+		s.send(ctx, &protocol.GenericError{Details: new("Unsupported message: " + msg.MessageType())})
 	}
-}
-
-func ptr[T any](v T) *T { return &v }
-
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
 }

@@ -27,8 +27,10 @@ type Job struct {
 	ExecutorClass   string
 	DockerImage     string
 	Status          string
-	Spec            json.RawMessage // required, valid JSON, kept byte for byte
-	Result          json.RawMessage // nil until set; valid JSON when set
+	// Spec is the job as upstream's JSON of the message that defined it (a validator's
+	// V2JobRequest, a miner's V0InitialJobRequest); required, valid JSON, kept byte for byte.
+	Spec   json.RawMessage
+	Result json.RawMessage // nil until set; valid JSON when set
 	// CreatedAt and UpdatedAt default to the time of CreateJob when zero. They are stored
 	// in UTC, truncated to the microsecond.
 	CreatedAt time.Time

@@ -1,10 +1,14 @@
 package store
 
 import (
+	"encoding/json"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"testing/fstest"
+
+	"github.com/computehorde/horde/internal/protocol"
 )
 
 func TestLoadMigrations(t *testing.T) {
@@ -135,6 +139,86 @@ func TestNewerSchemaRefused(t *testing.T) {
 		for _, want := range []string{"schema is at version 9999", "newer than this horde binary knows"} {
 			if !strings.Contains(err.Error(), want) {
 				t.Errorf("error %q does not contain %q", err, want)
+			}
+		}
+	})
+}
+
+// TestValidatorSpecMigration: 0002 rewrites the validator specs stored in the old Go-struct
+// shape as upstream's V2JobRequest JSON, and leaves every other spec byte for byte.
+func TestValidatorSpecMigration(t *testing.T) {
+	t.Parallel()
+	const (
+		fullUUID = "6f0c1b2e-8d44-4c1e-9a53-0b7c2f6f1a11"
+		bareUUID = "6f0c1b2e-8d44-4c1e-9a53-0b7c2f6f1a12"
+	)
+	oldSpecs := map[string]string{
+		fullUUID: `{"UUID":"` + fullUUID + `","ExecutorClass":"always_on.test","DockerImage":"img\u003cx\u003e",` +
+			`"Args":["echo","hi"],"Env":{"B":"1","A":"é"},` +
+			`"Volume":{"volume_type":"inline","contents":"UEs=","relative_path":null},` +
+			`"OutputUpload":{"output_upload_type":"single_file_put","url":"http://u/","relative_path":"out.txt","signed_headers":null},` +
+			`"ArtifactsDir":"/artifacts","DownloadTimeLimit":30,"ExecutionTimeLimit":60,"UploadTimeLimit":20}`,
+		bareUUID: `{"UUID":"` + bareUUID + `","ExecutorClass":"always_on.gpu-24gb","DockerImage":"img","Args":null,"Env":{},` +
+			`"Volume":null,"OutputUpload":null,"ArtifactsDir":null,"DownloadTimeLimit":1,"ExecutionTimeLimit":2,"UploadTimeLimit":3}`,
+	}
+	kept := map[string]string{
+		// Already upstream's shape, and a miner's spec that happens to use a Go-style key.
+		"new-validator": `{"message_type":"V2JobRequest","docker_image":"img"}`,
+		"miner":         `{"DockerImage":"miner's own"}`,
+	}
+	forEachReopenable(t, func(t *testing.T, dsn string) {
+		ctx := testContext(t)
+		db := openTest(t, dsn)
+		for _, specs := range []map[string]string{oldSpecs, kept} {
+			for id, spec := range specs {
+				j := testJob(id)
+				if id == "miner" {
+					j.Role = RoleMiner
+				}
+				j.Spec = json.RawMessage(spec)
+				if err := db.CreateJob(ctx, j); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		// Back to the schema before 0002, so that reopening applies it to these rows.
+		if _, err := db.w.ExecContext(ctx, `DELETE FROM schema_migrations WHERE version >= 2`); err != nil {
+			t.Fatal(err)
+		}
+		db = openTest(t, dsn)
+
+		want := map[string]protocol.V2JobRequest{
+			fullUUID: {UUID: fullUUID, ExecutorClass: protocol.ExecutorClassAlwaysOnTest, DockerImage: "img<x>",
+				Args:   []string{"echo", "hi"},
+				Env:    protocol.OrderedMapOf(protocol.Entry[string]{Key: "B", Value: "1"}, protocol.Entry[string]{Key: "A", Value: "é"}),
+				Volume: &protocol.Volume{Inline: &protocol.InlineVolume{Contents: "UEs="}},
+				OutputUpload: &protocol.OutputUpload{SingleFilePut: &protocol.SingleFilePutUpload{
+					RelativePath: "out.txt", URL: "http://u/"}},
+				ArtifactsDir: new("/artifacts"), DownloadTimeLimit: 30, ExecutionTimeLimit: 60, UploadTimeLimit: 20},
+			bareUUID: {UUID: bareUUID, ExecutorClass: protocol.ExecutorClassAlwaysOnGPU24GB, DockerImage: "img",
+				Args: []string{}, DownloadTimeLimit: 1, ExecutionTimeLimit: 2, UploadTimeLimit: 3},
+		}
+		for id, w := range want {
+			j, err := db.GetJob(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			msg, err := protocol.DecodeFacilitatorToValidator(j.Spec)
+			if err != nil {
+				t.Fatalf("migrated spec %s is not upstream's JSON: %v", j.Spec, err)
+			}
+			if got, ok := msg.(*protocol.V2JobRequest); !ok || !reflect.DeepEqual(*got, w) {
+				t.Errorf("migrated spec %s\n decodes as %+v\n want %+v", j.Spec, msg, w)
+			}
+			// SQLite writes the very bytes the validator writes now; PostgreSQL's json type
+			// puts spaces around the separators.
+			if enc, _ := protocol.Encode(&w); db.Dialect() == "sqlite" && string(j.Spec) != string(enc) {
+				t.Errorf("migrated spec %s\n want %s", j.Spec, enc)
+			}
+		}
+		for id, spec := range kept {
+			if j, err := db.GetJob(ctx, id); err != nil || string(j.Spec) != spec {
+				t.Errorf("spec of %s = %s, %v; want it untouched: %s", id, j.Spec, err, spec)
 			}
 		}
 	})

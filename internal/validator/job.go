@@ -11,6 +11,7 @@ import (
 
 	"github.com/computehorde/horde/internal/chain"
 	"github.com/computehorde/horde/internal/protocol"
+	"github.com/computehorde/horde/internal/ptr"
 	"github.com/computehorde/horde/internal/store"
 	"github.com/computehorde/horde/internal/wsconn"
 )
@@ -19,22 +20,6 @@ import (
 var activeStatuses = []string{
 	string(protocol.JobStatusSent), string(protocol.JobStatusAccepted), string(protocol.JobStatusExecutorReady),
 	string(protocol.JobStatusVolumesReady), string(protocol.JobStatusStreamingReady), string(protocol.JobStatusExecutionDone),
-}
-
-// JobSpec is what the validator asks a miner to run.
-type JobSpec struct {
-	UUID          string // empty means a new random UUID
-	ExecutorClass protocol.ExecutorClass
-	DockerImage   string
-	Args          []string
-	Env           protocol.OrderedMap[string]
-	Volume        *protocol.Volume
-	OutputUpload  *protocol.OutputUpload
-	ArtifactsDir  *string
-	// Stage limits in whole seconds, as upstream sends them.
-	DownloadTimeLimit  int
-	ExecutionTimeLimit int
-	UploadTimeLimit    int
 }
 
 // JobResult is a job's outcome as the validator saw it.
@@ -55,10 +40,12 @@ type JobResult struct {
 // Failed reports whether the job did not complete.
 func (r *JobResult) Failed() bool { return r.Status != protocol.JobStatusCompleted }
 
-// RunJob runs spec on the miner with the given hotkey and waits for the outcome. An error is
-// returned only when the job could not be recorded; every outcome of the job itself, failures
-// included, is in the result.
-func (v *Validator) RunJob(ctx context.Context, minerHotkey string, spec JobSpec) (*JobResult, error) {
+// RunJob runs spec on the miner with the given hotkey and waits for the outcome. spec is
+// upstream's job request as a facilitator sends it; an empty UUID means a new random one. The
+// miner is chosen by the caller, so OnTrustedMiner routes nothing here, and UseGPU has no
+// effect (as upstream: the class decides). An error is returned only when the job could not be
+// recorded; every outcome of the job itself, failures included, is in the result.
+func (v *Validator) RunJob(ctx context.Context, minerHotkey string, spec protocol.V2JobRequest) (*JobResult, error) {
 	if spec.UUID == "" {
 		spec.UUID = uuid.NewString()
 	}
@@ -66,9 +53,13 @@ func (v *Validator) RunJob(ctx context.Context, minerHotkey string, spec JobSpec
 	if err != nil {
 		return nil, fmt.Errorf("validator: job %s: %w", spec.UUID, err)
 	}
-	start := v.cfg.Now()
+	if spec.StreamingDetails != nil {
+		return nil, fmt.Errorf("validator: job %s: streaming jobs are not supported yet; send it without streaming_details", spec.UUID)
+	}
+	start := v.cfg.Clock.Now()
 	log := v.log.With("job", spec.UUID, "miner", minerHotkey[:min(10, len(minerHotkey))])
-	specJSON, err := json.Marshal(spec)
+	// Stored as upstream's JSON, the format the miner stores its jobs in too.
+	specJSON, err := protocol.Encode(&spec)
 	if err != nil {
 		return nil, fmt.Errorf("validator: job %s: encode spec: %w", spec.UUID, err)
 	}
@@ -83,7 +74,7 @@ func (v *Validator) RunJob(ctx context.Context, minerHotkey string, spec JobSpec
 	d := &driver{v: v, spec: spec, miner: minerHotkey, log: log, spinUp: cls.SpinUp, started: start}
 	res := d.run(ctx)
 	res.UUID = spec.UUID
-	res.Took = v.cfg.Now().Sub(start)
+	res.Took = v.cfg.Clock.Now().Sub(start)
 	resJSON, err := json.Marshal(res)
 	if err != nil {
 		return res, fmt.Errorf("validator: record outcome of job %s: encode result: %w", spec.UUID, err)
@@ -98,7 +89,7 @@ func (v *Validator) RunJob(ctx context.Context, minerHotkey string, spec JobSpec
 // driver holds one job's connection and progress.
 type driver struct {
 	v      *Validator
-	spec   JobSpec
+	spec   protocol.V2JobRequest
 	miner  string
 	log    *slog.Logger
 	spinUp time.Duration
@@ -152,11 +143,11 @@ func (d *driver) run(ctx context.Context) *JobResult {
 	defer d.conn.CloseNow()
 	defer stopReading()
 
-	now := d.v.cfg.Now()
+	now := d.v.cfg.Clock.Now()
 	auth := &protocol.ValidatorAuthForMiner{ValidatorHotkey: d.v.hotkey, MinerHotkey: d.miner, Timestamp: now.Unix()}
 	auth.Signature = d.v.cfg.Keypair.Sign(auth.BlobForSigning()).Hex()
-	if err := d.conn.Send(ctx, auth); err != nil {
-		return hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, err.Error())
+	if res := d.send(ctx, auth); res != nil {
+		return res
 	}
 	res := d.drive(ctx)
 	d.sendFinishedReceipt(ctx, res)
@@ -180,7 +171,7 @@ func (d *driver) readLoop(ctx context.Context) {
 		msg, err := protocol.DecodeMinerToValidator(frame)
 		if err != nil {
 			d.log.Warn("malformed message from miner", "err", err)
-			_ = d.conn.Send(ctx, &protocol.GenericError{Details: ptr("Malformed message: " + err.Error())})
+			_ = d.conn.Send(ctx, &protocol.GenericError{Details: new("Malformed message: " + err.Error())})
 			continue
 		}
 		select {
@@ -196,14 +187,13 @@ func (d *driver) readLoop(ctx context.Context) {
 // connection. Manifests, errors and other jobs' messages are logged and skipped.
 func (d *driver) await(ctx context.Context, deadline time.Time, onTimeout protocol.HordeFailureReason, what string) (protocol.Message, *JobResult) {
 	// The deadline comes from the injected clock, so the wait must too: time.Until would mix
-	// the real clock in and fire at once (or never) under a clock that is not time.Now.
-	timer := time.NewTimer(deadline.Sub(d.v.cfg.Now()))
-	defer timer.Stop()
+	// the real clock in and fire at once (or never) under a clock that is not the real one.
+	timeout := d.v.cfg.Clock.After(deadline.Sub(d.v.cfg.Clock.Now()))
 	for {
 		select {
 		case <-ctx.Done():
 			return nil, hordeFailure(protocol.HordeFailureReasonUnhandledException, "validator stopped: "+ctx.Err().Error())
-		case <-timer.C:
+		case <-timeout:
 			return nil, hordeFailure(onTimeout, "miner did not send "+what+" in time")
 		case msg, ok := <-d.msgs:
 			if !ok {
@@ -217,7 +207,7 @@ func (d *driver) await(ctx context.Context, deadline time.Time, onTimeout protoc
 			case *protocol.V0ExecutorManifestRequest, *protocol.V0MainHotkeyMessage:
 				continue
 			case *protocol.GenericError:
-				d.log.Warn("miner reported an error", "details", deref(m.Details))
+				d.log.Warn("miner reported an error", "details", ptr.Deref(m.Details))
 				continue
 			case *protocol.UnauthorizedError:
 				return nil, hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, "miner refused the validator: "+string(m.Code))
@@ -243,7 +233,7 @@ func failure(msg protocol.Message) (*JobResult, bool) {
 	case *protocol.V0JobFailedRequest:
 		return &JobResult{Status: protocol.JobStatusFailed, ReportedBy: protocol.JobParticipantTypeExecutor,
 			Reason: string(m.Reason), Stage: m.Stage, Message: m.Message, ExitStatus: m.DockerProcessExitStatus,
-			Stdout: deref(m.DockerProcessStdout), Stderr: deref(m.DockerProcessStderr)}, true
+			Stdout: ptr.Deref(m.DockerProcessStdout), Stderr: ptr.Deref(m.DockerProcessStderr)}, true
 	case *protocol.V0HordeFailedRequest:
 		return &JobResult{Status: protocol.JobStatusHordeFailed, ReportedBy: m.ReportedBy,
 			Reason: string(m.Reason), Message: m.Message}, true
@@ -257,128 +247,6 @@ func failure(msg protocol.Message) (*JobResult, bool) {
 			Message: "streaming job not ready (legacy V0StreamingJobNotReadyRequest)"}, true
 	}
 	return nil, false
-}
-
-func (d *driver) drive(ctx context.Context) *JobResult {
-	v, spec := d.v, d.spec
-	now := v.cfg.Now()
-	timing := &protocol.ExecutorTiming{
-		AllowedLeeway:           int(v.cfg.Leeway / time.Second),
-		DownloadTimeLimit:       spec.DownloadTimeLimit,
-		ExecutionTimeLimit:      spec.ExecutionTimeLimit,
-		UploadTimeLimit:         spec.UploadTimeLimit,
-		StreamingStartTimeLimit: 0,
-	}
-	started := protocol.JobStartedReceiptPayload{
-		JobUUID: spec.UUID, MinerHotkey: d.miner, ValidatorHotkey: v.hotkey,
-		Timestamp: protocol.NewTimestamp(now), ExecutorClass: spec.ExecutorClass, IsOrganic: true,
-		TTL: ceilSecs(v.cfg.ReservationTimeLimit),
-	}
-	initial := &protocol.V0InitialJobRequest{
-		JobUUID: spec.UUID, ExecutorClass: spec.ExecutorClass, DockerImage: ptr(spec.DockerImage),
-		Volume: spec.Volume, JobStartedReceiptPayload: started,
-		JobStartedReceiptSignature: v.cfg.Keypair.Sign(started.BlobForSigning()).Hex(),
-		ExecutorTiming:             timing,
-		TimeoutSeconds:             ptr(legacyTotalJobTimeout),
-	}
-	if err := d.conn.Send(ctx, initial); err != nil {
-		return hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, err.Error())
-	}
-	d.initialSent = true
-
-	msg, fail := d.await(ctx, now.Add(v.cfg.ReservationTimeLimit), protocol.HordeFailureReasonInitialResponseTimedOut, "an accept or decline")
-	if fail != nil {
-		return fail
-	}
-	if res, done := failure(msg); done {
-		return res
-	}
-	if _, ok := msg.(*protocol.V0AcceptJobRequest); !ok {
-		return hordeFailure(protocol.HordeFailureReasonGenericError, "miner sent "+msg.MessageType()+" instead of accepting or declining")
-	}
-	d.setStatus(ctx, protocol.JobStatusAccepted)
-
-	readiness := d.spinUp + v.cfg.ExecutorStartupTimeLimit
-	acceptedAt := v.cfg.Now()
-	acc := protocol.JobAcceptedReceiptPayload{
-		JobUUID: spec.UUID, MinerHotkey: d.miner, ValidatorHotkey: v.hotkey,
-		Timestamp: protocol.NewTimestamp(acceptedAt), TimeAccepted: protocol.NewTimestamp(acceptedAt),
-		TTL: ceilSecs(readiness) + timing.AllowedLeeway + timing.DownloadTimeLimit +
-			timing.ExecutionTimeLimit + timing.UploadTimeLimit + timing.StreamingStartTimeLimit,
-	}
-	if err := d.conn.Send(ctx, &protocol.V0JobAcceptedReceiptRequest{Payload: acc, Signature: v.cfg.Keypair.Sign(acc.BlobForSigning()).Hex()}); err != nil {
-		return hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, err.Error())
-	}
-
-	msg, fail = d.await(ctx, acceptedAt.Add(readiness), protocol.HordeFailureReasonExecutorReadinessResponseTimedOut, "executor ready")
-	if fail != nil {
-		return fail
-	}
-	if res, done := failure(msg); done {
-		return res
-	}
-	if _, ok := msg.(*protocol.V0ExecutorReadyRequest); !ok {
-		return hordeFailure(protocol.HordeFailureReasonGenericError, "miner sent "+msg.MessageType()+" before the executor was ready")
-	}
-	d.setStatus(ctx, protocol.JobStatusExecutorReady)
-
-	// One cumulative deadline from here on, as upstream: time left over in a stage carries
-	// over to the next.
-	deadline := v.cfg.Now().Add(v.cfg.Leeway)
-	preset := protocol.DockerRunOptionsPresetNone
-	if cls, err := v.cfg.Classes.Lookup(string(spec.ExecutorClass)); err == nil && cls.HasGPU {
-		preset = protocol.DockerRunOptionsPresetNvidiaAll
-	}
-	req := &protocol.V0JobRequest{
-		JobUUID: spec.UUID, ExecutorClass: spec.ExecutorClass, DockerImage: spec.DockerImage,
-		DockerRunOptionsPreset: preset, DockerRunCmd: spec.Args, Env: spec.Env,
-		OutputUpload: spec.OutputUpload, ArtifactsDir: spec.ArtifactsDir,
-	}
-	if req.DockerRunCmd == nil {
-		req.DockerRunCmd = []string{}
-	}
-	if err := d.conn.Send(ctx, req); err != nil {
-		return hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, err.Error())
-	}
-
-	// Like upstream's per-stage futures, a stage message that comes early is kept for its
-	// stage, so a V0JobFinishedRequest does not complete the job before the volumes-ready and
-	// execution-done messages have come, and stage messages out of order are not lost.
-	stages := []struct {
-		want    string
-		budget  int
-		timeout protocol.HordeFailureReason
-		status  protocol.JobStatus
-	}{
-		{"V0VolumesReadyRequest", spec.DownloadTimeLimit, protocol.HordeFailureReasonVolumesTimedOut, protocol.JobStatusVolumesReady},
-		{"V0ExecutionDoneRequest", spec.ExecutionTimeLimit, protocol.HordeFailureReasonExecutionTimedOut, protocol.JobStatusExecutionDone},
-		{"V0JobFinishedRequest", spec.UploadTimeLimit, protocol.HordeFailureReasonFinalResponseTimedOut, ""},
-	}
-	got := map[string]protocol.Message{}
-	for _, st := range stages {
-		deadline = deadline.Add(secs(st.budget))
-		for got[st.want] == nil {
-			msg, fail := d.await(ctx, deadline, st.timeout, st.want)
-			if fail != nil {
-				return fail
-			}
-			if res, done := failure(msg); done {
-				return res
-			}
-			switch msg.(type) {
-			case *protocol.V0VolumesReadyRequest, *protocol.V0ExecutionDoneRequest, *protocol.V0JobFinishedRequest:
-				if got[msg.MessageType()] == nil {
-					got[msg.MessageType()] = msg
-				}
-			}
-			// Anything else (machine specs, streaming, a repeated message) ends no stage.
-		}
-		if st.status != "" {
-			d.setStatus(ctx, st.status)
-		}
-	}
-	fin := got["V0JobFinishedRequest"].(*protocol.V0JobFinishedRequest)
-	return &JobResult{Status: protocol.JobStatusCompleted, Stdout: fin.DockerProcessStdout, Stderr: fin.DockerProcessStderr}
 }
 
 func (d *driver) setStatus(ctx context.Context, s protocol.JobStatus) {
@@ -395,19 +263,26 @@ func (d *driver) sendFinishedReceipt(ctx context.Context, res *JobResult) {
 	}
 	score := 0.0
 	if res.Status == protocol.JobStatusCompleted {
-		score = float64(d.spec.DownloadTimeLimit + d.spec.ExecutionTimeLimit + d.spec.UploadTimeLimit)
+		score = float64(paidSeconds(&d.spec))
 	}
-	now := d.v.cfg.Now()
+	now := d.v.cfg.Clock.Now()
 	p := protocol.JobFinishedReceiptPayload{
 		JobUUID: d.spec.UUID, MinerHotkey: d.miner, ValidatorHotkey: d.v.hotkey,
 		Timestamp: protocol.NewTimestamp(now), TimeStarted: protocol.NewTimestamp(d.started),
-		TimeTookUS: now.Sub(d.started).Microseconds(), ScoreStr: fmt.Sprintf("%.6f", score),
+		TimeTookUS: now.Sub(d.started).Microseconds(), ScoreStr: protocol.FormatScore(score),
 		BlockNumbers: []int{},
 	}
 	err := d.conn.Send(ctx, &protocol.V0JobFinishedReceiptRequest{Payload: p, Signature: d.v.cfg.Keypair.Sign(p.BlobForSigning()).Hex()})
 	if err != nil && ctx.Err() == nil {
 		d.log.Warn("cannot send job finished receipt", "err", err)
 	}
+}
+
+// paidSeconds is what a job is worth: the executor seconds of its download, execution and
+// upload limits, as upstream's routing counts them. Unlike ExecutorTiming.Total it leaves out
+// the leeway and the streaming start, which are not paid.
+func paidSeconds(spec *protocol.V2JobRequest) int {
+	return spec.DownloadTimeLimit + spec.ExecutionTimeLimit + spec.UploadTimeLimit
 }
 
 // legacyTotalJobTimeout is the deprecated single timeout_seconds upstream validators still
@@ -418,15 +293,6 @@ const legacyTotalJobTimeout = 300
 // ceilSecs converts a limit to whole seconds for a receipt ttl, rounding up so that a
 // sub-second limit does not make a receipt that has expired when it is issued.
 func ceilSecs(d time.Duration) int { return int((d + time.Second - 1) / time.Second) }
-
-func ptr[T any](v T) *T { return &v }
-
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
-}
 
 // jobUUIDOf returns the job a miner message is about; "" for messages about no job.
 func jobUUIDOf(m protocol.Message) string {

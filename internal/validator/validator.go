@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/computehorde/horde/internal/chain"
+	"github.com/computehorde/horde/internal/clock"
 	"github.com/computehorde/horde/internal/hwclass"
 	"github.com/computehorde/horde/internal/keys"
 	"github.com/computehorde/horde/internal/store"
@@ -32,8 +33,8 @@ type Config struct {
 	// Leeway is sent to the executor as allowed_leeway and added to the validator's own
 	// deadline; zero means upstream's 5 s.
 	Leeway time.Duration
-	// Now returns the current time; nil means time.Now.
-	Now    func() time.Time
+	// Clock is the time source of every deadline; nil means the real clock.
+	Clock  clock.Clock
 	Logger *slog.Logger // nil means slog.Default()
 }
 
@@ -66,8 +67,8 @@ func New(cfg Config) (*Validator, error) {
 	if cfg.Leeway == 0 {
 		cfg.Leeway = 5 * time.Second
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

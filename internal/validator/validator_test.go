@@ -1,53 +1,98 @@
 package validator
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
-	"net/http/httptest"
 	"net/netip"
-	"reflect"
-	"runtime"
-	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/google/uuid"
 	"go.uber.org/goleak"
 
 	"github.com/computehorde/horde/internal/chain"
 	"github.com/computehorde/horde/internal/chain/sim"
-	"github.com/computehorde/horde/internal/hwclass"
 	"github.com/computehorde/horde/internal/keys"
 	"github.com/computehorde/horde/internal/protocol"
 	"github.com/computehorde/horde/internal/store"
-	"github.com/computehorde/horde/internal/wsconn"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const netuid chain.NetUID = 12
 
-// clockOffset shifts the validator's injected clock far from the real one, so that a wait
-// that mixes in the real clock (time.Until on an injected-clock deadline) fails at once.
-const clockOffset = -400 * 24 * time.Hour
-
-// testClock is the validator's injected clock: real time, shifted, and movable by scripts.
-type testClock struct{ skew atomic.Int64 }
-
-func (c *testClock) now() time.Time {
-	return time.Now().Add(clockOffset + time.Duration(c.skew.Load()))
+// testClock is the validator's clock in tests: it stands still until a test moves it, and
+// then fires the After channels that have come due, so no test waits for a deadline in real
+// time. It starts far from the real time, so that a wait that mixes the real clock in (such as
+// time.Until on one of its deadlines) fails at once.
+type testClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	timers map[int64][]chan time.Time // After channels by due time (Unix ns) until they fire
+	armed  chan struct{}              // closed and replaced whenever After adds a timer
 }
 
-func (c *testClock) advance(d time.Duration) { c.skew.Add(int64(d)) }
+func newTestClock() *testClock {
+	return &testClock{
+		now:    time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC),
+		timers: map[int64][]chan time.Time{},
+		armed:  make(chan struct{}),
+	}
+}
+
+func (c *testClock) Now() time.Time { return c.Advance(0) }
+
+func (c *testClock) After(d time.Duration) <-chan time.Time {
+	timer := make(chan time.Time, 1)
+	c.mu.Lock()
+	due := c.now.Add(d).UnixNano()
+	c.timers[due] = append(c.timers[due], timer)
+	close(c.armed)
+	c.armed = make(chan struct{})
+	c.mu.Unlock()
+	c.Advance(0) // fires it at once if it is due
+	return timer
+}
+
+// Advance moves the clock forward by d, fires the timers that have come due and returns the
+// new time.
+func (c *testClock) Advance(d time.Duration) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	for due, timers := range c.timers {
+		if due > c.now.UnixNano() {
+			continue
+		}
+		for _, timer := range timers {
+			timer <- c.now
+		}
+		delete(c.timers, due)
+	}
+	return c.now
+}
+
+// awaitTimer returns once something waits for the time due, or with ctx's error.
+func (c *testClock) awaitTimer(ctx context.Context, due time.Time) error {
+	for {
+		c.mu.Lock()
+		armed, timers := c.armed, c.timers[due.UnixNano()]
+		c.mu.Unlock()
+		if len(timers) > 0 {
+			return nil
+		}
+		select {
+		case <-armed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
 
 // logBuffer collects the validator's log for assertions.
 type logBuffer struct {
@@ -89,7 +134,7 @@ type env struct {
 
 func newEnv(t *testing.T, tweak func(*Config)) *env {
 	t.Helper()
-	e := &env{t: t, alice: mustKey(t, "//Alice"), bob: mustKey(t, "//Bob"), clock: &testClock{}, logs: &logBuffer{}}
+	e := &env{t: t, alice: mustKey(t, "//Alice"), bob: mustKey(t, "//Bob"), clock: newTestClock(), logs: &logBuffer{}}
 	permit := true
 	var err error
 	e.chain, err = sim.New(sim.Genesis{
@@ -109,7 +154,7 @@ func newEnv(t *testing.T, tweak func(*Config)) *env {
 	}
 	t.Cleanup(func() { e.db.Close() })
 	cfg := Config{
-		Keypair: e.alice, Chain: e.chain, NetUID: netuid, Store: e.db, Now: e.clock.now,
+		Keypair: e.alice, Chain: e.chain, NetUID: netuid, Store: e.db, Clock: e.clock,
 		Logger: slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), e.logs), nil)),
 	}
 	if tweak != nil {
@@ -133,7 +178,7 @@ func (e *env) serveAxon(port int) {
 }
 
 // run runs spec on Bob and checks that RunJob records the outcome.
-func (e *env) run(ctx context.Context, spec JobSpec) *JobResult {
+func (e *env) run(ctx context.Context, spec protocol.V2JobRequest) *JobResult {
 	e.t.Helper()
 	res, err := e.v.RunJob(ctx, e.bob.SS58(), spec)
 	if err != nil {
@@ -145,12 +190,16 @@ func (e *env) run(ctx context.Context, spec JobSpec) *JobResult {
 	return res
 }
 
-// checkStored checks that the job's row ends in the result's status with the result stored.
-func (e *env) checkStored(res *JobResult) {
+// checkStored checks that the job's row holds spec as upstream's JSON and ends in the
+// result's status with the result stored.
+func (e *env) checkStored(spec protocol.V2JobRequest, res *JobResult) {
 	e.t.Helper()
 	j, err := e.db.GetJob(e.t.Context(), res.UUID)
 	if err != nil {
 		e.t.Fatalf("GetJob: %v", err)
+	}
+	if want, err := protocol.Encode(&spec); err != nil || !bytes.Equal(j.Spec, want) {
+		e.t.Errorf("stored spec = %s, want upstream's V2JobRequest JSON %s (%v)", j.Spec, want, err)
 	}
 	if j.Status != string(res.Status) || j.Role != store.RoleValidator ||
 		j.ValidatorHotkey != e.alice.SS58() {
@@ -167,8 +216,8 @@ func (e *env) checkStored(res *JobResult) {
 }
 
 // testSpec is a job with every field the validator forwards set.
-func testSpec(class protocol.ExecutorClass) JobSpec {
-	return JobSpec{
+func testSpec(class protocol.ExecutorClass) protocol.V2JobRequest {
+	return protocol.V2JobRequest{
 		UUID:          uuid.NewString(),
 		ExecutorClass: class,
 		DockerImage:   "backenddevelopersltd/compute-horde-job-echo:v0-latest",
@@ -182,255 +231,6 @@ func testSpec(class protocol.ExecutorClass) JobSpec {
 		UploadTimeLimit:    3,
 	}
 }
-
-// ---- the scripted miner
-
-// minerScript plays the miner's side of one job after authentication, the manifest and the
-// validator's V0InitialJobRequest for job. Whatever the validator sends after the script
-// returns is read and recorded until the connection closes.
-type minerScript func(p *minerPeer, job string)
-
-// scriptedMiner serves the validator endpoint for one connection and plays a script on it.
-type scriptedMiner struct {
-	e      *env
-	script minerScript
-	conns  atomic.Int32
-	done   chan struct{} // closed when the connection has been played out
-	peer   *minerPeer    // set before done is closed
-}
-
-// startMiner serves script on a loopback httptest server and announces it as Bob's axon.
-func (e *env) startMiner(script minerScript) *scriptedMiner {
-	e.t.Helper()
-	m := &scriptedMiner{e: e, script: script, done: make(chan struct{})}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/v0.1/validator_interface/{hotkey}", m.serve)
-	srv := httptest.NewServer(mux)
-	e.t.Cleanup(func() {
-		srv.Close()
-		// Close does not wait for hijacked connections; the handler must end before the test.
-		if m.conns.Load() > 0 {
-			m.wait()
-		}
-	})
-	e.serveAxon(srv.Listener.Addr().(*net.TCPAddr).Port)
-	return m
-}
-
-// wait returns the played-out connection once the validator has closed it.
-func (m *scriptedMiner) wait() *minerPeer {
-	m.e.t.Helper()
-	select {
-	case <-m.done:
-	case <-time.After(10 * time.Second):
-		m.e.t.Fatal("the scripted miner's connection did not end")
-	}
-	return m.peer
-}
-
-func (m *scriptedMiner) serve(w http.ResponseWriter, r *http.Request) {
-	t := m.e.t
-	if m.conns.Add(1) != 1 {
-		t.Errorf("the validator opened a second connection for one job")
-		http.Error(w, "one connection per test", http.StatusConflict)
-		return
-	}
-	defer close(m.done)
-	ws, err := websocket.Accept(w, r, nil)
-	if err != nil {
-		t.Errorf("miner: accept: %v", err)
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	// wsconn.New is what wsconn.Accept wraps; the raw websocket is kept for malformed frames.
-	p := &minerPeer{t: t, ctx: ctx, ws: ws, conn: wsconn.New(ws), e: m.e}
-	defer p.conn.CloseNow()
-	m.peer = p
-	played := make(chan struct{})
-	go func() { // a goroutine of its own, so that a failing script can end with runtime.Goexit
-		defer close(played)
-		p.authenticate(r.PathValue("hotkey"))
-		p.initial = expect[protocol.V0InitialJobRequest](p)
-		m.script(p, p.initial.JobUUID)
-	}()
-	<-played
-	for {
-		if _, err := p.read(); err != nil {
-			return
-		}
-	}
-}
-
-// minerPeer is the miner's end of the connection, as a script drives it.
-type minerPeer struct {
-	t       *testing.T
-	e       *env
-	ctx     context.Context
-	ws      *websocket.Conn
-	conn    *wsconn.Conn
-	auth    *protocol.ValidatorAuthForMiner
-	initial *protocol.V0InitialJobRequest
-	got     []protocol.Message // everything the validator sent, in order
-}
-
-// fail reports a script failure and ends the script's goroutine.
-func (p *minerPeer) fail(format string, args ...any) {
-	p.t.Helper()
-	p.t.Errorf(format, args...)
-	runtime.Goexit()
-}
-
-// read returns the validator's next message, or the error that ended the connection.
-func (p *minerPeer) read() (protocol.Message, error) {
-	frame, err := p.conn.ReadFrame(p.ctx)
-	if err != nil {
-		return nil, err
-	}
-	msg, err := protocol.DecodeValidatorToMiner(frame)
-	if err != nil {
-		p.fail("miner: the validator sent a frame outside its union: %s: %v", frame, err)
-	}
-	p.got = append(p.got, msg)
-	return msg, nil
-}
-
-// expect reads the validator's next message, which must be a *T.
-func expect[T any, PT interface {
-	*T
-	protocol.Message
-}](p *minerPeer) PT {
-	p.t.Helper()
-	msg, err := p.read()
-	if err != nil {
-		p.fail("miner: read: %v", err)
-	}
-	m, ok := msg.(PT)
-	if !ok {
-		p.fail("miner: the validator sent %s, want %s", msg.MessageType(), PT(new(T)).MessageType())
-	}
-	return m
-}
-
-func (p *minerPeer) send(m protocol.Message) {
-	p.t.Helper()
-	if err := p.conn.Send(p.ctx, m); err != nil {
-		p.fail("miner: send %s: %v", m.MessageType(), err)
-	}
-}
-
-func (p *minerPeer) sendRaw(frame string) {
-	p.t.Helper()
-	if err := p.ws.Write(p.ctx, websocket.MessageText, []byte(frame)); err != nil {
-		p.fail("miner: send raw frame: %v", err)
-	}
-}
-
-// authenticate checks the validator's auth as an upstream miner does, then announces the
-// manifest.
-func (p *minerPeer) authenticate(pathHotkey string) {
-	p.t.Helper()
-	a := expect[protocol.ValidatorAuthForMiner](p)
-	p.auth = a
-	var why string
-	switch age := p.e.clock.now().Unix() - a.Timestamp; {
-	case pathHotkey != p.e.alice.SS58():
-		why = "path hotkey " + pathHotkey + " is not the validator's"
-	case a.ValidatorHotkey != pathHotkey:
-		why = "wrong validator hotkey"
-	case a.MinerHotkey != p.e.bob.SS58():
-		why = "wrong miner hotkey"
-	case age > 10 || age < -10:
-		why = "msg too old (or from the future)"
-	case keys.Verify(a.ValidatorHotkey, a.BlobForSigning(), a.Signature) != nil:
-		why = "Signature mismatches"
-	}
-	if why != "" {
-		_ = p.conn.Send(p.ctx, &protocol.GenericError{Details: ptr("Validator not authenticated due to: " + why)})
-		p.fail("miner: auth %+v: %s", *a, why)
-	}
-	p.send(&protocol.V0ExecutorManifestRequest{Manifest: protocol.OrderedMapOf(
-		protocol.Entry[int]{Key: string(protocol.ExecutorClassAlwaysOnTest), Value: 1})})
-}
-
-// accept accepts the job and reads the JobAccepted receipt the validator answers with.
-func (p *minerPeer) accept(job string) {
-	p.t.Helper()
-	p.send(&protocol.V0AcceptJobRequest{JobUUID: job})
-	expect[protocol.V0JobAcceptedReceiptRequest](p)
-}
-
-// ready reports the executor ready and reads the job request.
-func (p *minerPeer) ready(job string) *protocol.V0JobRequest {
-	p.t.Helper()
-	p.send(&protocol.V0ExecutorReadyRequest{JobUUID: job})
-	return expect[protocol.V0JobRequest](p)
-}
-
-// finish reports the remaining stages and the result, with machine specs interleaved as an
-// upstream executor sends them.
-func (p *minerPeer) finish(job string) {
-	p.t.Helper()
-	p.send(&protocol.V0VolumesReadyRequest{JobUUID: job})
-	p.send(&protocol.V0ExecutionDoneRequest{JobUUID: job})
-	p.send(&protocol.V0MachineSpecsRequest{JobUUID: job, Specs: protocol.MachineSpecs{Specs: json.RawMessage(`{"cpu":{"count":1}}`)}})
-	p.send(&protocol.V0JobFinishedRequest{JobUUID: job, DockerProcessStdout: "hello horde\n", DockerProcessStderr: "a warning\n"})
-}
-
-// happyMiner runs the job to completion.
-func happyMiner(p *minerPeer, job string) {
-	p.accept(job)
-	p.ready(job)
-	p.finish(job)
-}
-
-// sent returns the messages of type PT the validator sent.
-func sent[T any, PT interface {
-	*T
-	protocol.Message
-}](p *minerPeer) []PT {
-	var out []PT
-	for _, m := range p.got {
-		if m, ok := m.(PT); ok {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
-// checkFinishedReceipt checks that the validator closed the job with exactly one JobFinished
-// receipt, as its last message, signed by Alice, with the given score.
-func (p *minerPeer) checkFinishedReceipt(job, score string) {
-	t := p.t
-	t.Helper()
-	recs := sent[protocol.V0JobFinishedReceiptRequest](p)
-	if len(recs) != 1 {
-		t.Fatalf("the validator sent %d JobFinished receipts, want 1", len(recs))
-	}
-	r := recs[0]
-	if last := p.got[len(p.got)-1]; last != protocol.Message(r) {
-		t.Errorf("the JobFinished receipt is not the validator's last message (that is %s)", last.MessageType())
-	}
-	pl := r.Payload
-	if pl.JobUUID != job || pl.MinerHotkey != p.e.bob.SS58() || pl.ValidatorHotkey != p.e.alice.SS58() {
-		t.Errorf("JobFinished receipt for job %s miner %s validator %s; want %s %s %s",
-			pl.JobUUID, pl.MinerHotkey, pl.ValidatorHotkey, job, p.e.bob.SS58(), p.e.alice.SS58())
-	}
-	if pl.ScoreStr != score {
-		t.Errorf("JobFinished receipt score_str = %q, want %q", pl.ScoreStr, score)
-	}
-	if len(pl.BlockNumbers) != 0 {
-		t.Errorf("JobFinished receipt block_numbers = %v, want []", pl.BlockNumbers)
-	}
-	if pl.TimeStarted.After(pl.Timestamp.Time) || pl.TimeTookUS < 0 {
-		t.Errorf("JobFinished receipt time_started %v, timestamp %v, time_took_us %d", pl.TimeStarted, pl.Timestamp, pl.TimeTookUS)
-	}
-	if err := keys.Verify(p.e.alice.SS58(), pl.BlobForSigning(), r.Signature); err != nil {
-		t.Errorf("JobFinished receipt signature: %v", err)
-	}
-}
-
-// ---- tests
 
 func TestNewRequiresDependencies(t *testing.T) {
 	e := newEnv(t, nil)
@@ -446,500 +246,4 @@ func TestNewRequiresDependencies(t *testing.T) {
 	if e.v.Hotkey() != e.alice.SS58() {
 		t.Errorf("Hotkey() = %s, want %s", e.v.Hotkey(), e.alice.SS58())
 	}
-}
-
-func TestRunJobUnknownClass(t *testing.T) {
-	e := newEnv(t, nil)
-	spec := testSpec("no.such.class")
-	if _, err := e.v.RunJob(t.Context(), e.bob.SS58(), spec); err == nil || !strings.Contains(err.Error(), "unknown executor class") {
-		t.Fatalf("RunJob with an unknown class: err = %v", err)
-	}
-	if _, err := e.db.GetJob(t.Context(), spec.UUID); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("a job with an unknown class was recorded: %v", err)
-	}
-}
-
-func TestRunJobHappyPath(t *testing.T) {
-	for _, tc := range []struct {
-		class  protocol.ExecutorClass
-		preset protocol.DockerRunOptionsPreset
-	}{
-		{protocol.ExecutorClassAlwaysOnTest, protocol.DockerRunOptionsPresetNone},
-		{protocol.ExecutorClassAlwaysOnGPU24GB, protocol.DockerRunOptionsPresetNvidiaAll},
-	} {
-		t.Run(string(tc.class), func(t *testing.T) {
-			t.Parallel()
-			e := newEnv(t, nil) // upstream's default limits: 7 s reservation, 5 s startup, 5 s leeway
-			m := e.startMiner(happyMiner)
-			spec := testSpec(tc.class)
-			before := protocol.NewTimestamp(e.clock.now()).Time
-			res := e.run(t.Context(), spec)
-			after := e.clock.now()
-			p := m.wait()
-
-			if res.Status != protocol.JobStatusCompleted || res.Failed() || res.Stdout != "hello horde\n" || res.Stderr != "a warning\n" {
-				t.Errorf("result = %+v, want completed with the miner's stdout and stderr", *res)
-			}
-			if res.Took <= 0 || res.Took > after.Sub(before) {
-				t.Errorf("Took = %v, want within (0, %v]", res.Took, after.Sub(before))
-			}
-			e.checkStored(res)
-
-			// The whole exchange, in order.
-			var types []string
-			for _, m := range p.got {
-				types = append(types, m.MessageType())
-			}
-			want := []string{"ValidatorAuthForMiner", "V0InitialJobRequest", "V0JobAcceptedReceiptRequest", "V0JobRequest", "V0JobFinishedReceiptRequest"}
-			if !slices.Equal(types, want) {
-				t.Errorf("the validator sent %v, want %v", types, want)
-			}
-
-			// The initial request and its JobStarted receipt.
-			in := p.initial
-			if in.JobUUID != spec.UUID || in.ExecutorClass != tc.class || in.DockerImage == nil || *in.DockerImage != spec.DockerImage {
-				t.Errorf("initial request job %s class %s image %v", in.JobUUID, in.ExecutorClass, in.DockerImage)
-			}
-			if !reflect.DeepEqual(in.Volume, spec.Volume) || in.StreamingDetails != nil {
-				t.Errorf("initial request volume %+v streaming %+v; want the job's volume, no streaming", in.Volume, in.StreamingDetails)
-			}
-			if in.TimeoutSeconds == nil || *in.TimeoutSeconds != 300 {
-				t.Errorf("initial request timeout_seconds = %v, want upstream's legacy 300", in.TimeoutSeconds)
-			}
-			wantTiming := protocol.ExecutorTiming{AllowedLeeway: 5, DownloadTimeLimit: 1, ExecutionTimeLimit: 2, UploadTimeLimit: 3}
-			if in.ExecutorTiming == nil || *in.ExecutorTiming != wantTiming {
-				t.Errorf("executor_timing = %+v, want %+v", in.ExecutorTiming, wantTiming)
-			}
-			st := in.JobStartedReceiptPayload
-			if st.JobUUID != spec.UUID || st.MinerHotkey != e.bob.SS58() || st.ValidatorHotkey != e.alice.SS58() ||
-				st.ExecutorClass != tc.class || !st.IsOrganic || st.TTL != 7 {
-				t.Errorf("JobStarted receipt = %+v", st)
-			}
-			if st.Timestamp.Before(before) || st.Timestamp.After(after) {
-				t.Errorf("JobStarted timestamp %v is not from the injected clock [%v, %v]", st.Timestamp, before, after)
-			}
-			if err := keys.Verify(e.alice.SS58(), st.BlobForSigning(), in.JobStartedReceiptSignature); err != nil {
-				t.Errorf("JobStarted receipt signature: %v", err)
-			}
-
-			// The JobAccepted receipt: ttl = readiness (3 s spin-up + 5 s) + all timing fields.
-			acc := sent[protocol.V0JobAcceptedReceiptRequest](p)
-			if len(acc) != 1 {
-				t.Fatalf("%d JobAccepted receipts, want 1", len(acc))
-			}
-			ap := acc[0].Payload
-			if ap.JobUUID != spec.UUID || ap.MinerHotkey != e.bob.SS58() || ap.ValidatorHotkey != e.alice.SS58() ||
-				ap.TTL != 3+5+5+1+2+3 || !ap.TimeAccepted.Equal(ap.Timestamp.Time) {
-				t.Errorf("JobAccepted receipt = %+v", ap)
-			}
-			if ap.Timestamp.Before(st.Timestamp.Time) || ap.Timestamp.After(after) {
-				t.Errorf("JobAccepted timestamp %v is not from the injected clock", ap.Timestamp)
-			}
-			if err := keys.Verify(e.alice.SS58(), ap.BlobForSigning(), acc[0].Signature); err != nil {
-				t.Errorf("JobAccepted receipt signature: %v", err)
-			}
-
-			// The job request.
-			req := sent[protocol.V0JobRequest](p)[0]
-			if req.JobUUID != spec.UUID || req.ExecutorClass != tc.class || req.DockerImage != spec.DockerImage ||
-				req.DockerRunOptionsPreset != tc.preset || !slices.Equal(req.DockerRunCmd, spec.Args) ||
-				!reflect.DeepEqual(req.Env, spec.Env) || req.Volume != nil || req.RawScript != nil ||
-				req.OutputUpload != nil || req.ArtifactsDir != nil {
-				t.Errorf("V0JobRequest = %+v; want the job's class, image, args and env, preset %s, no volume", *req, tc.preset)
-			}
-
-			// Paid: download + execution + upload seconds.
-			p.checkFinishedReceipt(spec.UUID, "6.000000")
-			fp := sent[protocol.V0JobFinishedReceiptRequest](p)[0].Payload
-			// time_started is before connecting (upstream measures time_took_us from there).
-			if fp.TimeStarted.Before(before) || fp.TimeStarted.After(st.Timestamp.Time) || fp.Timestamp.After(after) ||
-				(fp.Timestamp.Sub(fp.TimeStarted.Time)-fp.TimeTook()).Abs() > time.Microsecond { // both truncated to µs
-				t.Errorf("JobFinished receipt time_started %v timestamp %v time_took %v; want the job's span on the injected clock",
-					fp.TimeStarted, fp.Timestamp, fp.TimeTook())
-			}
-		})
-	}
-}
-
-func TestRunJobOutcomes(t *testing.T) {
-	short := func(c *Config) { c.ReservationTimeLimit = 300 * time.Millisecond }
-	// always_on.test spins up in 3 s; the class registry (Config.Classes) takes that to 0 so
-	// that the readiness wait is the 300 ms startup limit alone.
-	instant, err := hwclass.Default().Apply(hwclass.Config{Classes: map[string]hwclass.ClassConfig{
-		string(protocol.ExecutorClassAlwaysOnTest): {SpinUp: ptr(hwclass.Duration(0))},
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	noSpinUp := func(c *Config) { c.Classes, c.ExecutorStartupTimeLimit = instant, 300*time.Millisecond }
-	shortLeeway := func(c *Config) { c.Leeway = 300 * time.Millisecond }
-	noStageTime := func(s *JobSpec) { s.DownloadTimeLimit, s.ExecutionTimeLimit, s.UploadTimeLimit = 0, 0, 0 }
-	other := uuid.NewString()
-
-	tests := []struct {
-		name   string
-		tweak  func(*Config)
-		spec   func(*JobSpec)
-		script minerScript
-		want   JobResult // Status, ReportedBy, Reason, Stage, Stdout, Stderr and ExitStatus are compared
-		msg    string    // in the result's Message
-		log    string    // in the validator's log
-		score  string    // the JobFinished receipt's score_str; "" when the connection is gone
-	}{
-		{
-			name: "decline busy",
-			script: func(p *minerPeer, job string) {
-				p.send(&protocol.V0DeclineJobRequest{JobUUID: job, Reason: protocol.JobRejectionReasonBusy, Message: "all executors busy"})
-			},
-			want:  JobResult{Status: protocol.JobStatusRejected, ReportedBy: protocol.JobParticipantTypeMiner, Reason: "busy"},
-			msg:   "all executors busy",
-			score: "0.000000",
-		},
-		{
-			name:   "no answer to the initial request",
-			tweak:  short,
-			script: func(p *minerPeer, job string) {},
-			want: JobResult{Status: protocol.JobStatusHordeFailed, ReportedBy: protocol.JobParticipantTypeValidator,
-				Reason: string(protocol.HordeFailureReasonInitialResponseTimedOut)},
-			msg:   "accept or decline",
-			score: "0.000000",
-		},
-		{
-			name:   "accepted but no executor ready",
-			tweak:  noSpinUp,
-			script: func(p *minerPeer, job string) { p.accept(job) },
-			want: JobResult{Status: protocol.JobStatusHordeFailed, ReportedBy: protocol.JobParticipantTypeValidator,
-				Reason: string(protocol.HordeFailureReasonExecutorReadinessResponseTimedOut)},
-			msg:   "executor ready",
-			score: "0.000000",
-		},
-		{
-			name:   "volumes never ready",
-			tweak:  shortLeeway,
-			spec:   noStageTime,
-			script: func(p *minerPeer, job string) { p.accept(job); p.ready(job) },
-			want: JobResult{Status: protocol.JobStatusHordeFailed, ReportedBy: protocol.JobParticipantTypeValidator,
-				Reason: string(protocol.HordeFailureReasonVolumesTimedOut)},
-			msg:   "V0VolumesReadyRequest",
-			score: "0.000000",
-		},
-		{
-			name:  "execution never done",
-			tweak: shortLeeway,
-			spec:  noStageTime,
-			script: func(p *minerPeer, job string) {
-				p.accept(job)
-				p.ready(job)
-				p.send(&protocol.V0VolumesReadyRequest{JobUUID: job})
-			},
-			want: JobResult{Status: protocol.JobStatusHordeFailed, ReportedBy: protocol.JobParticipantTypeValidator,
-				Reason: string(protocol.HordeFailureReasonExecutionTimedOut)},
-			msg:   "V0ExecutionDoneRequest",
-			score: "0.000000",
-		},
-		{
-			name:  "no final response",
-			tweak: shortLeeway,
-			spec:  noStageTime,
-			script: func(p *minerPeer, job string) {
-				p.accept(job)
-				p.ready(job)
-				p.send(&protocol.V0VolumesReadyRequest{JobUUID: job})
-				p.send(&protocol.V0ExecutionDoneRequest{JobUUID: job})
-			},
-			want: JobResult{Status: protocol.JobStatusHordeFailed, ReportedBy: protocol.JobParticipantTypeValidator,
-				Reason: string(protocol.HordeFailureReasonFinalResponseTimedOut)},
-			msg:   "V0JobFinishedRequest",
-			score: "0.000000",
-		},
-		{
-			name: "job failed with a nonzero return code",
-			script: func(p *minerPeer, job string) {
-				p.accept(job)
-				p.ready(job)
-				p.send(&protocol.V0VolumesReadyRequest{JobUUID: job})
-				p.send(&protocol.V0JobFailedRequest{
-					JobUUID: job, Message: "process exited with 3", Reason: protocol.JobFailureReasonNonzeroReturnCode,
-					Stage: protocol.JobStageExecution, DockerProcessExitStatus: ptr(3),
-					DockerProcessStdout: ptr("partial"), DockerProcessStderr: ptr("boom"),
-				})
-			},
-			want: JobResult{Status: protocol.JobStatusFailed, ReportedBy: protocol.JobParticipantTypeExecutor,
-				Reason: string(protocol.JobFailureReasonNonzeroReturnCode), Stage: protocol.JobStageExecution,
-				ExitStatus: ptr(3), Stdout: "partial", Stderr: "boom"},
-			msg:   "process exited with 3",
-			score: "0.000000",
-		},
-		{
-			name: "executor spin-up failed, reported by the miner",
-			script: func(p *minerPeer, job string) {
-				p.accept(job)
-				p.send(&protocol.V0HordeFailedRequest{JobUUID: job, ReportedBy: protocol.JobParticipantTypeMiner,
-					Reason: protocol.HordeFailureReasonExecutorSpinupFailed, Message: "executor did not start"})
-			},
-			want: JobResult{Status: protocol.JobStatusHordeFailed, ReportedBy: protocol.JobParticipantTypeMiner,
-				Reason: string(protocol.HordeFailureReasonExecutorSpinupFailed)},
-			msg:   "executor did not start",
-			score: "0.000000",
-		},
-		{
-			name: "horde failure relayed from the executor",
-			script: func(p *minerPeer, job string) {
-				p.accept(job)
-				p.ready(job)
-				p.send(&protocol.V0HordeFailedRequest{JobUUID: job, ReportedBy: protocol.JobParticipantTypeExecutor,
-					Reason: protocol.HordeFailureReasonSecurityCheckFailed, Message: "security check failed"})
-			},
-			want: JobResult{Status: protocol.JobStatusHordeFailed, ReportedBy: protocol.JobParticipantTypeExecutor,
-				Reason: string(protocol.HordeFailureReasonSecurityCheckFailed)},
-			msg:   "security check failed",
-			score: "0.000000",
-		},
-		{
-			name: "legacy executor failure",
-			script: func(p *minerPeer, job string) {
-				p.accept(job)
-				p.ready(job)
-				p.send(&protocol.V0ExecutorFailedRequest{JobUUID: job})
-			},
-			want: JobResult{Status: protocol.JobStatusHordeFailed, ReportedBy: protocol.JobParticipantTypeExecutor,
-				Reason: string(protocol.HordeFailureReasonGenericError)},
-			msg:   "V0ExecutorFailedRequest",
-			score: "0.000000",
-		},
-		{
-			name: "another job's messages are ignored",
-			script: func(p *minerPeer, job string) {
-				p.send(&protocol.V0DeclineJobRequest{JobUUID: other, Reason: protocol.JobRejectionReasonBusy})
-				p.send(&protocol.V0HordeFailedRequest{JobUUID: other, ReportedBy: protocol.JobParticipantTypeMiner,
-					Reason: protocol.HordeFailureReasonExecutorSpinupFailed})
-				p.accept(job)
-				p.send(&protocol.V0JobFailedRequest{JobUUID: other, Reason: protocol.JobFailureReasonTimeout})
-				p.ready(job)
-				p.send(&protocol.V0JobFinishedRequest{JobUUID: other, DockerProcessStdout: "not mine"})
-				p.finish(job)
-			},
-			want:  JobResult{Status: protocol.JobStatusCompleted, Stdout: "hello horde\n", Stderr: "a warning\n"},
-			log:   "message for another job ignored",
-			score: "6.000000",
-		},
-		{
-			name: "a GenericError from the miner is logged and the job goes on",
-			script: func(p *minerPeer, job string) {
-				p.send(&protocol.GenericError{Details: ptr("executor pool hiccup")})
-				p.accept(job)
-				p.send(&protocol.GenericError{Details: ptr("second hiccup")})
-				p.ready(job)
-				p.finish(job)
-			},
-			want:  JobResult{Status: protocol.JobStatusCompleted, Stdout: "hello horde\n", Stderr: "a warning\n"},
-			log:   "executor pool hiccup",
-			score: "6.000000",
-		},
-		{
-			name: "malformed messages are answered with GenericError and the job goes on",
-			script: func(p *minerPeer, job string) {
-				for _, frame := range []string{
-					`{"message_type":"V0NoSuchMessage","job_uuid":"` + job + `"}`,
-					`not json`,
-					`{"message_type":"V0AcceptJobRequest"}`, // job_uuid missing
-					// A well-formed validator→miner message is not in the miner→validator union.
-					`{"message_type":"ValidatorAuthForMiner","validator_hotkey":"a","miner_hotkey":"b","timestamp":1,"signature":"0x"}`,
-				} {
-					p.sendRaw(frame)
-					ge := expect[protocol.GenericError](p)
-					if ge.Details == nil || !strings.HasPrefix(*ge.Details, "Malformed message") {
-						p.fail("answer to %s: GenericError %v, want details \"Malformed message…\"", frame, ge.Details)
-					}
-				}
-				happyMiner(p, job)
-			},
-			want:  JobResult{Status: protocol.JobStatusCompleted, Stdout: "hello horde\n", Stderr: "a warning\n"},
-			log:   "malformed message from miner",
-			score: "6.000000",
-		},
-		{
-			name: "the miner refuses the validator",
-			script: func(p *minerPeer, job string) {
-				p.send(&protocol.UnauthorizedError{Code: protocol.UnauthorizedErrorCodeUnknownValidator})
-			},
-			want: JobResult{Status: protocol.JobStatusHordeFailed, ReportedBy: protocol.JobParticipantTypeValidator,
-				Reason: string(protocol.HordeFailureReasonMinerConnectionFailed)},
-			msg:   "UNKNOWN_VALIDATOR",
-			score: "0.000000",
-		},
-		{
-			name:   "executor ready before accepting",
-			script: func(p *minerPeer, job string) { p.send(&protocol.V0ExecutorReadyRequest{JobUUID: job}) },
-			want: JobResult{Status: protocol.JobStatusHordeFailed, ReportedBy: protocol.JobParticipantTypeValidator,
-				Reason: string(protocol.HordeFailureReasonGenericError)},
-			msg:   "instead of accepting",
-			score: "0.000000",
-		},
-		{
-			name: "stage messages out of order wait for their stage",
-			script: func(p *minerPeer, job string) {
-				p.accept(job)
-				p.ready(job)
-				p.send(&protocol.V0JobFinishedRequest{JobUUID: job, DockerProcessStdout: "early"})
-				p.send(&protocol.V0ExecutionDoneRequest{JobUUID: job})
-				p.send(&protocol.V0VolumesReadyRequest{JobUUID: job})
-			},
-			want:  JobResult{Status: protocol.JobStatusCompleted, Stdout: "early"},
-			score: "6.000000",
-		},
-		{
-			name:  "a result alone does not complete the job",
-			tweak: shortLeeway,
-			spec:  noStageTime,
-			script: func(p *minerPeer, job string) {
-				p.accept(job)
-				p.ready(job)
-				p.send(&protocol.V0JobFinishedRequest{JobUUID: job, DockerProcessStdout: "never ran"})
-			},
-			want: JobResult{Status: protocol.JobStatusHordeFailed, ReportedBy: protocol.JobParticipantTypeValidator,
-				Reason: string(protocol.HordeFailureReasonVolumesTimedOut)},
-			score: "0.000000",
-		},
-		{
-			name: "the miner drops the connection mid-job",
-			script: func(p *minerPeer, job string) {
-				p.accept(job)
-				p.ready(job)
-				_ = p.conn.CloseNow()
-			},
-			want: JobResult{Status: protocol.JobStatusHordeFailed, ReportedBy: protocol.JobParticipantTypeValidator,
-				Reason: string(protocol.HordeFailureReasonMinerConnectionFailed)},
-			msg: "connection to miner lost",
-		},
-		{
-			name: "the miner closes the connection mid-job",
-			script: func(p *minerPeer, job string) {
-				p.accept(job)
-				p.ready(job)
-				p.send(&protocol.V0VolumesReadyRequest{JobUUID: job})
-				_ = p.conn.Close("going away")
-			},
-			want: JobResult{Status: protocol.JobStatusHordeFailed, ReportedBy: protocol.JobParticipantTypeValidator,
-				Reason: string(protocol.HordeFailureReasonMinerConnectionFailed)},
-			msg: "connection to miner lost",
-		},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			e := newEnv(t, tc.tweak)
-			m := e.startMiner(tc.script)
-			spec := testSpec(protocol.ExecutorClassAlwaysOnTest)
-			if tc.spec != nil {
-				tc.spec(&spec)
-			}
-			res := e.run(t.Context(), spec)
-			p := m.wait()
-
-			got := JobResult{Status: res.Status, ReportedBy: res.ReportedBy, Reason: res.Reason, Stage: res.Stage,
-				Stdout: res.Stdout, Stderr: res.Stderr, ExitStatus: res.ExitStatus}
-			if !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("result = %+v (message %q)\n  want %+v", *res, res.Message, tc.want)
-			}
-			if res.Failed() != (tc.want.Status != protocol.JobStatusCompleted) {
-				t.Errorf("Failed() = %v for status %s", res.Failed(), res.Status)
-			}
-			if !strings.Contains(res.Message, tc.msg) {
-				t.Errorf("result message %q does not mention %q", res.Message, tc.msg)
-			}
-			if !strings.Contains(e.logs.String(), tc.log) {
-				t.Errorf("the validator's log does not mention %q", tc.log)
-			}
-			e.checkStored(res)
-			if tc.score != "" {
-				p.checkFinishedReceipt(spec.UUID, tc.score)
-			}
-		})
-	}
-}
-
-// TestRunJobMinerUnreachable covers the failures before any job message: no receipt is owed.
-func TestRunJobMinerUnreachable(t *testing.T) {
-	closedPort := func(e *env) string {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		e.serveAxon(port)
-		return e.bob.SS58()
-	}
-	for _, tc := range []struct {
-		name  string
-		miner func(e *env) string // sets the chain up, returns the miner's hotkey
-		msg   string
-	}{
-		{"connection refused", closedPort, "refused"},
-		{"miner not registered", func(e *env) string { return mustKey(t, "//Charlie").SS58() }, "not registered"},
-		{"no axon served", func(e *env) string { return e.bob.SS58() }, "no axon"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			e := newEnv(t, nil)
-			spec := testSpec(protocol.ExecutorClassAlwaysOnTest)
-			res, err := e.v.RunJob(t.Context(), tc.miner(e), spec)
-			if err != nil {
-				t.Fatalf("RunJob: %v", err)
-			}
-			if res.Status != protocol.JobStatusHordeFailed || res.ReportedBy != protocol.JobParticipantTypeValidator ||
-				res.Reason != string(protocol.HordeFailureReasonMinerConnectionFailed) || !strings.Contains(res.Message, tc.msg) {
-				t.Errorf("result = %+v; want horde_failed miner_connection_failed mentioning %q", *res, tc.msg)
-			}
-			e.checkStored(res)
-		})
-	}
-}
-
-func TestRunJobCancelled(t *testing.T) {
-	e := newEnv(t, nil)
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	m := e.startMiner(func(p *minerPeer, job string) {
-		p.accept(job)
-		cancel() // the validator is stopped while it waits for the executor
-	})
-	res := e.run(ctx, testSpec(protocol.ExecutorClassAlwaysOnTest))
-	m.wait()
-	if res.Status != protocol.JobStatusHordeFailed || res.Reason != string(protocol.HordeFailureReasonUnhandledException) ||
-		!strings.Contains(res.Message, "validator stopped") {
-		t.Errorf("result = %+v; want horde_failed unhandled_exception \"validator stopped\"", *res)
-	}
-	e.checkStored(res) // recorded although the context is done
-}
-
-// TestStageDeadlinesCarryOver checks that the stage deadlines are one cumulative budget on the
-// injected clock: the script moves the clock by 30 s of the 60 s download budget, and the
-// remainder carries over to the zero-second execution and upload stages. (With per-stage
-// deadlines the execution stage would time out at once.) The clock moves only after the
-// validator has fixed the deadline's base and sent the job request, so the outcome does not
-// depend on when the validator reads the clock.
-func TestStageDeadlinesCarryOver(t *testing.T) {
-	e := newEnv(t, func(c *Config) { c.Leeway = time.Second })
-	spec := testSpec(protocol.ExecutorClassAlwaysOnTest)
-	spec.DownloadTimeLimit, spec.ExecutionTimeLimit, spec.UploadTimeLimit = 60, 0, 0
-	const jump = 30 * time.Second
-	m := e.startMiner(func(p *minerPeer, job string) {
-		p.accept(job)
-		p.ready(job)
-		e.clock.advance(jump)
-		p.send(&protocol.V0VolumesReadyRequest{JobUUID: job})
-		p.send(&protocol.V0ExecutionDoneRequest{JobUUID: job})
-		p.send(&protocol.V0JobFinishedRequest{JobUUID: job, DockerProcessStdout: "in time"})
-	})
-	res := e.run(t.Context(), spec)
-	p := m.wait()
-	if res.Status != protocol.JobStatusCompleted || res.Stdout != "in time" {
-		t.Errorf("result = %+v; want completed", *res)
-	}
-	if res.Took < jump {
-		t.Errorf("Took = %v; want at least the clock's jump of %v", res.Took, jump)
-	}
-	p.checkFinishedReceipt(spec.UUID, "60.000000")
 }

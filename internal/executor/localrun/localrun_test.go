@@ -18,6 +18,7 @@ import (
 	"github.com/computehorde/horde/internal/executor/localrun"
 	"github.com/computehorde/horde/internal/jobimage/jobimagetest"
 	"github.com/computehorde/horde/internal/protocol"
+	"github.com/computehorde/horde/internal/ptr"
 )
 
 func TestMain(m *testing.M) {
@@ -27,11 +28,10 @@ func TestMain(m *testing.M) {
 }
 
 func TestParseSpecDefaults(t *testing.T) {
-	job, err := localrun.ParseSpec([]byte(`{"docker_image": "alpine", "docker_run_cmd": ["echo", "hi"], "env": {"B": "2", "A": "1"}, "execution_time_limit": 7}`))
+	r, timing, err := localrun.ParseSpec([]byte(`{"docker_image": "alpine", "docker_run_cmd": ["echo", "hi"], "env": {"B": "2", "A": "1"}, "execution_time_limit": 7}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := job.Request
 	if r.DockerImage != "alpine" || strings.Join(r.DockerRunCmd, " ") != "echo hi" || string(r.ExecutorClass) != localrun.DefaultClass ||
 		r.DockerRunOptionsPreset != protocol.DockerRunOptionsPresetNone || r.Volume != nil || r.OutputUpload != nil {
 		t.Errorf("request %+v", r)
@@ -41,8 +41,8 @@ func TestParseSpecDefaults(t *testing.T) {
 	}
 	want := protocol.ExecutorTiming{AllowedLeeway: localrun.DefaultAllowedLeeway, DownloadTimeLimit: localrun.DefaultDownloadTimeLimit,
 		ExecutionTimeLimit: 7, UploadTimeLimit: localrun.DefaultUploadTimeLimit}
-	if job.Timing != want {
-		t.Errorf("timing %+v, want %+v", job.Timing, want)
+	if timing != want {
+		t.Errorf("timing %+v, want %+v", timing, want)
 	}
 	if r.JobUUID == "" {
 		t.Error("no job UUID")
@@ -86,7 +86,7 @@ func TestParseSpecRejects(t *testing.T) {
 		{bigEnvSpec(1000, 300), "env: 301000 bytes in all, more than the 262144 allowed"},
 		{`{"docker_image": "a", "docker_run_cmd": ["` + strings.Repeat("x", 200_000) + `"]}`, "docker_run_cmd: argument 0 is 200000 bytes"},
 	} {
-		_, err := localrun.ParseSpec([]byte(tc.spec))
+		_, _, err := localrun.ParseSpec([]byte(tc.spec))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("ParseSpec(%.200s) = %.300v, want an error naming %q", tc.spec, err, tc.want)
 		}
@@ -121,18 +121,18 @@ func FuzzParseSpec(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		job, err := localrun.ParseSpec(data)
+		req, timing, err := localrun.ParseSpec(data)
 		if err != nil {
 			return
 		}
-		if err := executor.CheckTiming(&job.Timing, nil); err != nil {
+		if err := executor.CheckTiming(&timing, nil); err != nil {
 			t.Fatalf("accepted timing out of bounds: %v", err)
 		}
-		if err := executor.CheckJobRequest(&job.Request); err != nil {
+		if err := executor.CheckJobRequest(&req); err != nil {
 			t.Fatalf("accepted a request an executor refuses: %v", err)
 		}
-		if job.Request.DockerImage == "" || job.Timing.ExecutionTimeLimit <= 0 {
-			t.Fatalf("accepted %+v", job)
+		if req.DockerImage == "" || timing.ExecutionTimeLimit <= 0 {
+			t.Fatalf("accepted %+v with %+v", req, timing)
 		}
 	})
 }
@@ -148,13 +148,14 @@ func newRuntime(t testing.TB) *docker.Runtime {
 	return rt
 }
 
-func spec(t testing.TB, image string, extra string) localrun.Job {
+// spec parses a spec of image and the extra fields.
+func spec(t testing.TB, image, extra string) (protocol.V0JobRequest, protocol.ExecutorTiming) {
 	t.Helper()
-	job, err := localrun.ParseSpec([]byte(`{"docker_image": "` + image + `"` + extra + `}`))
+	req, timing, err := localrun.ParseSpec([]byte(`{"docker_image": "` + image + `"` + extra + `}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return job
+	return req, timing
 }
 
 func TestRunHello(t *testing.T) {
@@ -162,7 +163,8 @@ func TestRunHello(t *testing.T) {
 	img := jobimagetest.Hello(t)
 	out := t.TempDir()
 	var events []localrun.Event
-	res, err := localrun.Run(context.Background(), spec(t, img, `, "docker_run_cmd": ["--write", "/artifacts/a.txt:5"], "artifacts_dir": "/artifacts"`), localrun.Options{
+	req, timing := spec(t, img, `, "docker_run_cmd": ["--write", "/artifacts/a.txt:5"], "artifacts_dir": "/artifacts"`)
+	res, err := localrun.Run(context.Background(), req, timing, localrun.Options{
 		Runtime:   rt,
 		Configure: func(c *executor.Config) { c.KeepOutput = out },
 		OnEvent:   func(ev localrun.Event) { events = append(events, ev) },
@@ -200,7 +202,8 @@ func TestRunFailureKeepsOutput(t *testing.T) {
 	rt := newRuntime(t)
 	img := jobimagetest.Hello(t)
 	out := t.TempDir()
-	res, err := localrun.Run(context.Background(), spec(t, img, `, "docker_run_cmd": ["--exit", "4"]`), localrun.Options{
+	req, timing := spec(t, img, `, "docker_run_cmd": ["--exit", "4"]`)
+	res, err := localrun.Run(context.Background(), req, timing, localrun.Options{
 		Runtime: rt, Configure: func(c *executor.Config) { c.KeepOutput = out },
 	})
 	if err != nil {
@@ -243,7 +246,7 @@ func BenchmarkExecutorVsBare(b *testing.B) {
 		},
 		Resources: container.Resources{Memory: limits.MemoryBytes, MemorySwap: limits.MemoryBytes, NanoCPUs: limits.NanoCPUs, PidsLimit: &limits.Pids},
 	}
-	job := spec(b, img, "")
+	req, timing := spec(b, img, "")
 	var bare, exec, total, wall time.Duration
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
@@ -255,7 +258,7 @@ func BenchmarkExecutorVsBare(b *testing.B) {
 		bare += time.Since(start)
 
 		start = time.Now()
-		res, err := localrun.Run(ctx, job, localrun.Options{Runtime: rt})
+		res, err := localrun.Run(ctx, req, timing, localrun.Options{Runtime: rt})
 		wall += time.Since(start)
 		if err != nil || !res.Succeeded() {
 			b.Fatalf("executor run: %v %#v", err, res.Final)
@@ -279,18 +282,11 @@ func TestExampleSpec(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	job, err := localrun.ParseSpec(data)
+	req, _, err := localrun.ParseSpec(data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if job.Request.Volume == nil || job.Request.Volume.Inline == nil || derefOr(job.Request.ArtifactsDir) != "/artifacts" {
-		t.Errorf("example spec: %+v", job.Request)
+	if req.Volume == nil || req.Volume.Inline == nil || ptr.Deref(req.ArtifactsDir) != "/artifacts" {
+		t.Errorf("example spec: %+v", req)
 	}
-}
-
-func derefOr(p *string) string {
-	if p == nil {
-		return ""
-	}
-	return *p
 }

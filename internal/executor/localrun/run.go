@@ -58,10 +58,10 @@ type Options struct {
 	OnEvent func(Event)
 }
 
-// Run runs job through a fresh executor connected to a loopback miner and returns what the
-// executor reported. An error means the run itself could not happen (no listener, the executor
+// Run runs the job (req with the time limits timing, as [ParseSpec] returns them) through a
+// fresh executor connected to a loopback miner and returns what the executor reported. An error means the run itself could not happen (no listener, the executor
 // could not connect or report); a job that failed is a Result whose Final says why.
-func Run(ctx context.Context, job Job, opts Options) (Result, error) {
+func Run(ctx context.Context, req protocol.V0JobRequest, timing protocol.ExecutorTiming, opts Options) (Result, error) {
 	if opts.Runtime == nil {
 		return Result{}, errors.New("localrun: Options.Runtime is nil")
 	}
@@ -69,12 +69,10 @@ func Run(ctx context.Context, job Job, opts Options) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("localrun: listen on loopback: %w", err)
 	}
-	jobUUID := job.Request.JobUUID
-	if jobUUID == "" {
-		jobUUID = uuid.NewString()
+	if req.JobUUID == "" {
+		req.JobUUID = uuid.NewString()
 	}
-	job.Request.JobUUID = jobUUID
-	m := &miner{job: job, token: jobUUID + "-" + uuid.NewString(), start: time.Now(), onEvent: opts.OnEvent}
+	m := &miner{req: req, timing: timing, token: req.JobUUID + "-" + uuid.NewString(), start: time.Now(), onEvent: opts.OnEvent}
 	srv := &http.Server{Handler: m, ReadHeaderTimeout: 10 * time.Second}
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -115,7 +113,8 @@ func Run(ctx context.Context, job Job, opts Options) (Result, error) {
 // miner plays the miner's side of one executor connection: initial request, job request after
 // ExecutorReady, and a record of everything until the terminal message.
 type miner struct {
-	job     Job
+	req     protocol.V0JobRequest
+	timing  protocol.ExecutorTiming
 	token   string
 	start   time.Time
 	onEvent func(Event)
@@ -183,8 +182,7 @@ func (m *miner) converse(ctx context.Context, conn *wsconn.Conn) error {
 			m.mu.Lock()
 			m.sentJob = time.Now()
 			m.mu.Unlock()
-			req := m.job.Request
-			if err := conn.Send(ctx, &req); err != nil {
+			if err := conn.Send(ctx, &m.req); err != nil {
 				return err
 			}
 		}
@@ -255,7 +253,7 @@ func (m *miner) initialRequest() (*protocol.V0InitialJobRequest, error) {
 	if err != nil {
 		return nil, err
 	}
-	req := m.job.Request
+	req := m.req
 	payload := protocol.JobStartedReceiptPayload{
 		JobUUID:         req.JobUUID,
 		MinerHotkey:     validator.SS58(),
@@ -263,11 +261,11 @@ func (m *miner) initialRequest() (*protocol.V0InitialJobRequest, error) {
 		Timestamp:       protocol.NewTimestamp(time.Now()),
 		ExecutorClass:   req.ExecutorClass,
 		IsOrganic:       true,
-		TTL:             m.job.Timing.Total(),
+		TTL:             m.timing.Total(),
 	}
 	blob := payload.BlobForSigning()
 	image := req.DockerImage
-	timing := m.job.Timing
+	timing := m.timing
 	return &protocol.V0InitialJobRequest{
 		JobUUID:                    req.JobUUID,
 		ExecutorClass:              req.ExecutorClass,

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"slices"
 	"strings"
 
@@ -36,111 +35,140 @@ const (
 // timingKeys are the spec fields that are not V0JobRequest fields.
 var timingKeys = []string{"allowed_leeway", "download_time_limit", "execution_time_limit", "upload_time_limit"}
 
-// Job is a parsed spec: the job request the miner would send, and its time limits.
-type Job struct {
-	Request protocol.V0JobRequest
-	Timing  protocol.ExecutorTiming
-}
-
 // ParseSpec reads a job spec: a JSON object with V0JobRequest's fields under upstream's names
 // (docker_image, docker_run_cmd, env, volume, output_upload, artifacts_dir, raw_script,
 // docker_run_options_preset, executor_class) plus the time limits allowed_leeway,
-// download_time_limit, execution_time_limit and upload_time_limit in seconds. Missing optional
-// fields get upstream's defaults; unknown fields, wrong types and bad values are errors that
-// name the field.
-func ParseSpec(data []byte) (Job, error) {
+// download_time_limit, execution_time_limit and upload_time_limit in seconds. It returns the job
+// as a miner hands it to an executor: the job request, under a new job UUID, and the time limits
+// of the initial request before it. Missing optional fields get upstream's defaults; unknown
+// fields, wrong types and bad values are errors that name the field.
+func ParseSpec(data []byte) (protocol.V0JobRequest, protocol.ExecutorTiming, error) {
+	req, timing, err := parseSpec(data)
+	if err == nil {
+		// What an executor would refuse, refused here: a spec that parses runs anywhere.
+		err = errors.Join(
+			executor.CheckTiming(&timing, nil),
+			executor.CheckImage("docker_image", req.DockerImage),
+			executor.CheckJobRequest(&req),
+		)
+	}
+	if err != nil {
+		return protocol.V0JobRequest{}, protocol.ExecutorTiming{}, fmt.Errorf("job spec: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	return req, timing, nil
+}
+
+// parseSpec decodes the spec. The request's fields go through the protocol's own strict
+// decoder: they replace those of a default request as the protocol encodes it, and the whole
+// is decoded as the V0JobRequest an executor receives.
+func parseSpec(data []byte) (req protocol.V0JobRequest, timing protocol.ExecutorTiming, err error) {
 	if len(data) > protocol.MaxFrameSize {
-		return Job{}, fmt.Errorf("job spec: %d bytes, more than a job request may carry (%d)", len(data), protocol.MaxFrameSize)
+		return req, timing, fmt.Errorf("%d bytes, more than a job request may carry (%d)", len(data), protocol.MaxFrameSize)
 	}
 	fields, err := objectFields(data)
 	if err != nil {
-		return Job{}, fmt.Errorf("job spec: %w", err)
+		return req, timing, err
 	}
-	job := Job{Timing: protocol.ExecutorTiming{
+	request, err := defaultRequest()
+	if err != nil {
+		return req, timing, err
+	}
+	if timing, err = readTiming(fields, request); err != nil {
+		return req, timing, err
+	}
+	// The values as the protocol's reader reads them: it holds each to the protocol's rules
+	// (UTF-8, no duplicate keys, numbers in range) and names the field it faults.
+	var spec protocol.OrderedMap[json.RawMessage]
+	if err := spec.UnmarshalJSON(data); err != nil {
+		return req, timing, err
+	}
+	for key, value := range spec.All() {
+		if !slices.Contains(timingKeys, key) {
+			// Moved behind the defaults, so that of several bad fields the spec's first is named.
+			request.Delete(key)
+			request.Set(key, value)
+		}
+	}
+	encoded, err := request.MarshalJSON()
+	if err == nil {
+		err = req.UnmarshalJSON(encoded)
+	}
+	if err == nil && timing.ExecutionTimeLimit == 0 {
+		err = errors.New("execution_time_limit must be at least 1 second")
+	}
+	return req, timing, err
+}
+
+// readTiming reads the spec's time limits and checks that its other fields are request
+// fields a user may set, docker_image among them.
+func readTiming(fields []field, request protocol.OrderedMap[json.RawMessage]) (protocol.ExecutorTiming, error) {
+	timing := protocol.ExecutorTiming{
 		AllowedLeeway:      DefaultAllowedLeeway,
 		DownloadTimeLimit:  DefaultDownloadTimeLimit,
 		ExecutionTimeLimit: DefaultExecutionTimeLimit,
 		UploadTimeLimit:    DefaultUploadTimeLimit,
-	}}
+	}
 	limits := map[string]*int{
-		"allowed_leeway":       &job.Timing.AllowedLeeway,
-		"download_time_limit":  &job.Timing.DownloadTimeLimit,
-		"execution_time_limit": &job.Timing.ExecutionTimeLimit,
-		"upload_time_limit":    &job.Timing.UploadTimeLimit,
+		"allowed_leeway":       &timing.AllowedLeeway,
+		"download_time_limit":  &timing.DownloadTimeLimit,
+		"execution_time_limit": &timing.ExecutionTimeLimit,
+		"upload_time_limit":    &timing.UploadTimeLimit,
 	}
-	defaults := map[string]string{
-		"executor_class":            `"` + DefaultClass + `"`,
-		"raw_script":                "null",
-		"docker_run_options_preset": `"none"`,
-		"docker_run_cmd":            "[]",
-		"env":                       "{}",
-		"volume":                    "null",
-		"output_upload":             "null",
-		"artifacts_dir":             "null",
-	}
-	known := slices.Sorted(maps.Keys(defaults))
-	// Rebuild the object as a V0JobRequest so the protocol's strict decoder checks it.
-	var req bytes.Buffer
-	req.WriteString(`{"message_type":"V0JobRequest","job_uuid":"` + uuid.NewString() + `"`)
+	hasImage := false
 	for _, f := range fields {
+		hasImage = hasImage || f.key == "docker_image"
 		if dst, ok := limits[f.key]; ok {
 			if err := json.Unmarshal(f.value, dst); err != nil || *dst < 0 {
-				return Job{}, fmt.Errorf("job spec: %s must be a non-negative whole number of seconds, not %s", f.key, f.value)
+				return timing, fmt.Errorf("%s must be a non-negative whole number of seconds, not %s", f.key, f.value)
 			}
 			continue
 		}
 		if f.key == "message_type" || f.key == "job_uuid" {
-			return Job{}, fmt.Errorf("job spec: field %q is set by the runner; remove it", f.key)
+			return timing, fmt.Errorf("field %q is set by the runner; remove it", f.key)
 		}
-		if !slices.Contains(known, f.key) && f.key != "docker_image" {
+		if _, known := request.Get(f.key); !known {
 			// A typo must not be silently ignored: the job would run without what it asked for.
-			return Job{}, fmt.Errorf("job spec: unknown field %q; known fields: docker_image, %s, %s",
-				f.key, strings.Join(known, ", "), strings.Join(timingKeys, ", "))
+			return timing, fmt.Errorf("unknown field %q; known fields: docker_image, %s, %s",
+				f.key, strings.Join(optionalFields(request), ", "), strings.Join(timingKeys, ", "))
 		}
-		delete(defaults, f.key)
-		k, _ := json.Marshal(f.key)
-		req.WriteByte(',')
-		req.Write(k)
-		req.WriteByte(':')
-		req.Write(f.value)
 	}
-	if !hasKey(fields, "docker_image") {
-		return Job{}, errors.New(`job spec: "docker_image" is required`)
+	if !hasImage {
+		return timing, errors.New(`"docker_image" is required`)
 	}
-	for _, k := range slices.Sorted(maps.Keys(defaults)) {
-		req.WriteString(`,"` + k + `":` + defaults[k])
+	return timing, nil
+}
+
+// defaultRequest returns the fields of a job request with upstream's defaults and a new job
+// UUID, as the protocol encodes them.
+func defaultRequest() (protocol.OrderedMap[json.RawMessage], error) {
+	var fields protocol.OrderedMap[json.RawMessage]
+	encoded, err := protocol.Encode(&protocol.V0JobRequest{
+		JobUUID:                uuid.NewString(),
+		ExecutorClass:          DefaultClass,
+		DockerRunOptionsPreset: protocol.DockerRunOptionsPresetNone,
+		DockerRunCmd:           []string{},
+	})
+	if err == nil {
+		err = fields.UnmarshalJSON(encoded)
 	}
-	req.WriteByte('}')
-	msg, err := protocol.DecodeMinerToExecutor(req.Bytes())
-	if err != nil {
-		return Job{}, fmt.Errorf("job spec: %w", err)
+	return fields, err
+}
+
+// optionalFields lists, sorted, the request fields a spec may leave out.
+func optionalFields(request protocol.OrderedMap[json.RawMessage]) []string {
+	var out []string
+	for _, k := range request.Keys() {
+		if k != "message_type" && k != "job_uuid" && k != "docker_image" {
+			out = append(out, k)
+		}
 	}
-	r, ok := msg.(*protocol.V0JobRequest)
-	if !ok {
-		return Job{}, fmt.Errorf("job spec: decoded as %s", msg.MessageType())
-	}
-	job.Request = *r
-	if job.Timing.ExecutionTimeLimit == 0 {
-		return Job{}, errors.New("job spec: execution_time_limit must be at least 1 second")
-	}
-	// What an executor would refuse, refused here: a spec that parses runs anywhere.
-	if err := errors.Join(
-		executor.CheckTiming(&job.Timing, nil),
-		executor.CheckImage("docker_image", job.Request.DockerImage),
-		executor.CheckJobRequest(&job.Request),
-	); err != nil {
-		return Job{}, fmt.Errorf("job spec: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
-	}
-	return job, nil
+	slices.Sort(out)
+	return out
 }
 
 type field struct {
 	key   string
 	value json.RawMessage
-}
-
-func hasKey(fields []field, key string) bool {
-	return slices.ContainsFunc(fields, func(f field) bool { return f.key == key })
 }
 
 // objectFields returns the members of a JSON object in order, rejecting duplicates and
