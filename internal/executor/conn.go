@@ -12,6 +12,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/computehorde/horde/internal/protocol"
+	"github.com/computehorde/horde/internal/ptr"
 	"github.com/computehorde/horde/internal/wsconn"
 )
 
@@ -138,7 +139,7 @@ func (c *minerConn) readLoop(ctx context.Context) {
 			gotJob = true
 			c.job <- m
 		case *protocol.GenericError:
-			c.log.Warn("miner sent an error", "details", derefString(m.Details))
+			c.log.Warn("miner sent an error", "details", ptr.Deref(m.Details))
 		default:
 			c.genericError(ctx, "Unsupported message: "+msg.MessageType())
 		}
@@ -205,11 +206,4 @@ func (c *minerConn) close() {
 	_ = c.conn.Close("job done") // the job has been reported or cannot be; nothing to add
 	c.cancelRead()
 	<-c.done
-}
-
-func derefString(p *string) string {
-	if p == nil {
-		return ""
-	}
-	return *p
 }

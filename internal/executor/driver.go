@@ -17,6 +17,7 @@ import (
 	"github.com/computehorde/horde/internal/gpu"
 	"github.com/computehorde/horde/internal/hwclass"
 	"github.com/computehorde/horde/internal/protocol"
+	"github.com/computehorde/horde/internal/ptr"
 )
 
 // jobError is a failure the job caused; it becomes V0JobFailedRequest.
@@ -330,7 +331,7 @@ func (d *driver) startup(ctx context.Context) error {
 	if err := d.securityChecks(sctx); err != nil {
 		return err
 	}
-	if img := derefString(d.initial.DockerImage); img != "" {
+	if img := ptr.Deref(d.initial.DockerImage); img != "" {
 		if err := CheckImage("docker_image", img); err != nil {
 			return invalidJob(err)
 		}
@@ -528,7 +529,7 @@ func (d *driver) runSpec(ctx context.Context) (RunSpec, error) {
 	req := d.request
 	image := req.DockerImage
 	if image == "" {
-		image = derefString(d.initial.DockerImage)
+		image = ptr.Deref(d.initial.DockerImage)
 	}
 	if err := CheckImage("docker_image", image); err != nil {
 		return RunSpec{}, invalidJob(err)
@@ -570,13 +571,13 @@ func (d *driver) runSpec(ctx context.Context) (RunSpec, error) {
 		}
 	}
 	// CheckJobRequest made sure it is a clean absolute path the job may mount.
-	spec.ArtifactsMount = derefString(req.ArtifactsDir)
+	spec.ArtifactsMount = ptr.Deref(req.ArtifactsDir)
 	return spec, nil
 }
 
 func (d *driver) upload(ctx context.Context) error {
 	var artifacts *protocol.OrderedMap[string]
-	if mount := derefString(d.request.ArtifactsDir); mount != "" {
+	if mount := ptr.Deref(d.request.ArtifactsDir); mount != "" {
 		var err error
 		if artifacts, err = upload.CollectArtifacts(d.ws.ArtifactsDir, path.Clean(mount), d.log); err != nil {
 			return jobFailed(protocol.JobFailureReasonUploadFailed, "Upload failed: artifacts: %v", err)

@@ -31,6 +31,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/computehorde/horde/internal/clock"
 	"github.com/computehorde/horde/internal/egress"
 	"github.com/computehorde/horde/internal/executor/upload"
 	"github.com/computehorde/horde/internal/executor/volume"
@@ -46,15 +47,7 @@ const (
 
 // Clock is the executor's time source: deadlines are computed from Now and waited for with
 // After. Tests inject a fake one so they need not sleep.
-type Clock interface {
-	Now() time.Time
-	After(d time.Duration) <-chan time.Time
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time                         { return time.Now() }
-func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+type Clock = clock.Clock
 
 // Config configures Run.
 type Config struct {
@@ -148,7 +141,7 @@ func (c Config) withDefaults() Config {
 		c.DialAttempts = DefaultDialAttempts
 	}
 	if c.Clock == nil {
-		c.Clock = realClock{}
+		c.Clock = clock.Real{}
 	}
 	return c
 }

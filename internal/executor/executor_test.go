@@ -22,6 +22,7 @@ import (
 	"github.com/google/uuid"
 	"go.uber.org/goleak"
 
+	"github.com/computehorde/horde/internal/clock/clocktest"
 	"github.com/computehorde/horde/internal/egress"
 	"github.com/computehorde/horde/internal/executor"
 	"github.com/computehorde/horde/internal/executor/docker"
@@ -370,7 +371,7 @@ func TestHappyPath(t *testing.T) {
 		t.Errorf("dialled %s", m.path)
 	}
 	for _, msg := range got {
-		if u := jobUUIDOf(msg); u != j.uuid {
+		if u, _ := protocol.JobUUIDOf(msg); u != j.uuid {
 			t.Errorf("%s names job %q", msg.MessageType(), u)
 		}
 	}
@@ -557,11 +558,12 @@ func TestChannelRules(t *testing.T) {
 func TestStartupTimeout(t *testing.T) {
 	e := newEnv(t)
 	j := newJob(e.image)
-	clock := newFakeClock()
+	clock := clocktest.NewFake(time.Date(2026, 1, 21, 13, 0, 0, 0, time.UTC))
 	m := newFakeMiner(t, j.token, step{expect: 1})
 	go func() {
-		clock.waitForWaiters(1)
-		clock.Advance(6 * time.Second)
+		if clock.AwaitTimers(context.Background(), 1) == nil {
+			clock.Advance(6 * time.Second)
+		}
 	}()
 	start := time.Now()
 	if err := e.run(t, m, func(c *executor.Config) { c.Clock = clock }); err != nil {
@@ -633,24 +635,4 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("%+v validated", c)
 		}
 	}
-}
-
-func jobUUIDOf(m protocol.Message) string {
-	switch m := m.(type) {
-	case *protocol.V0ExecutorReadyRequest:
-		return m.JobUUID
-	case *protocol.V0VolumesReadyRequest:
-		return m.JobUUID
-	case *protocol.V0ExecutionDoneRequest:
-		return m.JobUUID
-	case *protocol.V0MachineSpecsRequest:
-		return m.JobUUID
-	case *protocol.V0JobFinishedRequest:
-		return m.JobUUID
-	case *protocol.V0JobFailedRequest:
-		return m.JobUUID
-	case *protocol.V0HordeFailedRequest:
-		return m.JobUUID
-	}
-	return fmt.Sprintf("(%T)", m)
 }

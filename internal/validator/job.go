@@ -212,7 +212,7 @@ func (d *driver) await(ctx context.Context, deadline time.Time, onTimeout protoc
 			case *protocol.UnauthorizedError:
 				return nil, hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, "miner refused the validator: "+string(m.Code))
 			}
-			if id := jobUUIDOf(msg); id != d.spec.UUID {
+			if id, _ := protocol.JobUUIDOf(msg); id != d.spec.UUID {
 				d.log.Warn("message for another job ignored", "message", msg.MessageType(), "job_uuid", id)
 				continue
 			}
@@ -293,34 +293,3 @@ const legacyTotalJobTimeout = 300
 // ceilSecs converts a limit to whole seconds for a receipt ttl, rounding up so that a
 // sub-second limit does not make a receipt that has expired when it is issued.
 func ceilSecs(d time.Duration) int { return int((d + time.Second - 1) / time.Second) }
-
-// jobUUIDOf returns the job a miner message is about; "" for messages about no job.
-func jobUUIDOf(m protocol.Message) string {
-	switch m := m.(type) {
-	case *protocol.V0AcceptJobRequest:
-		return m.JobUUID
-	case *protocol.V0DeclineJobRequest:
-		return m.JobUUID
-	case *protocol.V0ExecutorReadyRequest:
-		return m.JobUUID
-	case *protocol.V0VolumesReadyRequest:
-		return m.JobUUID
-	case *protocol.V0StreamingJobReadyRequest:
-		return m.JobUUID
-	case *protocol.V0ExecutionDoneRequest:
-		return m.JobUUID
-	case *protocol.V0MachineSpecsRequest:
-		return m.JobUUID
-	case *protocol.V0JobFinishedRequest:
-		return m.JobUUID
-	case *protocol.V0JobFailedRequest:
-		return m.JobUUID
-	case *protocol.V0HordeFailedRequest:
-		return m.JobUUID
-	case *protocol.V0ExecutorFailedRequest:
-		return m.JobUUID
-	case *protocol.V0StreamingJobNotReadyRequest:
-		return m.JobUUID
-	}
-	return ""
-}

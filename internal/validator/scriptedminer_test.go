@@ -214,7 +214,7 @@ func (p *minerPeer) finish(job string) {
 // stands still until a test moves it, and then moves the clock to that deadline.
 func (p *minerPeer) expire(d time.Duration) {
 	p.t.Helper()
-	if err := p.e.clock.awaitTimer(p.ctx, p.e.clock.Now().Add(d)); err != nil {
+	if err := p.e.clock.AwaitTimer(p.ctx, p.e.clock.Now().Add(d)); err != nil {
 		p.fail("miner: the validator never waited for a deadline %v away: %v", d, err)
 	}
 	p.e.clock.Advance(d)

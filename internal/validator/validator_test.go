@@ -17,6 +17,7 @@ import (
 
 	"github.com/computehorde/horde/internal/chain"
 	"github.com/computehorde/horde/internal/chain/sim"
+	"github.com/computehorde/horde/internal/clock/clocktest"
 	"github.com/computehorde/horde/internal/keys"
 	"github.com/computehorde/horde/internal/protocol"
 	"github.com/computehorde/horde/internal/store"
@@ -25,74 +26,6 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const netuid chain.NetUID = 12
-
-// testClock is the validator's clock in tests: it stands still until a test moves it, and
-// then fires the After channels that have come due, so no test waits for a deadline in real
-// time. It starts far from the real time, so that a wait that mixes the real clock in (such as
-// time.Until on one of its deadlines) fails at once.
-type testClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers map[int64][]chan time.Time // After channels by due time (Unix ns) until they fire
-	armed  chan struct{}              // closed and replaced whenever After adds a timer
-}
-
-func newTestClock() *testClock {
-	return &testClock{
-		now:    time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC),
-		timers: map[int64][]chan time.Time{},
-		armed:  make(chan struct{}),
-	}
-}
-
-func (c *testClock) Now() time.Time { return c.Advance(0) }
-
-func (c *testClock) After(d time.Duration) <-chan time.Time {
-	timer := make(chan time.Time, 1)
-	c.mu.Lock()
-	due := c.now.Add(d).UnixNano()
-	c.timers[due] = append(c.timers[due], timer)
-	close(c.armed)
-	c.armed = make(chan struct{})
-	c.mu.Unlock()
-	c.Advance(0) // fires it at once if it is due
-	return timer
-}
-
-// Advance moves the clock forward by d, fires the timers that have come due and returns the
-// new time.
-func (c *testClock) Advance(d time.Duration) time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	for due, timers := range c.timers {
-		if due > c.now.UnixNano() {
-			continue
-		}
-		for _, timer := range timers {
-			timer <- c.now
-		}
-		delete(c.timers, due)
-	}
-	return c.now
-}
-
-// awaitTimer returns once something waits for the time due, or with ctx's error.
-func (c *testClock) awaitTimer(ctx context.Context, due time.Time) error {
-	for {
-		c.mu.Lock()
-		armed, timers := c.armed, c.timers[due.UnixNano()]
-		c.mu.Unlock()
-		if len(timers) > 0 {
-			return nil
-		}
-		select {
-		case <-armed:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
 
 // logBuffer collects the validator's log for assertions.
 type logBuffer struct {
@@ -127,14 +60,14 @@ type env struct {
 	alice, bob *keys.Keypair
 	chain      *sim.Chain
 	db         *store.DB
-	clock      *testClock
+	clock      *clocktest.Fake
 	logs       *logBuffer
 	v          *Validator
 }
 
 func newEnv(t *testing.T, tweak func(*Config)) *env {
 	t.Helper()
-	e := &env{t: t, alice: mustKey(t, "//Alice"), bob: mustKey(t, "//Bob"), clock: newTestClock(), logs: &logBuffer{}}
+	e := &env{t: t, alice: mustKey(t, "//Alice"), bob: mustKey(t, "//Bob"), clock: clocktest.NewFake(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)), logs: &logBuffer{}}
 	permit := true
 	var err error
 	e.chain, err = sim.New(sim.Genesis{
