@@ -240,7 +240,7 @@ func (d *Devnet) startMiner(ctx, runCtx context.Context, key *keys.Keypair, clas
 	}
 	d.Miner, err = miner.New(miner.Config{
 		Keypair: key, Chain: d.Chain, NetUID: NetUID, Store: d.MinerStore, Executors: execs,
-		Manifest: []miner.ManifestEntry{{Class: d.cfg.ExecutorClass, Count: d.cfg.Executors}},
+		Manifest: protocol.Manifest{{Class: d.cfg.ExecutorClass, Count: d.cfg.Executors}},
 		// Upstream's miners serve validators with at least 1000 stake.
 		MinValidatorStake: 1000 * raoPerTAO,
 		Logger:            d.log,

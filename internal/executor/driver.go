@@ -323,7 +323,7 @@ func timeAfterStartup(initial *protocol.V0InitialJobRequest) time.Duration {
 func (d *driver) startup(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(ctx, max(d.timeLeft(), 0))
 	defer cancel()
-	cls, err := d.cfg.Classes.Lookup(string(d.initial.ExecutorClass))
+	cls, err := d.cfg.Classes.Lookup(d.initial.ExecutorClass)
 	if err != nil {
 		return hordeFailed(protocol.HordeFailureReasonGenericError, "This executor cannot run class %s: %v", d.initial.ExecutorClass, err)
 	}

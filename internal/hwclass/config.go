@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/computehorde/horde/internal/protocol"
 )
 
 // ParseClassValues parses upstream's comma-separated `class=value` format
@@ -19,8 +21,8 @@ import (
 // Anything else is an error that names the bad entry: an empty entry, a
 // missing '=', an unknown class, a class given twice, or a value that is not
 // a finite number >= 0.
-func (r *Registry) ParseClassValues(s string) (map[string]float64, error) {
-	out := map[string]float64{}
+func (r *Registry) ParseClassValues(s string) (map[protocol.ExecutorClass]float64, error) {
+	out := map[protocol.ExecutorClass]float64{}
 	if strings.TrimSpace(s) == "" {
 		return out, nil
 	}
@@ -38,17 +40,18 @@ func (r *Registry) ParseClassValues(s string) (map[string]float64, error) {
 		case name == "":
 			return nil, bad("no class name")
 		}
-		if _, err := r.Lookup(name); err != nil {
-			return nil, bad(fmt.Sprintf("unknown class %q (valid: %s)", name, strings.Join(r.Names(), ", ")))
+		class := protocol.ExecutorClass(name)
+		if _, err := r.Lookup(class); err != nil {
+			return nil, bad(fmt.Sprintf("unknown class %q (valid: %s)", name, r.namesText()))
 		}
-		if _, dup := out[name]; dup {
+		if _, dup := out[class]; dup {
 			return nil, bad(fmt.Sprintf("class %q given twice", name))
 		}
 		v, err := strconv.ParseFloat(value, 64)
 		if err != nil || math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
 			return nil, bad(fmt.Sprintf("value %q is not a finite number >= 0", value))
 		}
-		out[name] = v
+		out[class] = v
 	}
 	return out, nil
 }
@@ -71,7 +74,7 @@ func (r *Registry) ParseOverrides(s string) (*Registry, error) {
 //
 //	{"classes": {"always_on.test": {"relative_value": 5, "memory_bytes": 1073741824}}}
 type Config struct {
-	Classes map[string]ClassConfig `json:"classes"`
+	Classes map[protocol.ExecutorClass]ClassConfig `json:"classes"`
 }
 
 // ClassConfig changes one class; see [Class] for the meaning of each field.
@@ -140,7 +143,7 @@ func (r *Registry) Apply(cfg Config) (*Registry, error) {
 			}
 		}
 		if i < 0 {
-			return nil, fmt.Errorf("hwclass: class config: unknown executor class %q; valid classes: %s", name, strings.Join(r.Names(), ", "))
+			return nil, fmt.Errorf("hwclass: class config: unknown executor class %q; valid classes: %s", name, r.namesText())
 		}
 		c := &classes[i]
 		set(&c.Description, cc.Description)

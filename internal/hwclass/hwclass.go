@@ -1,8 +1,8 @@
-// Package hwclass is the registry of executor classes: upstream's five class
-// names with their short codes, hardware description, spin-up time, relative
-// value and the resource limits a job container gets on each. It also holds
-// the manifest commitment codec (`<M:A3;S2>`), which is built on the short
-// codes.
+// Package hwclass is the registry of executor classes: for each of upstream's five classes
+// (protocol.ExecutorClass names them on the wire) its short code, hardware description,
+// spin-up time, relative value and the resource limits a job container gets on it. It also
+// holds the manifest commitment codec (`<M:A3;S2>`), which is built on the short codes and
+// writes protocol.Manifest, the one manifest type.
 //
 // A [Registry] is immutable and safe for concurrent use; the With… and Apply
 // methods return changed copies.
@@ -15,21 +15,9 @@ import (
 	"slices"
 	"strings"
 	"time"
-)
 
-// Upstream's executor class names: the wire values of compute_horde_core's
-// ExecutorClass. They are the only valid class names.
-const (
-	SpinUp4minGPU24GB = "spin_up-4min.gpu-24gb"
-	AlwaysOnGPU24GB   = "always_on.gpu-24gb"
-	AlwaysOnLLMA6000  = "always_on.llm.a6000"
-	AlwaysOnTest      = "always_on.test"
-	AlwaysOnCPU8c16GB = "always_on.cpu.8c.16gb"
+	"github.com/computehorde/horde/internal/protocol"
 )
-
-// DefaultClass is upstream's DEFAULT_EXECUTOR_CLASS, used when a job names
-// none.
-const DefaultClass = SpinUp4minGPU24GB
 
 // MaxExecutorTimeout is upstream's MAX_EXECUTOR_TIMEOUT: the longest an
 // executor may live.
@@ -37,7 +25,7 @@ const MaxExecutorTimeout = 20 * time.Minute
 
 // Class is one executor class.
 type Class struct {
-	Name string // upstream wire value, e.g. "always_on.test"
+	Name protocol.ExecutorClass // e.g. always_on.test
 	// Short is the one-letter code in manifest commitments.
 	Short       string
 	Description string
@@ -87,34 +75,34 @@ const (
 // small limits that fit a 2-core development machine.
 var defaultClasses = []Class{
 	{
-		Name: SpinUp4minGPU24GB, Short: "S",
+		Name: protocol.ExecutorClassSpinUp4minGPU24GB, Short: "S",
 		Description: "cost-effective GPU machine with 24 GB of VRAM, started on demand (up to 4 minutes)",
 		SpinUp:      240 * time.Second, HasGPU: true, GPUCount: 1, GPUVRAMGB: 24,
 		CPUCores: 8, RAMGB: 32, RelativeValue: 98,
 		Limits: Limits{MemoryBytes: 32 * gib, NanoCPUs: 8 * cpu, Pids: 4096, DiskBytes: 100 * gib},
 	},
 	{
-		Name: AlwaysOnGPU24GB, Short: "A",
+		Name: protocol.ExecutorClassAlwaysOnGPU24GB, Short: "A",
 		Description: "always-on GPU machine with 24 GB of VRAM",
 		SpinUp:      3 * time.Second, HasGPU: true, GPUCount: 1, GPUVRAMGB: 24,
 		CPUCores: 8, RAMGB: 32, RelativeValue: 0,
 		Limits: Limits{MemoryBytes: 32 * gib, NanoCPUs: 8 * cpu, Pids: 4096, DiskBytes: 100 * gib},
 	},
 	{
-		Name: AlwaysOnLLMA6000, Short: "L",
+		Name: protocol.ExecutorClassAlwaysOnLLMA6000, Short: "L",
 		Description: "always-on NVIDIA RTX A6000 (48 GB of VRAM) for LLM inference",
 		SpinUp:      30 * time.Second, HasGPU: true, GPUCount: 1, GPUVRAMGB: 48,
 		CPUCores: 8, RAMGB: 64, RelativeValue: 1,
 		Limits: Limits{MemoryBytes: 64 * gib, NanoCPUs: 8 * cpu, Pids: 4096, DiskBytes: 200 * gib},
 	},
 	{
-		Name: AlwaysOnTest, Short: "T",
+		Name: protocol.ExecutorClassAlwaysOnTest, Short: "T",
 		Description: "always-on CPU executor for testing the subnet; small enough for a 2-core development machine",
 		SpinUp:      3 * time.Second, CPUCores: 1, RAMGB: 1, RelativeValue: 0,
 		Limits: Limits{MemoryBytes: 512 * mib, NanoCPUs: 1 * cpu, Pids: 256, DiskBytes: 1 * gib},
 	},
 	{
-		Name: AlwaysOnCPU8c16GB, Short: "C",
+		Name: protocol.ExecutorClassAlwaysOnCPU8c16GB, Short: "C",
 		Description: "always-on CPU machine: 8 cores, 16 GB of RAM",
 		SpinUp:      30 * time.Second, CPUCores: 8, RAMGB: 16, RelativeValue: 1,
 		Limits: Limits{MemoryBytes: 16 * gib, NanoCPUs: 8 * cpu, Pids: 4096, DiskBytes: 50 * gib},
@@ -173,10 +161,10 @@ func (c Class) validate() error {
 
 // Lookup returns the class named name. An unknown name is an error that
 // lists the valid ones.
-func (r *Registry) Lookup(name string) (Class, error) {
-	i, ok := slices.BinarySearchFunc(r.classes, name, func(c Class, n string) int { return cmp.Compare(c.Name, n) })
+func (r *Registry) Lookup(name protocol.ExecutorClass) (Class, error) {
+	i, ok := slices.BinarySearchFunc(r.classes, name, func(c Class, n protocol.ExecutorClass) int { return cmp.Compare(c.Name, n) })
 	if !ok {
-		return Class{}, fmt.Errorf("hwclass: unknown executor class %q; valid classes: %s", name, strings.Join(r.Names(), ", "))
+		return Class{}, fmt.Errorf("hwclass: unknown executor class %q; valid classes: %s", name, r.namesText())
 	}
 	return r.classes[i], nil
 }
@@ -192,20 +180,32 @@ func (r *Registry) LookupShort(code string) (Class, bool) {
 }
 
 // Names returns the class names, sorted.
-func (r *Registry) Names() []string {
-	names := make([]string, len(r.classes))
+func (r *Registry) Names() []protocol.ExecutorClass {
+	names := make([]protocol.ExecutorClass, len(r.classes))
 	for i, c := range r.classes {
 		names[i] = c.Name
 	}
 	return names
 }
 
+// namesText lists the class names for an error message.
+func (r *Registry) namesText() string {
+	var b strings.Builder
+	for i, c := range r.classes {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(string(c.Name))
+	}
+	return b.String()
+}
+
 // Classes returns every class, sorted by name.
 func (r *Registry) Classes() []Class { return slices.Clone(r.classes) }
 
 // RelativeValues returns each class's relative value by name.
-func (r *Registry) RelativeValues() map[string]float64 {
-	m := make(map[string]float64, len(r.classes))
+func (r *Registry) RelativeValues() map[protocol.ExecutorClass]float64 {
+	m := make(map[protocol.ExecutorClass]float64, len(r.classes))
 	for _, c := range r.classes {
 		m[c.Name] = c.RelativeValue
 	}
@@ -215,12 +215,12 @@ func (r *Registry) RelativeValues() map[string]float64 {
 // WithRelativeValues returns a copy of r whose listed classes take the given
 // relative values; unlisted classes keep theirs. An unknown class or a
 // negative, NaN or infinite value is an error.
-func (r *Registry) WithRelativeValues(values map[string]float64) (*Registry, error) {
+func (r *Registry) WithRelativeValues(values map[protocol.ExecutorClass]float64) (*Registry, error) {
 	classes := slices.Clone(r.classes)
 	for name, v := range values {
 		i := slices.IndexFunc(classes, func(c Class) bool { return c.Name == name })
 		if i < 0 {
-			return nil, fmt.Errorf("hwclass: unknown executor class %q; valid classes: %s", name, strings.Join(r.Names(), ", "))
+			return nil, fmt.Errorf("hwclass: unknown executor class %q; valid classes: %s", name, r.namesText())
 		}
 		classes[i].RelativeValue = v
 	}

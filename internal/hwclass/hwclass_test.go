@@ -6,16 +6,18 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/computehorde/horde/internal/protocol"
 )
 
 func TestDefaultRegistry(t *testing.T) {
 	r := Default()
-	wantNames := []string{AlwaysOnCPU8c16GB, AlwaysOnGPU24GB, AlwaysOnLLMA6000, AlwaysOnTest, SpinUp4minGPU24GB}
+	wantNames := []protocol.ExecutorClass{AlwaysOnCPU8c16GB, AlwaysOnGPU24GB, AlwaysOnLLMA6000, AlwaysOnTest, SpinUp4minGPU24GB}
 	if got := r.Names(); !slices.Equal(got, wantNames) {
 		t.Errorf("Names() = %v, want %v", got, wantNames)
 	}
 	tests := []struct {
-		name   string
+		name   protocol.ExecutorClass
 		short  string
 		spinUp time.Duration
 		gpu    bool
@@ -52,14 +54,14 @@ func TestDefaultRegistry(t *testing.T) {
 	if test.Limits.NanoCPUs > 2e9 || test.Limits.MemoryBytes > 1<<30 {
 		t.Errorf("always_on.test limits %+v do not fit a 2-core dev machine", test)
 	}
-	if c, _ := r.Lookup(DefaultClass); c.Short != "S" {
+	if c, _ := r.Lookup(protocol.DefaultExecutorClass); c.Short != "S" {
 		t.Errorf("DefaultClass is %s", c.Name)
 	}
 }
 
 func TestLookupUnknown(t *testing.T) {
 	_, err := Default().Lookup("always_on.gpu-80gb")
-	if err == nil || !strings.Contains(err.Error(), "always_on.gpu-80gb") || !strings.Contains(err.Error(), AlwaysOnTest) {
+	if err == nil || !strings.Contains(err.Error(), "always_on.gpu-80gb") || !strings.Contains(err.Error(), string(AlwaysOnTest)) {
 		t.Errorf("Lookup(unknown) error = %v; want it to name the class and list valid ones", err)
 	}
 	if _, ok := Default().LookupShort("X"); ok {
@@ -74,7 +76,7 @@ func TestRegistryIsImmutable(t *testing.T) {
 	if c, _ := r.Lookup(cs[0].Name); c.RelativeValue == 1234 {
 		t.Error("changing Classes() changed the registry")
 	}
-	r2, err := r.WithRelativeValues(map[string]float64{AlwaysOnTest: 7})
+	r2, err := r.WithRelativeValues(map[protocol.ExecutorClass]float64{AlwaysOnTest: 7})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,10 +86,10 @@ func TestRegistryIsImmutable(t *testing.T) {
 	if c, _ := r2.Lookup(AlwaysOnTest); c.RelativeValue != 7 {
 		t.Errorf("WithRelativeValues: got %v, want 7", c.RelativeValue)
 	}
-	if _, err := r.WithRelativeValues(map[string]float64{AlwaysOnTest: math.NaN()}); err == nil {
+	if _, err := r.WithRelativeValues(map[protocol.ExecutorClass]float64{AlwaysOnTest: math.NaN()}); err == nil {
 		t.Error("NaN relative value accepted")
 	}
-	if _, err := r.WithRelativeValues(map[string]float64{"nope": 1}); err == nil {
+	if _, err := r.WithRelativeValues(map[protocol.ExecutorClass]float64{"nope": 1}); err == nil {
 		t.Error("unknown class accepted")
 	}
 	if Default() == r || func() bool { c, _ := Default().Lookup(AlwaysOnTest); return c.RelativeValue != 0 }() {
@@ -99,18 +101,18 @@ func TestParseOverrides(t *testing.T) {
 	tests := []struct {
 		name    string
 		in      string
-		want    map[string]float64 // relative values after applying, for the named classes
+		want    map[protocol.ExecutorClass]float64 // relative values after applying, for the named classes
 		wantErr string             // substring of the error
 	}{
-		{name: "empty keeps defaults", in: "", want: map[string]float64{SpinUp4minGPU24GB: 98, AlwaysOnLLMA6000: 1}},
-		{name: "blank keeps defaults", in: "  ", want: map[string]float64{SpinUp4minGPU24GB: 98}},
+		{name: "empty keeps defaults", in: "", want: map[protocol.ExecutorClass]float64{SpinUp4minGPU24GB: 98, AlwaysOnLLMA6000: 1}},
+		{name: "blank keeps defaults", in: "  ", want: map[protocol.ExecutorClass]float64{SpinUp4minGPU24GB: 98}},
 		{name: "upstream default string",
 			in:   "spin_up-4min.gpu-24gb=98,always_on.llm.a6000=1,always_on.test=0,always_on.cpu.8c.16gb=1",
-			want: map[string]float64{SpinUp4minGPU24GB: 98, AlwaysOnLLMA6000: 1, AlwaysOnTest: 0, AlwaysOnCPU8c16GB: 1, AlwaysOnGPU24GB: 0}},
+			want: map[protocol.ExecutorClass]float64{SpinUp4minGPU24GB: 98, AlwaysOnLLMA6000: 1, AlwaysOnTest: 0, AlwaysOnCPU8c16GB: 1, AlwaysOnGPU24GB: 0}},
 		{name: "partial override keeps the rest", in: "always_on.cpu.8c.16gb=100",
-			want: map[string]float64{AlwaysOnCPU8c16GB: 100, SpinUp4minGPU24GB: 98}},
+			want: map[protocol.ExecutorClass]float64{AlwaysOnCPU8c16GB: 100, SpinUp4minGPU24GB: 98}},
 		{name: "spaces and decimals", in: " always_on.test = 2.5 , always_on.gpu-24gb=1e1 ",
-			want: map[string]float64{AlwaysOnTest: 2.5, AlwaysOnGPU24GB: 10}},
+			want: map[protocol.ExecutorClass]float64{AlwaysOnTest: 2.5, AlwaysOnGPU24GB: 10}},
 		{name: "trailing comma", in: "always_on.test=1,", wantErr: `entry 2 ""`},
 		{name: "empty entry", in: "always_on.test=1,,always_on.gpu-24gb=1", wantErr: "entry 2"},
 		{name: "no equals", in: "always_on.test", wantErr: `entry 1 "always_on.test"`},

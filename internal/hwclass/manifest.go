@@ -6,10 +6,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-)
 
-// Manifest is a miner's number of executors per class name.
-type Manifest map[string]int
+	"github.com/computehorde/horde/internal/protocol"
+)
 
 // MaxCommitmentBytes is the most a miner's whole commitment may hold
 // (upstream's MAX_MANIFEST_COMMITMENT_BYTES).
@@ -25,8 +24,8 @@ const (
 // upstream, so configuration cannot change them.
 var nameToShort, shortToName = shortCodes()
 
-func shortCodes() (toShort, toName map[string]string) {
-	toShort, toName = map[string]string{}, map[string]string{}
+func shortCodes() (toShort map[protocol.ExecutorClass]string, toName map[string]protocol.ExecutorClass) {
+	toShort, toName = map[protocol.ExecutorClass]string{}, map[string]protocol.ExecutorClass{}
 	for _, c := range defaultClasses {
 		toShort[c.Name] = c.Short
 		toName[c.Short] = c.Name
@@ -40,16 +39,17 @@ func shortCodes() (toShort, toName map[string]string) {
 // upstream reads as "pause"). Zero counts are kept. An unknown class or a
 // negative count is an error, and so is an envelope longer than
 // MaxCommitmentBytes.
-func FormatManifest(m Manifest) (string, error) {
+func FormatManifest(m protocol.Manifest) (string, error) {
 	type pair struct {
 		code  string
 		count int
 	}
 	pairs := make([]pair, 0, len(m))
-	for name, count := range m {
+	for _, e := range m {
+		name, count := e.Class, e.Count
 		code, ok := nameToShort[name]
 		if !ok {
-			return "", fmt.Errorf("hwclass: manifest: unknown executor class %q; valid classes: %s", name, strings.Join(Default().Names(), ", "))
+			return "", fmt.Errorf("hwclass: manifest: unknown executor class %q; valid classes: %s", name, Default().namesText())
 		}
 		if count < 0 {
 			return "", fmt.Errorf("hwclass: manifest: class %s has count %d; counts are >= 0", name, count)
@@ -78,12 +78,12 @@ func FormatManifest(m Manifest) (string, error) {
 // than two characters, unknown codes and counts that are not non-negative
 // integers are skipped, and a code given twice keeps its last count. An
 // envelope with nothing valid inside gives an empty manifest.
-func ParseManifest(commitment string) (m Manifest, found bool) {
+func ParseManifest(commitment string) (m protocol.Manifest, found bool) {
 	payload, _, found := findEnvelope(commitment)
 	if !found {
-		return Manifest{}, false
+		return protocol.Manifest{}, false
 	}
-	m = Manifest{}
+	m = protocol.Manifest{}
 	for frag := range strings.SplitSeq(payload, ";") {
 		frag = strings.TrimSpace(frag)
 		if len(frag) < 2 {
@@ -97,7 +97,7 @@ func ParseManifest(commitment string) (m Manifest, found bool) {
 		if err != nil || n < 0 {
 			continue
 		}
-		m[name] = n
+		m.Set(name, n)
 	}
 	return m, true
 }
@@ -106,7 +106,7 @@ func ParseManifest(commitment string) (m Manifest, found bool) {
 // surrounding spaces trimmed, and m's envelope appended at the end, as
 // upstream's miner writes it. It is an error if the result is longer than
 // MaxCommitmentBytes.
-func MergeManifest(commitment string, m Manifest) (string, error) {
+func MergeManifest(commitment string, m protocol.Manifest) (string, error) {
 	env, err := FormatManifest(m)
 	if err != nil {
 		return "", err

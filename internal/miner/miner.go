@@ -39,12 +39,6 @@ type ExecutorRequest struct {
 	ExecutorClass protocol.ExecutorClass
 }
 
-// ManifestEntry is one executor class the miner offers and how many executors it has.
-type ManifestEntry struct {
-	Class protocol.ExecutorClass
-	Count int
-}
-
 // Config holds a miner's dependencies and settings.
 type Config struct {
 	Keypair   *keys.Keypair   // the miner's hotkey; required
@@ -52,7 +46,7 @@ type Config struct {
 	NetUID    chain.NetUID    // subnet the miner serves
 	Store     *store.DB       // required
 	Executors ExecutorManager // required
-	Manifest  []ManifestEntry // classes offered, in announcement order; required
+	Manifest  protocol.Manifest // classes offered, in announcement order; required
 
 	// MinValidatorStake is the stake (rao) a validator needs to connect.
 	MinValidatorStake uint64
@@ -79,10 +73,17 @@ func (c *Config) validate() error {
 	case len(c.Manifest) == 0:
 		return errors.New("miner: config: Manifest is empty; offer at least one executor class")
 	}
+	seen := map[protocol.ExecutorClass]bool{}
 	for _, e := range c.Manifest {
-		if e.Count < 0 {
+		switch {
+		case !e.Class.Valid():
+			return fmt.Errorf("miner: config: manifest names %q, which is no executor class", e.Class)
+		case seen[e.Class]:
+			return fmt.Errorf("miner: config: manifest lists %s twice", e.Class)
+		case e.Count < 0:
 			return fmt.Errorf("miner: config: manifest count for %s is negative", e.Class)
 		}
+		seen[e.Class] = true
 	}
 	return nil
 }
@@ -193,21 +194,10 @@ func (m *Miner) accept(w http.ResponseWriter, r *http.Request, peer string) (con
 }
 
 func (m *Miner) manifest() *protocol.V0ExecutorManifestRequest {
-	msg := &protocol.V0ExecutorManifestRequest{}
-	for _, e := range m.cfg.Manifest {
-		msg.Manifest.Set(string(e.Class), e.Count)
-	}
-	return msg
+	return &protocol.V0ExecutorManifestRequest{Manifest: m.cfg.Manifest}
 }
 
-func (m *Miner) capacity(class protocol.ExecutorClass) int {
-	for _, e := range m.cfg.Manifest {
-		if e.Class == class {
-			return e.Count
-		}
-	}
-	return 0
-}
+func (m *Miner) capacity(class protocol.ExecutorClass) int { return m.cfg.Manifest.Count(class) }
 
 func shortKey(ss58 string) string {
 	if len(ss58) > 10 {

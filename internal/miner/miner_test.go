@@ -100,7 +100,7 @@ type harness struct {
 	dave  *keys.Keypair // registered, no permit
 }
 
-func newHarness(t *testing.T, script executorScript, manifest ...ManifestEntry) *harness {
+func newHarness(t *testing.T, script executorScript, manifest ...protocol.ManifestEntry) *harness {
 	t.Helper()
 	h := &harness{t: t, alice: mustKey(t, "//Alice"), bob: mustKey(t, "//Bob"), dave: mustKey(t, "//Dave")}
 	permit, noPermit := true, false
@@ -122,7 +122,7 @@ func newHarness(t *testing.T, script executorScript, manifest ...ManifestEntry) 
 	}
 	t.Cleanup(func() { h.db.Close() })
 	if len(manifest) == 0 {
-		manifest = []ManifestEntry{{Class: protocol.ExecutorClassAlwaysOnTest, Count: 1}}
+		manifest = []protocol.ManifestEntry{{Class: protocol.ExecutorClassAlwaysOnTest, Count: 1}}
 	}
 	h.execs = &scriptedExecutors{t: t, script: script}
 	h.miner, err = New(Config{
@@ -211,7 +211,7 @@ func (h *harness) authed() *wsconn.Conn {
 	if !ok {
 		h.t.Fatalf("want the manifest right after auth")
 	}
-	if n, _ := m.Manifest.Get(string(protocol.ExecutorClassAlwaysOnTest)); n != 1 {
+	if n := m.Manifest.Count(protocol.ExecutorClassAlwaysOnTest); n != 1 {
 		h.t.Errorf("manifest = %v, want always_on.test: 1", m.Manifest)
 	}
 	return c

@@ -43,7 +43,48 @@ type UnauthorizedError struct {
 //
 //wire:message MinerToValidator
 type V0ExecutorManifestRequest struct {
-	Manifest OrderedMap[int] `wire:"manifest,via=Manifest"`
+	Manifest Manifest `wire:"manifest,via=Manifest"`
+}
+
+// Manifest is a miner's executor count per class, in the order it lists them: what it
+// announces to validators (V0ExecutorManifestRequest), commits on chain (package hwclass
+// writes the commitment) and is configured with. A class appears at most once.
+type Manifest []ManifestEntry
+
+// ManifestEntry is one class of a manifest.
+type ManifestEntry struct {
+	Class ExecutorClass
+	Count int
+}
+
+// Count returns the manifest's count for class (0 if absent).
+func (m Manifest) Count(class ExecutorClass) int {
+	for _, e := range m {
+		if e.Class == class {
+			return e.Count
+		}
+	}
+	return 0
+}
+
+// Total returns the sum of the manifest's counts.
+func (m Manifest) Total() int {
+	t := 0
+	for _, e := range m {
+		t += e.Count
+	}
+	return t
+}
+
+// Set gives class the count n, adding it at the end when absent.
+func (m *Manifest) Set(class ExecutorClass, n int) {
+	for i := range *m {
+		if (*m)[i].Class == class {
+			(*m)[i].Count = n
+			return
+		}
+	}
+	*m = append(*m, ManifestEntry{class, n})
 }
 
 // V0MainHotkeyMessage asks for (MainHotkey nil) or announces the miner's main hotkey.
@@ -167,21 +208,6 @@ func (m V0JobAcceptedReceiptRequest) BlobForSigning() []byte { return m.Payload.
 // BlobForSigning returns the receipt payload's blob.
 func (m V0JobFinishedReceiptRequest) BlobForSigning() []byte { return m.Payload.BlobForSigning() }
 
-// Count returns the manifest's count for class (0 if absent).
-func (m V0ExecutorManifestRequest) Count(class ExecutorClass) int {
-	n, _ := m.Manifest.Get(string(class))
-	return n
-}
-
-// Total returns the sum of the manifest's counts.
-func (m V0ExecutorManifestRequest) Total() int {
-	t := 0
-	for _, e := range m.Manifest.entries {
-		t += e.Value
-	}
-	return t
-}
-
 // checkClassKeys validates that every key of m is an executor class.
 func checkClassKeys[V any](m OrderedMap[V]) error {
 	for _, e := range m.entries {
@@ -207,7 +233,27 @@ func encodeClassMap[V any](e *encoder, field string, m OrderedMap[V], enc func(*
 	encodeOrderedMap(e, m, enc)
 }
 
-func decodeManifest(r *reader, dst *OrderedMap[int]) error {
-	return decodeClassMap(r, dst, readIntValue)
+// decodeManifest reads the manifest object: executor class → count.
+func decodeManifest(r *reader, dst *Manifest) error {
+	var counts OrderedMap[int]
+	if err := decodeClassMap(r, &counts, readIntValue); err != nil {
+		return err
+	}
+	m := make(Manifest, 0, counts.Len())
+	for class, n := range counts.All() {
+		m = append(m, ManifestEntry{ExecutorClass(class), n})
+	}
+	*dst = m
+	return nil
 }
-func encodeManifest(e *encoder, m OrderedMap[int]) { encodeClassMap(e, "manifest", m, encIntValue) }
+
+func encodeManifest(e *encoder, m Manifest) {
+	var counts OrderedMap[int]
+	for _, entry := range m {
+		if _, dup := counts.Get(string(entry.Class)); dup {
+			e.fail("manifest", "class "+strconv.Quote(string(entry.Class))+" listed twice", ErrInvalidValue)
+		}
+		counts.Set(string(entry.Class), entry.Count)
+	}
+	encodeClassMap(e, "manifest", counts, encIntValue)
+}

@@ -115,7 +115,7 @@ func awaitReply[T protocol.Message](ctx context.Context, d *driver, deadline tim
 func (d *driver) jobRequest() *protocol.V0JobRequest {
 	spec := &d.spec
 	preset := protocol.DockerRunOptionsPresetNone
-	if cls, err := d.v.cfg.Classes.Lookup(string(spec.ExecutorClass)); err == nil && cls.HasGPU {
+	if cls, err := d.v.cfg.Classes.Lookup(spec.ExecutorClass); err == nil && cls.HasGPU {
 		preset = protocol.DockerRunOptionsPresetNvidiaAll
 	}
 	req := &protocol.V0JobRequest{

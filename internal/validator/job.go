@@ -49,7 +49,7 @@ func (v *Validator) RunJob(ctx context.Context, minerHotkey string, spec protoco
 	if spec.UUID == "" {
 		spec.UUID = uuid.NewString()
 	}
-	cls, err := v.cfg.Classes.Lookup(string(spec.ExecutorClass))
+	cls, err := v.cfg.Classes.Lookup(spec.ExecutorClass)
 	if err != nil {
 		return nil, fmt.Errorf("validator: job %s: %w", spec.UUID, err)
 	}

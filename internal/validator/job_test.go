@@ -151,8 +151,8 @@ func TestRunJobOutcomes(t *testing.T) {
 	short := func(c *Config) { c.ReservationTimeLimit = 300 * time.Millisecond }
 	// always_on.test spins up in 3 s; the class registry (Config.Classes) takes that to 0 so
 	// that the readiness wait is the 300 ms startup limit alone.
-	instant, err := hwclass.Default().Apply(hwclass.Config{Classes: map[string]hwclass.ClassConfig{
-		string(protocol.ExecutorClassAlwaysOnTest): {SpinUp: new(hwclass.Duration(0))},
+	instant, err := hwclass.Default().Apply(hwclass.Config{Classes: map[protocol.ExecutorClass]hwclass.ClassConfig{
+		protocol.ExecutorClassAlwaysOnTest: {SpinUp: new(hwclass.Duration(0))},
 	}})
 	if err != nil {
 		t.Fatal(err)

@@ -182,8 +182,7 @@ func (p *minerPeer) authenticate(pathHotkey string) {
 		_ = p.conn.Send(p.ctx, &protocol.GenericError{Details: new("Validator not authenticated due to: " + why)})
 		p.fail("miner: auth %+v: %s", *a, why)
 	}
-	p.send(&protocol.V0ExecutorManifestRequest{Manifest: protocol.OrderedMapOf(
-		protocol.Entry[int]{Key: string(protocol.ExecutorClassAlwaysOnTest), Value: 1})})
+	p.send(&protocol.V0ExecutorManifestRequest{Manifest: protocol.Manifest{{Class: protocol.ExecutorClassAlwaysOnTest, Count: 1}}})
 }
 
 // accept accepts the job and reads the JobAccepted receipt the validator answers with.
