@@ -102,7 +102,7 @@ func TestParseOverrides(t *testing.T) {
 		name    string
 		in      string
 		want    map[protocol.ExecutorClass]float64 // relative values after applying, for the named classes
-		wantErr string             // substring of the error
+		wantErr string                             // substring of the error
 	}{
 		{name: "empty keeps defaults", in: "", want: map[protocol.ExecutorClass]float64{SpinUp4minGPU24GB: 98, AlwaysOnLLMA6000: 1}},
 		{name: "blank keeps defaults", in: "  ", want: map[protocol.ExecutorClass]float64{SpinUp4minGPU24GB: 98}},

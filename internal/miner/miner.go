@@ -41,11 +41,11 @@ type ExecutorRequest struct {
 
 // Config holds a miner's dependencies and settings.
 type Config struct {
-	Keypair   *keys.Keypair   // the miner's hotkey; required
-	Chain     chain.Chain     // required
-	NetUID    chain.NetUID    // subnet the miner serves
-	Store     *store.DB       // required
-	Executors ExecutorManager // required
+	Keypair   *keys.Keypair     // the miner's hotkey; required
+	Chain     chain.Chain       // required
+	NetUID    chain.NetUID      // subnet the miner serves
+	Store     *store.DB         // required
+	Executors ExecutorManager   // required
 	Manifest  protocol.Manifest // classes offered, in announcement order; required
 
 	// MinValidatorStake is the stake (rao) a validator needs to connect.
