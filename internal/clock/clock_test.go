@@ -1,6 +1,8 @@
 package clock
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -21,6 +23,32 @@ func TestReal(t *testing.T) {
 		}
 		if at := <-fired; at.Sub(start) != time.Minute {
 			t.Errorf("After(1m) fired %v after Now", at.Sub(start))
+		}
+	})
+}
+
+// TestEvery: fn runs once per period and not after ctx ends; Sleep returns early with ctx's
+// cause.
+func TestEvery(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		calls := 0
+		done := make(chan struct{})
+		go func() {
+			Every(ctx, time.Second, func() { calls++ })
+			close(done)
+		}()
+		time.Sleep(3*time.Second + time.Millisecond)
+		cancel()
+		<-done
+		if calls != 3 {
+			t.Errorf("%d calls in 3 periods", calls)
+		}
+		if err := Sleep(ctx, time.Hour); !errors.Is(err, context.Canceled) {
+			t.Errorf("Sleep on an ended context: %v", err)
+		}
+		if err := Sleep(context.Background(), time.Minute); err != nil {
+			t.Errorf("Sleep: %v", err)
 		}
 	})
 }

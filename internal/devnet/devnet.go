@@ -22,6 +22,7 @@ import (
 
 	"github.com/computehorde/horde/internal/chain"
 	"github.com/computehorde/horde/internal/chain/sim"
+	"github.com/computehorde/horde/internal/clock"
 	"github.com/computehorde/horde/internal/executor"
 	"github.com/computehorde/horde/internal/executor/docker"
 	"github.com/computehorde/horde/internal/gpu"
@@ -206,18 +207,7 @@ func (d *Devnet) startRuntime(ctx, runCtx context.Context) error {
 	// Any horde job past its deadline was abandoned by a killed executor, whoever ran it:
 	// removed now and every minute while the devnet runs.
 	d.sweepExpired(ctx)
-	d.wg.Go(func() {
-		t := time.NewTicker(expirySweepInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-runCtx.Done():
-				return
-			case <-t.C:
-				d.sweepExpired(runCtx)
-			}
-		}
-	})
+	d.wg.Go(func() { clock.Every(runCtx, expirySweepInterval, func() { d.sweepExpired(runCtx) }) })
 	if err := jobimage.Build(ctx, d.runtime.Client(), jobimage.Spec{
 		Tag: d.cfg.JobImage, Binary: d.cfg.JobBinary, Entrypoint: d.cfg.JobEntrypoint,
 	}); err != nil {

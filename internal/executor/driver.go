@@ -217,11 +217,9 @@ func (d *driver) extendDeadline(dur time.Duration) {
 	d.deadline = d.deadline.Add(dur)
 }
 
-// errDeadline is what await returns when the stage deadline passes.
-var errDeadline = errors.New("executor: stage deadline passed")
-
-// await waits for a value on ch until the deadline, the miner leaving, or ctx.
-func await[T any](ctx context.Context, d *driver, ch <-chan T) (T, error) {
+// await waits for a value on ch until the deadline (then it returns late), the miner
+// leaving, or ctx.
+func await[T any](ctx context.Context, d *driver, ch <-chan T, late error) (T, error) {
 	var zero T
 	select {
 	case v := <-ch:
@@ -230,13 +228,13 @@ func await[T any](ctx context.Context, d *driver, ch <-chan T) (T, error) {
 	}
 	left := d.timeLeft()
 	if left <= 0 {
-		return zero, errDeadline
+		return zero, late
 	}
 	select {
 	case v := <-ch:
 		return v, nil
 	case <-d.clock.After(left):
-		return zero, errDeadline
+		return zero, late
 	case <-d.conn.done:
 		return zero, d.conn.gone()
 	case err := <-d.conn.malformed:
@@ -250,10 +248,8 @@ func (d *driver) stages(ctx context.Context) error {
 	// Startup.
 	d.setDeadline(d.cfg.StartupTimeLimit)
 	d.enter(protocol.JobStageExecutorStartup)
-	initial, err := await(ctx, d, d.conn.initial)
-	if errors.Is(err, errDeadline) {
-		return hordeFailed(protocol.HordeFailureReasonGenericError, "Timed out waiting for initial job details")
-	}
+	initial, err := await(ctx, d, d.conn.initial,
+		hordeFailed(protocol.HordeFailureReasonGenericError, "Timed out waiting for initial job details"))
 	if err != nil {
 		return err
 	}
@@ -389,10 +385,7 @@ func (d *driver) securityChecks(ctx context.Context) error {
 }
 
 func (d *driver) download(ctx context.Context) error {
-	req, err := await(ctx, d, d.conn.job)
-	if errors.Is(err, errDeadline) {
-		return jobFailed(protocol.JobFailureReasonTimeout, "Download time exceeded")
-	}
+	req, err := await(ctx, d, d.conn.job, jobFailed(protocol.JobFailureReasonTimeout, "Download time exceeded"))
 	if err != nil {
 		return err
 	}
@@ -424,28 +417,55 @@ func (d *driver) download(ctx context.Context) error {
 // fetchVolume downloads and unpacks vol within the stage deadline. Every failure of the volume
 // itself (unreachable, too large, malformed, unsafe) is the job's: download_failed.
 func (d *driver) fetchVolume(ctx context.Context, vol *protocol.Volume) error {
-	tmp, err := os.MkdirTemp(d.ws.Dir, "download-")
-	if err != nil {
-		return hordeFailed(protocol.HordeFailureReasonGenericError, "Could not create a download directory: %v", err)
-	}
-	defer os.RemoveAll(tmp)
-	fctx, cancel := context.WithTimeout(ctx, max(d.timeLeft(), 0))
-	defer cancel()
+	var stats volume.Stats
 	start := time.Now()
-	stats, err := d.cfg.Volumes.Fetch(fctx, vol, d.ws.VolumeDir, tmp)
+	err := d.stageIO(ctx, "download", "Download time exceeded", func(ctx context.Context, tmp string) (err error) {
+		stats, err = d.cfg.Volumes.Fetch(ctx, vol, d.ws.VolumeDir, tmp)
+		return err
+	})
 	switch {
 	case err == nil:
 		d.log.Info("volume ready", "type", vol.Type(), "bytes", stats.Bytes, "files", stats.Files, "took", time.Since(start).Round(time.Millisecond))
 		return nil
-	case ctx.Err() != nil:
-		return ctx.Err()
-	case fctx.Err() != nil:
-		return jobFailed(protocol.JobFailureReasonTimeout, "Download time exceeded: %v", err)
+	case ctx.Err() != nil, isFailure(err):
+		return err
 	case errors.Is(err, volume.ErrTooLarge):
 		return jobFailed(protocol.JobFailureReasonDownloadFailed, "Input volume too large: %v", err)
 	default:
 		return jobFailed(protocol.JobFailureReasonDownloadFailed, "Download failed: %v", err)
 	}
+}
+
+// stageIO runs step, a transfer on the job's behalf, in a fresh temporary directory of the
+// workspace (removed afterwards) and within the stage's time left. What ends it early comes
+// back as a failure already: ctx's end as ctx's error, the deadline as a timeout saying late,
+// no directory as a horde failure; step's own error comes back for the caller to classify.
+func (d *driver) stageIO(ctx context.Context, what, late string, step func(ctx context.Context, tmp string) error) error {
+	tmp, err := os.MkdirTemp(d.ws.Dir, what+"-")
+	if err != nil {
+		return hordeFailed(protocol.HordeFailureReasonGenericError, "Could not create a %s directory: %v", what, err)
+	}
+	defer os.RemoveAll(tmp)
+	sctx, cancel := context.WithTimeout(ctx, max(d.timeLeft(), 0))
+	defer cancel()
+	err = step(sctx, tmp)
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case sctx.Err() != nil:
+		return jobFailed(protocol.JobFailureReasonTimeout, "%s: %v", late, err)
+	}
+	return err
+}
+
+// isFailure reports whether err is already a failure to report, not an error still to
+// classify.
+func isFailure(err error) bool {
+	var je *jobError
+	var he *hordeError
+	return errors.As(err, &je) || errors.As(err, &he)
 }
 
 func (d *driver) execute(ctx context.Context, execLimit, uploadLimit time.Duration) error {
@@ -585,22 +605,16 @@ func (d *driver) upload(ctx context.Context) error {
 	}
 	var results *protocol.OrderedMap[string]
 	if up := d.request.OutputUpload; up != nil {
-		tmp, err := os.MkdirTemp(d.ws.Dir, "upload-")
-		if err != nil {
-			return hordeFailed(protocol.HordeFailureReasonGenericError, "Could not create an upload directory: %v", err)
-		}
-		defer os.RemoveAll(tmp)
-		uctx, cancel := context.WithTimeout(ctx, max(d.timeLeft(), 0))
-		defer cancel()
 		start := time.Now()
-		results, err = d.cfg.Uploads.Upload(uctx, up, d.ws.OutputDir, tmp)
+		err := d.stageIO(ctx, "upload", "Upload time exceeded", func(ctx context.Context, tmp string) (err error) {
+			results, err = d.cfg.Uploads.Upload(ctx, up, d.ws.OutputDir, tmp)
+			return err
+		})
 		switch {
 		case err == nil:
 			d.log.Info("outputs uploaded", "type", up.Type(), "took", time.Since(start).Round(time.Millisecond))
-		case ctx.Err() != nil:
-			return ctx.Err()
-		case uctx.Err() != nil:
-			return jobFailed(protocol.JobFailureReasonTimeout, "Upload time exceeded: %v", err)
+		case ctx.Err() != nil, isFailure(err):
+			return err
 		default:
 			return jobFailed(protocol.JobFailureReasonUploadFailed, "Upload failed: %v", err)
 		}

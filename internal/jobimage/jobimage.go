@@ -27,6 +27,8 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
+
+	"github.com/computehorde/horde/internal/enginemsg"
 )
 
 // Labels put on every image Build makes.
@@ -144,7 +146,7 @@ func Assemble(ctx context.Context, c Client, spec Spec) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("jobimage: load %s: %w", spec.Tag, err)
 	}
-	err = readLoadResponse(resp.Body)
+	err = enginemsg.Read(resp.Body, nil)
 	resp.Body.Close()
 	if err != nil {
 		return Result{}, fmt.Errorf("jobimage: load %s: %w", spec.Tag, err)
@@ -386,30 +388,4 @@ func dockerArchive(in archiveInput) ([]byte, error) {
 		return nil, fmt.Errorf("jobimage: write archive: %w", err)
 	}
 	return buf.Bytes(), nil
-}
-
-// readLoadResponse drains the engine's JSON message stream and returns the first error in it.
-func readLoadResponse(r io.Reader) error {
-	dec := json.NewDecoder(r)
-	for {
-		var msg struct {
-			Stream      string `json:"stream"`
-			Error       string `json:"error"`
-			ErrorDetail *struct {
-				Message string `json:"message"`
-			} `json:"errorDetail"`
-		}
-		if err := dec.Decode(&msg); err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return fmt.Errorf("read engine response: %w", err)
-		}
-		if msg.ErrorDetail != nil && msg.ErrorDetail.Message != "" {
-			return errors.New(msg.ErrorDetail.Message)
-		}
-		if msg.Error != "" {
-			return errors.New(msg.Error)
-		}
-	}
 }

@@ -212,37 +212,6 @@ func (d Decoder) decodeModel(data []byte, model string, m codecTarget) error {
 	return inModel(err, model)
 }
 
-// DecodeValidatorToMiner decodes a validator → miner frame (MaxFrameSize limit).
-func DecodeValidatorToMiner(data []byte) (Message, error) {
-	return Decoder{}.Decode(UnionValidatorToMiner, data)
-}
-
-// DecodeMinerToValidator decodes a miner → validator frame (MaxFrameSize limit).
-func DecodeMinerToValidator(data []byte) (Message, error) {
-	return Decoder{}.Decode(UnionMinerToValidator, data)
-}
-
-// DecodeMinerToExecutor decodes a miner → executor frame (MaxFrameSize limit).
-func DecodeMinerToExecutor(data []byte) (Message, error) {
-	return Decoder{}.Decode(UnionMinerToExecutor, data)
-}
-
-// DecodeExecutorToMiner decodes an executor → miner frame (MaxFrameSize limit).
-func DecodeExecutorToMiner(data []byte) (Message, error) {
-	return Decoder{}.Decode(UnionExecutorToMiner, data)
-}
-
-// DecodeFacilitatorToValidator decodes a facilitator → validator frame
-// (MaxFrameSize limit); frames without message_type decode as *Response.
-func DecodeFacilitatorToValidator(data []byte) (Message, error) {
-	return Decoder{}.Decode(UnionFacilitatorToValidator, data)
-}
-
-// DecodeValidatorToFacilitator decodes a validator → facilitator frame (MaxFrameSize limit).
-func DecodeValidatorToFacilitator(data []byte) (Message, error) {
-	return Decoder{}.Decode(UnionValidatorToFacilitator, data)
-}
-
 // DecodeReceipt decodes one receipt line (MaxFrameSize limit).
 func DecodeReceipt(data []byte) (Receipt, error) { return Decoder{}.DecodeReceipt(data) }
 

@@ -8,6 +8,36 @@ import (
 	"strconv"
 )
 
+// DecodeValidatorToMiner decodes a validator → miner frame (MaxFrameSize limit).
+func DecodeValidatorToMiner(data []byte) (Message, error) {
+	return Decoder{}.Decode(UnionValidatorToMiner, data)
+}
+
+// DecodeMinerToValidator decodes a miner → validator frame (MaxFrameSize limit).
+func DecodeMinerToValidator(data []byte) (Message, error) {
+	return Decoder{}.Decode(UnionMinerToValidator, data)
+}
+
+// DecodeMinerToExecutor decodes a miner → executor frame (MaxFrameSize limit).
+func DecodeMinerToExecutor(data []byte) (Message, error) {
+	return Decoder{}.Decode(UnionMinerToExecutor, data)
+}
+
+// DecodeExecutorToMiner decodes an executor → miner frame (MaxFrameSize limit).
+func DecodeExecutorToMiner(data []byte) (Message, error) {
+	return Decoder{}.Decode(UnionExecutorToMiner, data)
+}
+
+// DecodeFacilitatorToValidator decodes a facilitator → validator frame (one without message_type is a *Response) (MaxFrameSize limit).
+func DecodeFacilitatorToValidator(data []byte) (Message, error) {
+	return Decoder{}.Decode(UnionFacilitatorToValidator, data)
+}
+
+// DecodeValidatorToFacilitator decodes a validator → facilitator frame (MaxFrameSize limit).
+func DecodeValidatorToFacilitator(data []byte) (Message, error) {
+	return Decoder{}.Decode(UnionValidatorToFacilitator, data)
+}
+
 // registry maps every message_type to its model and the unions that accept it.
 var registry = map[string]msgSpec{
 	"V0WorkIntervalReceiptRequest":  {UnionValidatorToMiner, decoderFor[V0WorkIntervalReceiptRequest]()},
@@ -1920,6 +1950,41 @@ func (u *OutputUpload) decodeMember(r *reader, tag OutputUploadType) error {
 	return &DecodeError{Field: "output_upload_type", Msg: "unknown output_upload_type " + strconv.Quote(string(tag)), Err: ErrUnknownEnumValue}
 }
 
+// decodeAllowed reads a member, refusing one for which allowed (nil: none) gives a reason.
+func (u *OutputUpload) decodeAllowed(r *reader, allowed func(OutputUploadType) string) error {
+	tag, err := readTag(r, "output_upload_type", &outputUploadTypeEnum)
+	if err != nil {
+		return err
+	}
+	if allowed != nil {
+		if why := allowed(tag); why != "" {
+			return &DecodeError{Field: "output_upload_type", Msg: why, Err: ErrUnknownEnumValue}
+		}
+	}
+	return u.decodeMember(r, tag)
+}
+
+// encodeAllowed writes the member that is set, failing (as field) when none or several are,
+// or when allowed (nil: none) gives a reason against it.
+func (u OutputUpload) encodeAllowed(e *encoder, field string, allowed func(OutputUploadType) string) {
+	t := u.Type()
+	if t == "" {
+		e.fail(field, "exactly one OutputUpload member must be set", ErrInvalidValue)
+		e.null()
+		return
+	}
+	if allowed != nil {
+		if why := allowed(t); why != "" {
+			e.fail(field, why, ErrInvalidValue)
+		}
+	}
+	u.encodeMember(e)
+}
+
+func (u *OutputUpload) decode(r *reader) error { return u.decodeAllowed(r, nil) }
+
+func (u OutputUpload) encode(e *encoder) { u.encodeAllowed(e, "output_upload", nil) }
+
 // encodeMember writes the member that is set (Type says which).
 func (u OutputUpload) encodeMember(e *encoder) {
 	switch {
@@ -2781,6 +2846,41 @@ func (u *Volume) decodeMember(r *reader, tag VolumeType) error {
 	}
 	return &DecodeError{Field: "volume_type", Msg: "unknown volume_type " + strconv.Quote(string(tag)), Err: ErrUnknownEnumValue}
 }
+
+// decodeAllowed reads a member, refusing one for which allowed (nil: none) gives a reason.
+func (u *Volume) decodeAllowed(r *reader, allowed func(VolumeType) string) error {
+	tag, err := readTag(r, "volume_type", &volumeTypeEnum)
+	if err != nil {
+		return err
+	}
+	if allowed != nil {
+		if why := allowed(tag); why != "" {
+			return &DecodeError{Field: "volume_type", Msg: why, Err: ErrUnknownEnumValue}
+		}
+	}
+	return u.decodeMember(r, tag)
+}
+
+// encodeAllowed writes the member that is set, failing (as field) when none or several are,
+// or when allowed (nil: none) gives a reason against it.
+func (u Volume) encodeAllowed(e *encoder, field string, allowed func(VolumeType) string) {
+	t := u.Type()
+	if t == "" {
+		e.fail(field, "exactly one Volume member must be set", ErrInvalidValue)
+		e.null()
+		return
+	}
+	if allowed != nil {
+		if why := allowed(t); why != "" {
+			e.fail(field, why, ErrInvalidValue)
+		}
+	}
+	u.encodeMember(e)
+}
+
+func (u *Volume) decode(r *reader) error { return u.decodeAllowed(r, nil) }
+
+func (u Volume) encode(e *encoder) { u.encodeAllowed(e, "volume", nil) }
 
 // encodeMember writes the member that is set (Type says which).
 func (u Volume) encodeMember(e *encoder) {

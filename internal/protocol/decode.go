@@ -275,6 +275,34 @@ func encodeExtra(e *encoder, extra OrderedMap[json.RawMessage]) {
 	}
 }
 
+// decodeMembers reads a list of union members, each passing allowed.
+func decodeMembers[T any, E ~string](r *reader, dst *[]T, decode func(*T, *reader, func(E) string) error, allowed func(E) string) error {
+	list := []T{}
+	err := r.array(func(int) error {
+		var v T
+		err := decode(&v, r, allowed)
+		list = append(list, v)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	*dst = list
+	return nil
+}
+
+// encodeMembers writes a list of union members, each passing allowed.
+func encodeMembers[T any, E ~string](e *encoder, list []T, encode func(T, *encoder, string, func(E) string), field string, allowed func(E) string) {
+	e.byte1('[')
+	for i, v := range list {
+		if i > 0 {
+			e.byte1(',')
+		}
+		encode(v, e, field, allowed)
+	}
+	e.byte1(']')
+}
+
 // readTag reads the discriminator key of the union object at r, without consuming the
 // object, and parses it with d.
 func readTag[T ~string](r *reader, key string, d *enumDef[T]) (T, error) {

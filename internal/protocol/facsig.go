@@ -95,7 +95,7 @@ func (m *V2JobRequest) SignedFieldsJSON() ([]byte, error) {
 			if i > 0 {
 				e.byte1(',')
 			}
-			v.encodeIn(&e, false)
+			v.encodeAllowed(&e, "volume", notMulti)
 		}
 	}
 	e.raw(`],"uploads":[`)
@@ -108,7 +108,7 @@ func (m *V2JobRequest) SignedFieldsJSON() ([]byte, error) {
 			if i > 0 {
 				e.byte1(',')
 			}
-			up.encodeIn(&e, uploadZip|uploadSingle)
+			up.encodeAllowed(&e, "output_upload", (uploadZip | uploadSingle).check)
 		}
 	}
 	e.raw(`]}`)

@@ -230,32 +230,27 @@ func encodeAny(e *encoder, v any) {
 	}
 }
 
+// readInto stores what read returns in dst, error or not.
+func readInto[T any](r *reader, dst *T, read func(*reader) (T, error)) error {
+	v, err := read(r)
+	*dst = v
+	return err
+}
+
 func decodeAny(r *reader, v any) error {
 	switch x := v.(type) {
 	case *string:
-		s, err := r.readString()
-		*x = s
-		return err
+		return readInto(r, x, (*reader).readString)
 	case *int:
-		n, err := r.readInt()
-		*x = int(n)
-		return err
+		return readInto(r, x, readIntValue)
 	case *int64:
-		n, err := r.readInt()
-		*x = n
-		return err
+		return readInto(r, x, (*reader).readInt)
 	case *float64:
-		f, err := r.readFloat()
-		*x = f
-		return err
+		return readInto(r, x, (*reader).readFloat)
 	case *bool:
-		b, err := r.readBool()
-		*x = b
-		return err
+		return readInto(r, x, (*reader).readBool)
 	case *json.RawMessage:
-		raw, err := r.readRaw(rawAny)
-		*x = raw
-		return err
+		return readInto(r, x, func(r *reader) (json.RawMessage, error) { return r.readRaw(rawAny) })
 	case codecTarget:
 		return x.decode(r)
 	default:

@@ -69,85 +69,39 @@ const (
 	uploadZip uploadKinds = 1 << iota
 	uploadSingle
 	uploadMulti
-	uploadAny = uploadZip | uploadSingle | uploadMulti
 )
 
-func (k uploadKinds) allows(t OutputUploadType) bool {
+// check says why t is not allowed here; "" when it is.
+func (k uploadKinds) check(t OutputUploadType) string {
+	var ok bool
 	switch t {
 	case OutputUploadTypeZipAndHTTPPost, OutputUploadTypeZipAndHTTPPut:
-		return k&uploadZip != 0
+		ok = k&uploadZip != 0
 	case OutputUploadTypeSingleFilePost, OutputUploadTypeSingleFilePut:
-		return k&uploadSingle != 0
+		ok = k&uploadSingle != 0
 	case OutputUploadTypeMultiUpload:
-		return k&uploadMulti != 0
+		ok = k&uploadMulti != 0
 	}
-	return false
-}
-
-func (k uploadKinds) expected() string {
+	if ok {
+		return ""
+	}
+	expected := "an output upload type"
 	switch k {
 	case uploadZip:
-		return "zip_and_http_post or zip_and_http_put"
+		expected = "zip_and_http_post or zip_and_http_put"
 	case uploadSingle:
-		return "single_file_post or single_file_put"
+		expected = "single_file_post or single_file_put"
 	}
-	return "an output upload type"
-}
-
-func (u *OutputUpload) decode(r *reader) error { return u.decodeIn(r, uploadAny) }
-
-func (u *OutputUpload) decodeIn(r *reader, kinds uploadKinds) error {
-	t, err := readTag(r, "output_upload_type", &outputUploadTypeEnum)
-	if err != nil {
-		return err
-	}
-	if !kinds.allows(t) {
-		return &DecodeError{Field: "output_upload_type", Msg: strconv.Quote(string(t)) + " not allowed here (expected " +
-			kinds.expected() + ")", Err: ErrUnknownEnumValue}
-	}
-	return u.decodeMember(r, t)
-}
-
-func (u OutputUpload) encode(e *encoder) { u.encodeIn(e, uploadAny) }
-
-func (u OutputUpload) encodeIn(e *encoder, kinds uploadKinds) {
-	t := u.Type()
-	if t == "" {
-		e.fail("output_upload", "exactly one OutputUpload member must be set", ErrInvalidValue)
-		e.null()
-		return
-	}
-	if !kinds.allows(t) {
-		e.fail("output_upload", string(t)+" not allowed here (expected "+kinds.expected()+")", ErrInvalidValue)
-	}
-	u.encodeMember(e)
+	return strconv.Quote(string(t)) + " not allowed here (expected " + expected + ")"
 }
 
 // decodeSingleUploads reads a multi_upload's uploads, each a single-file upload.
 func decodeSingleUploads(r *reader, dst *[]OutputUpload) error {
-	list := []OutputUpload{}
-	err := r.array(func(int) error {
-		var sub OutputUpload
-		err := sub.decodeIn(r, uploadSingle)
-		list = append(list, sub)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	*dst = list
-	return nil
+	return decodeMembers(r, dst, (*OutputUpload).decodeAllowed, uploadSingle.check)
 }
 
 func encodeSingleUploads(e *encoder, list []OutputUpload) {
-	e.byte1('[')
-	for i, sub := range list {
-		if i > 0 {
-			e.byte1(',')
-		}
-		sub.encodeIn(e, uploadSingle)
-	}
-	e.byte1(']')
+	encodeMembers(e, list, OutputUpload.encodeAllowed, "output_upload", uploadSingle.check)
 }
 
 // decodeSystemOutput reads a multi_upload's system_output: null or a zip upload.
@@ -157,7 +111,7 @@ func decodeSystemOutput(r *reader, dst **OutputUpload) error {
 		return nil
 	}
 	sub := new(OutputUpload)
-	if err := sub.decodeIn(r, uploadZip); err != nil {
+	if err := sub.decodeAllowed(r, uploadZip.check); err != nil {
 		return err
 	}
 	*dst = sub
@@ -169,5 +123,5 @@ func encodeSystemOutput(e *encoder, u *OutputUpload) {
 		e.null()
 		return
 	}
-	u.encodeIn(e, uploadZip)
+	u.encodeAllowed(e, "output_upload", uploadZip.check)
 }

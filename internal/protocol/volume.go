@@ -80,34 +80,12 @@ func (v Volume) Flatten() []Volume {
 	return []Volume{v}
 }
 
-func (v *Volume) decode(r *reader) error { return v.decodeIn(r, true) }
-
-func (v *Volume) decodeIn(r *reader, allowMulti bool) error {
-	vt, err := readTag(r, "volume_type", &volumeTypeEnum)
-	if err != nil {
-		return err
+// notMulti refuses a multi_volume inside another (and in the signed fields' flat list).
+func notMulti(t VolumeType) string {
+	if t == VolumeTypeMultiVolume {
+		return "multi_volume cannot be nested (expected inline, zip_url, single_file or huggingface_volume)"
 	}
-	if vt == VolumeTypeMultiVolume && !allowMulti {
-		return &DecodeError{Field: "volume_type", Msg: "multi_volume cannot be nested " +
-			"(expected inline, zip_url, single_file or huggingface_volume)", Err: ErrUnknownEnumValue}
-	}
-	return v.decodeMember(r, vt)
-}
-
-func (v Volume) encode(e *encoder) { v.encodeIn(e, true) }
-
-func (v Volume) encodeIn(e *encoder, allowMulti bool) {
-	switch v.Type() {
-	case "":
-		e.fail("volume", "exactly one Volume member must be set", ErrInvalidValue)
-		e.null()
-		return
-	case VolumeTypeMultiVolume:
-		if !allowMulti {
-			e.fail("volume", "multi_volume cannot be nested", ErrInvalidValue)
-		}
-	}
-	v.encodeMember(e)
+	return ""
 }
 
 func decodeAllowPatterns(r *reader, dst **AllowPatterns) error {
@@ -162,27 +140,9 @@ func encodeAllowPatterns(e *encoder, ap *AllowPatterns) {
 
 // decodeNestedVolumes reads a multi_volume's members, none of which may be a multi_volume.
 func decodeNestedVolumes(r *reader, dst *[]Volume) error {
-	vols := []Volume{}
-	err := r.array(func(int) error {
-		var sub Volume
-		err := sub.decodeIn(r, false)
-		vols = append(vols, sub)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	*dst = vols
-	return nil
+	return decodeMembers(r, dst, (*Volume).decodeAllowed, notMulti)
 }
 
 func encodeNestedVolumes(e *encoder, vols []Volume) {
-	e.byte1('[')
-	for i, sub := range vols {
-		if i > 0 {
-			e.byte1(',')
-		}
-		sub.encodeIn(e, false)
-	}
-	e.byte1(']')
+	encodeMembers(e, vols, Volume.encodeAllowed, "volume", notMulti)
 }

@@ -59,20 +59,15 @@ func (db *DB) CreateJob(ctx context.Context, j Job) error {
 	if j.UpdatedAt.IsZero() {
 		j.UpdatedAt = j.CreatedAt
 	}
-	res, err := db.w.ExecContext(ctx, db.dialect.rebind(`INSERT INTO jobs (`+jobColumns+`)
+	inserted, err := execOne(ctx, db, "create job "+j.UUID, `INSERT INTO jobs (`+jobColumns+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (uuid) DO NOTHING`),
+		ON CONFLICT (uuid) DO NOTHING`,
 		j.UUID, j.Role, j.ValidatorHotkey, j.MinerHotkey, j.ExecutorClass, j.DockerImage, j.Status,
 		string(j.Spec), nullText(j.Result), db.dialect.timeArg(j.CreatedAt), db.dialect.timeArg(j.UpdatedAt))
-	if err != nil {
-		return fmt.Errorf("store: create job %s: %w", j.UUID, err)
+	if err == nil && !inserted {
+		err = fmt.Errorf("%w: job %s already exists", ErrDuplicate, j.UUID)
 	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("store: create job %s: %w", j.UUID, err)
-	} else if n == 0 {
-		return fmt.Errorf("%w: job %s already exists", ErrDuplicate, j.UUID)
-	}
-	return nil
+	return err
 }
 
 func (j *Job) validate() error {
@@ -128,69 +123,32 @@ func (db *DB) UpdateJobStatus(ctx context.Context, uuid string, from []string, t
 	for _, s := range from {
 		args = append(args, s)
 	}
-	res, err := db.w.ExecContext(ctx, db.dialect.rebind(`UPDATE jobs SET `+set+` WHERE uuid = ? AND status IN (`+placeholders(len(from))+`)`), args...)
-	if err != nil {
-		return fmt.Errorf("store: update job %s to %s: %w", uuid, to, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return fmt.Errorf("store: update job %s to %s: %w", uuid, to, err)
-	}
-	if n == 1 {
-		return nil
+	what := fmt.Sprintf("update job %s to %s", uuid, to)
+	if ok, err := execOne(ctx, db, what, `UPDATE jobs SET `+set+` WHERE uuid = ? AND status IN (`+placeholders(len(from))+`)`, args...); ok || err != nil {
+		return err
 	}
 	var current string
-	err = db.w.QueryRowContext(ctx, db.dialect.rebind(`SELECT status FROM jobs WHERE uuid = ?`), uuid).Scan(&current)
+	err := db.w.QueryRowContext(ctx, db.dialect.rebind(`SELECT status FROM jobs WHERE uuid = ?`), uuid).Scan(&current)
 	if errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("%w: job %s", ErrNotFound, uuid)
 	}
 	if err != nil {
-		return fmt.Errorf("store: update job %s to %s: %w", uuid, to, err)
+		return fmt.Errorf("store: %s: %w", what, err)
 	}
 	return fmt.Errorf("%w: job %s is %s, not %s; not moved to %s", ErrConflict, uuid, current, strings.Join(from, " or "), to)
 }
 
 // ListJobs returns the jobs matching f, oldest first.
 func (db *DB) ListJobs(ctx context.Context, f JobFilter) ([]Job, error) {
-	var where []string
-	var args []any
+	var q listQuery
 	if f.Role != "" {
-		where = append(where, `role = ?`)
-		args = append(args, f.Role)
+		q.add(`role = ?`, f.Role)
 	}
 	if f.Status != "" {
-		where = append(where, `status = ?`)
-		args = append(args, f.Status)
+		q.add(`status = ?`, f.Status)
 	}
-	q := `SELECT ` + jobColumns + ` FROM jobs`
-	if len(where) > 0 {
-		q += ` WHERE ` + strings.Join(where, ` AND `)
-	}
-	q += ` ORDER BY created_at, uuid`
-	if f.Limit > 0 {
-		q += ` LIMIT ?`
-		args = append(args, f.Limit)
-	}
-	rows, err := db.r.QueryContext(ctx, db.dialect.rebind(q), args...)
-	if err != nil {
-		return nil, fmt.Errorf("store: list jobs: %w", err)
-	}
-	defer rows.Close()
-	var out []Job
-	for rows.Next() {
-		j, err := scanJob(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: list jobs: %w", err)
-		}
-		out = append(out, j)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: list jobs: %w", err)
-	}
-	return out, nil
+	return list(ctx, db, "jobs", `SELECT `+jobColumns+` FROM jobs`, `created_at, uuid`, q, f.Limit, scanJob)
 }
-
-type scanner interface{ Scan(dest ...any) error }
 
 func scanJob(s scanner) (Job, error) {
 	var j Job

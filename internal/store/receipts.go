@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -50,19 +49,11 @@ func (db *DB) InsertReceipt(ctx context.Context, r Receipt) (inserted bool, err 
 	case !json.Valid(r.Payload):
 		return false, fmt.Errorf("%w: %s %s: payload is not valid JSON", ErrInvalid, r.Type, r.JobUUID)
 	}
-	res, err := db.w.ExecContext(ctx, db.dialect.rebind(`INSERT INTO receipts (`+receiptColumns+`)
+	return execOne(ctx, db, fmt.Sprintf("insert %s %s", r.Type, r.JobUUID), `INSERT INTO receipts (`+receiptColumns+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (receipt_type, job_uuid) DO NOTHING`),
+		ON CONFLICT (receipt_type, job_uuid) DO NOTHING`,
 		r.Type, r.JobUUID, r.ValidatorHotkey, r.MinerHotkey, db.dialect.timeArg(r.Timestamp), string(r.Payload),
 		r.ValidatorSignature, nullString(r.MinerSignature), db.dialect.timeArg(db.now()))
-	if err != nil {
-		return false, fmt.Errorf("store: insert %s %s: %w", r.Type, r.JobUUID, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return false, fmt.Errorf("store: insert %s %s: %w", r.Type, r.JobUUID, err)
-	}
-	return n == 1, nil
 }
 
 // SetMinerSignature records the miner's counter-signature on a stored receipt. Setting the
@@ -72,27 +63,20 @@ func (db *DB) SetMinerSignature(ctx context.Context, receiptType, jobUUID, sig s
 	if sig == "" {
 		return fmt.Errorf("%w: %s %s: empty miner signature", ErrInvalid, receiptType, jobUUID)
 	}
-	res, err := db.w.ExecContext(ctx, db.dialect.rebind(`UPDATE receipts SET miner_signature = ?
-		WHERE receipt_type = ? AND job_uuid = ? AND (miner_signature IS NULL OR miner_signature = ?)`),
-		sig, receiptType, jobUUID, sig)
-	if err != nil {
-		return fmt.Errorf("store: set miner signature on %s %s: %w", receiptType, jobUUID, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return fmt.Errorf("store: set miner signature on %s %s: %w", receiptType, jobUUID, err)
-	}
-	if n == 1 {
-		return nil
+	what := fmt.Sprintf("set miner signature on %s %s", receiptType, jobUUID)
+	if ok, err := execOne(ctx, db, what, `UPDATE receipts SET miner_signature = ?
+		WHERE receipt_type = ? AND job_uuid = ? AND (miner_signature IS NULL OR miner_signature = ?)`,
+		sig, receiptType, jobUUID, sig); ok || err != nil {
+		return err
 	}
 	var exists int
-	err = db.w.QueryRowContext(ctx, db.dialect.rebind(`SELECT 1 FROM receipts WHERE receipt_type = ? AND job_uuid = ?`),
+	err := db.w.QueryRowContext(ctx, db.dialect.rebind(`SELECT 1 FROM receipts WHERE receipt_type = ? AND job_uuid = ?`),
 		receiptType, jobUUID).Scan(&exists)
 	if errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("%w: %s %s", ErrNotFound, receiptType, jobUUID)
 	}
 	if err != nil {
-		return fmt.Errorf("store: set miner signature on %s %s: %w", receiptType, jobUUID, err)
+		return fmt.Errorf("store: %s: %w", what, err)
 	}
 	return fmt.Errorf("%w: %s %s already has a different miner signature", ErrConflict, receiptType, jobUUID)
 }
@@ -113,50 +97,20 @@ func (db *DB) GetReceipt(ctx context.Context, receiptType, jobUUID string) (Rece
 
 // ListReceipts returns the receipts matching f in timestamp order (then type, job UUID).
 func (db *DB) ListReceipts(ctx context.Context, f ReceiptFilter) ([]Receipt, error) {
-	var where []string
-	var args []any
+	var q listQuery
 	if !f.Since.IsZero() {
-		where = append(where, `timestamp >= ?`)
-		args = append(args, db.dialect.timeArg(f.Since))
+		q.add(`timestamp >= ?`, db.dialect.timeArg(f.Since))
 	}
 	if !f.Until.IsZero() {
-		where = append(where, `timestamp < ?`)
-		args = append(args, db.dialect.timeArg(f.Until))
+		q.add(`timestamp < ?`, db.dialect.timeArg(f.Until))
 	}
 	if f.MinerHotkey != "" {
-		where = append(where, `miner_hotkey = ?`)
-		args = append(args, f.MinerHotkey)
+		q.add(`miner_hotkey = ?`, f.MinerHotkey)
 	}
 	if f.Type != "" {
-		where = append(where, `receipt_type = ?`)
-		args = append(args, f.Type)
+		q.add(`receipt_type = ?`, f.Type)
 	}
-	q := `SELECT ` + receiptColumns + ` FROM receipts`
-	if len(where) > 0 {
-		q += ` WHERE ` + strings.Join(where, ` AND `)
-	}
-	q += ` ORDER BY timestamp, receipt_type, job_uuid`
-	if f.Limit > 0 {
-		q += ` LIMIT ?`
-		args = append(args, f.Limit)
-	}
-	rows, err := db.r.QueryContext(ctx, db.dialect.rebind(q), args...)
-	if err != nil {
-		return nil, fmt.Errorf("store: list receipts: %w", err)
-	}
-	defer rows.Close()
-	var out []Receipt
-	for rows.Next() {
-		r, err := scanReceipt(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: list receipts: %w", err)
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: list receipts: %w", err)
-	}
-	return out, nil
+	return list(ctx, db, "receipts", `SELECT `+receiptColumns+` FROM receipts`, `timestamp, receipt_type, job_uuid`, q, f.Limit, scanReceipt)
 }
 
 func scanReceipt(s scanner) (Receipt, error) {

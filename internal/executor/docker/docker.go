@@ -38,6 +38,7 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
 
+	"github.com/computehorde/horde/internal/clock"
 	"github.com/computehorde/horde/internal/executor"
 )
 
@@ -226,19 +227,8 @@ func NewWithClient(cli *client.Client, opts Options) (*Runtime, error) {
 	}
 	return &Runtime{
 		cli: cli, opts: opts, log: log, workDir: workDir, registries: registries,
-		sleep: sleepCtx, jobs: map[string]*job{},
+		sleep: clock.Sleep, jobs: map[string]*job{},
 	}, nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // Client returns the engine client, for tests and tools that need raw calls.

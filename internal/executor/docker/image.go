@@ -2,7 +2,6 @@ package docker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +13,7 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/registry"
 
+	"github.com/computehorde/horde/internal/enginemsg"
 	"github.com/computehorde/horde/internal/executor"
 )
 
@@ -212,33 +212,9 @@ func (r *Runtime) dropImage(ref string) {
 // it, or a tooLargeError once the download sizes of the layers (the totals of their
 // "Downloading" progress) add up past bound (when bound > 0).
 func readPull(rd io.Reader, bound int64) error {
-	dec := json.NewDecoder(rd)
 	sizes := map[string]int64{} // by layer ID
 	var total int64
-	for {
-		var msg struct {
-			ID             string `json:"id"`
-			Status         string `json:"status"`
-			ProgressDetail struct {
-				Total int64 `json:"total"`
-			} `json:"progressDetail"`
-			Error       string `json:"error"`
-			ErrorDetail *struct {
-				Message string `json:"message"`
-			} `json:"errorDetail"`
-		}
-		if err := dec.Decode(&msg); err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return fmt.Errorf("read engine response: %w", err)
-		}
-		if msg.ErrorDetail != nil && msg.ErrorDetail.Message != "" {
-			return errors.New(msg.ErrorDetail.Message)
-		}
-		if msg.Error != "" {
-			return errors.New(msg.Error)
-		}
+	return enginemsg.Read(rd, func(msg enginemsg.Message) error {
 		if bound > 0 && msg.Status == "Downloading" && msg.ProgressDetail.Total > sizes[msg.ID] {
 			total += msg.ProgressDetail.Total - sizes[msg.ID]
 			sizes[msg.ID] = msg.ProgressDetail.Total
@@ -246,7 +222,8 @@ func readPull(rd io.Reader, bound int64) error {
 				return tooLargeError{total}
 			}
 		}
-	}
+		return nil
+	})
 }
 
 // urlQuery matches the query of a URL, which may carry a presigned signature or a token.

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/computehorde/horde/internal/clock"
 	"github.com/computehorde/horde/internal/egress"
 	"github.com/computehorde/horde/internal/protocol"
 )
@@ -139,7 +140,7 @@ func New(cfg Config) *Uploader {
 		u.client, u.ownClient = defaultClient(cfg.Egress), true
 	}
 	if u.sleep == nil {
-		u.sleep = sleepTimer
+		u.sleep = clock.Sleep
 	}
 	if u.log == nil {
 		u.log = slog.New(slog.DiscardHandler)
@@ -154,17 +155,6 @@ func defaultClient(policy egress.Policy) *http.Client {
 	return &http.Client{
 		Transport:     t,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-}
-
-func sleepTimer(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return context.Cause(ctx)
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/computehorde/horde/internal/clock"
 	"github.com/computehorde/horde/internal/egress"
 	"github.com/computehorde/horde/internal/protocol"
 )
@@ -108,7 +109,7 @@ func New(cfg Config) *Fetcher {
 		f.hfEndpoint = DefaultHuggingFaceEndpoint
 	}
 	if f.sleep == nil {
-		f.sleep = sleepCtx
+		f.sleep = clock.Sleep
 	}
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)
@@ -122,17 +123,6 @@ func defaultClient(policy egress.Policy) *http.Client {
 	t.TLSHandshakeTimeout = 15 * time.Second
 	t.ResponseHeaderTimeout = time.Minute
 	return &http.Client{Transport: t}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // Stats says what a fetch wrote.

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/computehorde/horde/internal/clock"
 	"github.com/computehorde/horde/internal/egress"
 	"github.com/computehorde/horde/internal/protocol"
 )
@@ -420,7 +421,7 @@ func TestContextCancelDuringBackoff(t *testing.T) {
 	e := newEnv(t)
 	f, _ := newFetcher(t, Config{Sleep: func(ctx context.Context, d time.Duration) error {
 		close(sleeping)
-		return sleepCtx(ctx, d) // the real timer: 1 s unless cancelled
+		return clock.Sleep(ctx, d) // the real timer: 1 s unless cancelled
 	}})
 	begin := time.Now()
 	v := singleFile(srv.URL+"/f", "f")

@@ -67,8 +67,24 @@ func (g *gen) line(format string, args ...any) {
 	g.buf.WriteByte('\n')
 }
 
-// registry writes the message_type → decoder table with each message's unions.
+// unionFrames says what each union's frames are, for its Decode function's comment.
+var unionFrames = map[string]string{
+	"ValidatorToMiner":       "a validator → miner frame",
+	"MinerToValidator":       "a miner → validator frame",
+	"MinerToExecutor":        "a miner → executor frame",
+	"ExecutorToMiner":        "an executor → miner frame",
+	"FacilitatorToValidator": "a facilitator → validator frame (one without message_type is a *Response)",
+	"ValidatorToFacilitator": "a validator → facilitator frame",
+}
+
+// registry writes the message_type → decoder table with each message's unions, and a Decode
+// function per union.
 func (g *gen) registry(models []model) {
+	for _, u := range unionNames {
+		g.line("// Decode%s decodes %s (MaxFrameSize limit).", u, unionFrames[u])
+		g.line("func Decode%s(data []byte) (Message, error) { return Decoder{}.Decode(Union%s, data) }", u, u)
+		g.line("")
+	}
 	g.line("// registry maps every message_type to its model and the unions that accept it.")
 	g.line("var registry = map[string]msgSpec{")
 	for _, m := range models {
@@ -449,6 +465,42 @@ func (g *gen) union(m model, models map[string]model) error {
 	g.line("}")
 	g.line("return &DecodeError{Field: %q, Msg: \"unknown %s \" + strconv.Quote(string(tag)), Err: ErrUnknownEnumValue}", m.tagKey, m.tagKey)
 	g.line("}")
+	g.line("")
+	g.line("// decodeAllowed reads a member, refusing one for which allowed (nil: none) gives a reason.")
+	g.line("func (u *%s) decodeAllowed(r *reader, allowed func(%s) string) error {", m.name, m.tagEnum)
+	g.line("tag, err := readTag(r, %q, &%s)", m.tagKey, enumVar(m.tagEnum))
+	g.line("if err != nil {")
+	g.line("return err")
+	g.line("}")
+	g.line("if allowed != nil {")
+	g.line("if why := allowed(tag); why != \"\" {")
+	g.line("return &DecodeError{Field: %q, Msg: why, Err: ErrUnknownEnumValue}", m.tagKey)
+	g.line("}")
+	g.line("}")
+	g.line("return u.decodeMember(r, tag)")
+	g.line("}")
+	g.line("")
+	g.line("// encodeAllowed writes the member that is set, failing (as field) when none or several are,")
+	g.line("// or when allowed (nil: none) gives a reason against it.")
+	g.line("func (u %s) encodeAllowed(e *encoder, field string, allowed func(%s) string) {", m.name, m.tagEnum)
+	g.line("t := u.Type()")
+	g.line("if t == \"\" {")
+	g.line("e.fail(field, %q, ErrInvalidValue)", "exactly one "+m.name+" member must be set")
+	g.line("e.null()")
+	g.line("return")
+	g.line("}")
+	g.line("if allowed != nil {")
+	g.line("if why := allowed(t); why != \"\" {")
+	g.line("e.fail(field, why, ErrInvalidValue)")
+	g.line("}")
+	g.line("}")
+	g.line("u.encodeMember(e)")
+	g.line("}")
+	g.line("")
+	g.line("func (u *%s) decode(r *reader) error { return u.decodeAllowed(r, nil) }", m.name)
+	g.line("")
+	// Errors name the union by its key without "_type": volume, output_upload.
+	g.line("func (u %s) encode(e *encoder) { u.encodeAllowed(e, %q, nil) }", m.name, strings.TrimSuffix(m.tagKey, "_type"))
 	g.line("")
 	g.line("// encodeMember writes the member that is set (Type says which).")
 	g.line("func (u %s) encodeMember(e *encoder) {", m.name)
