@@ -86,6 +86,18 @@ func walletInspect(args []string, stdout, stderr io.Writer) error {
 }
 
 // walletFlags adds the flags that name a hotkey file.
+// hotkeyPath parses args, which must hold walletFlags' flags only, and returns the hotkey
+// file they name.
+func hotkeyPath(fs *flag.FlagSet, args []string, dir, wallet, hotkey *string) (string, error) {
+	if err := parseFlags(fs, args); err != nil {
+		return "", err
+	}
+	if fs.NArg() != 0 {
+		return "", fmt.Errorf("%w: %s takes no arguments, got %q", errUsage, fs.Name(), fs.Args())
+	}
+	return keys.HotkeyPath(*dir, *wallet, *hotkey)
+}
+
 func walletFlags(fs *flag.FlagSet) (dir, wallet, hotkey *string) {
 	def := os.Getenv(walletsDirEnv)
 	if def == "" {
@@ -103,13 +115,7 @@ func walletNew(args []string, stdout, stderr io.Writer) error {
 		"<hotkey>pub.txt next to it, as bittensor does. It prints the mnemonic once: store it safely.", stderr)
 	dir, wallet, hotkey := walletFlags(fs)
 	overwrite := fs.Bool("overwrite", false, "replace an existing hotkey file (its key is lost unless you kept its mnemonic)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 0 {
-		return fmt.Errorf("%w: wallet new takes no arguments, got %q", errUsage, fs.Args())
-	}
-	path, err := keys.HotkeyPath(*dir, *wallet, *hotkey)
+	path, err := hotkeyPath(fs, args, dir, wallet, hotkey)
 	if err != nil {
 		return err
 	}
@@ -136,13 +142,7 @@ func walletShow(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("wallet show", "wallet show [--wallet W] [--hotkey H] [--wallets-dir DIR]\n\n"+
 		"Loads <wallets-dir>/<wallet>/hotkeys/<hotkey>, checks it, and prints its public key.", stderr)
 	dir, wallet, hotkey := walletFlags(fs)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 0 {
-		return fmt.Errorf("%w: wallet show takes no arguments, got %q", errUsage, fs.Args())
-	}
-	path, err := keys.HotkeyPath(*dir, *wallet, *hotkey)
+	path, err := hotkeyPath(fs, args, dir, wallet, hotkey)
 	if err != nil {
 		return err
 	}

@@ -28,22 +28,27 @@ type rule struct {
 	prefix netip.Prefix
 }
 
-var refused = []rule{
-	{"unspecified", netip.MustParsePrefix("0.0.0.0/8")},
-	{"loopback", netip.MustParsePrefix("127.0.0.0/8")},
-	{"private (RFC 1918)", netip.MustParsePrefix("10.0.0.0/8")},
-	{"private (RFC 1918)", netip.MustParsePrefix("172.16.0.0/12")},
-	{"private (RFC 1918)", netip.MustParsePrefix("192.168.0.0/16")},
-	{"CGNAT (RFC 6598)", netip.MustParsePrefix("100.64.0.0/10")},
-	{"link-local", netip.MustParsePrefix("169.254.0.0/16")},
-	{"multicast", netip.MustParsePrefix("224.0.0.0/4")},
-	{"reserved", netip.MustParsePrefix("240.0.0.0/4")}, // broadcast included
-	{"unspecified", netip.MustParsePrefix("::/128")},
-	{"loopback", netip.MustParsePrefix("::1/128")},
-	{"link-local", netip.MustParsePrefix("fe80::/10")},
-	{"private (RFC 4193)", netip.MustParsePrefix("fc00::/7")},
-	{"site-local", netip.MustParsePrefix("fec0::/10")},
-	{"multicast", netip.MustParsePrefix("ff00::/8")},
+// refused are the ranges job traffic may not reach unless allowed: IPv4 and IPv6 by name.
+var refused = rules(map[string][]string{
+	"unspecified":        {"0.0.0.0/8", "::/128"},
+	"loopback":           {"127.0.0.0/8", "::1/128"},
+	"private (RFC 1918)": {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"},
+	"private (RFC 4193)": {"fc00::/7"},
+	"CGNAT (RFC 6598)":   {"100.64.0.0/10"},
+	"link-local":         {"169.254.0.0/16", "fe80::/10"},
+	"site-local":         {"fec0::/10"},
+	"multicast":          {"224.0.0.0/4", "ff00::/8"},
+	"reserved":           {"240.0.0.0/4"}, // broadcast included
+})
+
+func rules(byName map[string][]string) []rule {
+	var out []rule
+	for name, prefixes := range byName {
+		for _, p := range prefixes {
+			out = append(out, rule{name, netip.MustParsePrefix(p)})
+		}
+	}
+	return out
 }
 
 // Loopback is the CIDRs of the loopback interface, for tests and `horde executor run`

@@ -167,6 +167,10 @@ func Assemble(ctx context.Context, c Client, spec Spec) (Result, error) {
 	return Result{ImageID: loaded.ID, ContentDigest: content, Loaded: true}, nil
 }
 
+// goArches maps the ELF machines Go builds static executables for to their GOARCH.
+var goArches = map[elf.Machine]string{elf.EM_X86_64: "amd64", elf.EM_AARCH64: "arm64", elf.EM_386: "386",
+	elf.EM_ARM: "arm", elf.EM_PPC64: "ppc64le", elf.EM_S390: "s390x", elf.EM_RISCV: "riscv64"}
+
 // CheckStatic checks that path is an ELF executable without a PT_INTERP program header (no
 // dynamic loader needed) and returns its architecture as an OCI name ("amd64", "arm64", …).
 // A dynamically linked file yields an error wrapping ErrNotStatic.
@@ -184,24 +188,11 @@ func CheckStatic(path string) (arch string, err error) {
 	if f.Type != elf.ET_EXEC && f.Type != elf.ET_DYN {
 		return "", fmt.Errorf("jobimage: %s is an ELF %s, not an executable", path, f.Type)
 	}
-	switch f.Machine {
-	case elf.EM_X86_64:
-		return "amd64", nil
-	case elf.EM_AARCH64:
-		return "arm64", nil
-	case elf.EM_386:
-		return "386", nil
-	case elf.EM_ARM:
-		return "arm", nil
-	case elf.EM_PPC64:
-		return "ppc64le", nil
-	case elf.EM_S390:
-		return "s390x", nil
-	case elf.EM_RISCV:
-		return "riscv64", nil
-	default:
+	arch, ok := goArches[f.Machine]
+	if !ok {
 		return "", fmt.Errorf("jobimage: %s is built for unsupported machine %s", path, f.Machine)
 	}
+	return arch, nil
 }
 
 // CompileStatic builds the Go package pkg (an import path or a ./relative directory, resolved

@@ -155,7 +155,7 @@ func (f *Fetcher) downloadFile(ctx context.Context, rawURL string, header http.H
 	}
 	if err != nil {
 		root.Remove(tmpName)
-		b.addBytes(-n)
+		b.bytes.add(-n)
 		return err
 	}
 	return nil
@@ -230,9 +230,9 @@ func (t *transfer) attempt(ctx context.Context) error {
 	default:
 		return &HTTPError{StatusCode: resp.StatusCode}
 	}
-	if left := t.b.bytesLeft(); left >= 0 && resp.ContentLength > left {
+	if left := t.b.bytes.left(); left >= 0 && resp.ContentLength > left {
 		return fmt.Errorf("%w: the server announces %d bytes, %d are left of the %d-byte cap",
-			ErrTooLarge, resp.ContentLength, left, t.b.maxBytes)
+			ErrTooLarge, resp.ContentLength, left, t.b.bytes.max)
 	}
 	w := &chargedWriter{ctx: ctx, w: t.file, b: t.b}
 	_, err = io.CopyBuffer(w, resp.Body, make([]byte, 256<<10))
@@ -273,7 +273,7 @@ func (t *transfer) restart() error {
 	if _, err := t.file.Seek(0, io.SeekStart); err != nil {
 		return fmt.Errorf("restart download: %w", err)
 	}
-	t.b.addBytes(-t.have)
+	t.b.bytes.add(-t.have)
 	t.have, t.ifRange = 0, ""
 	return nil
 }

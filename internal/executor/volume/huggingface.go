@@ -121,7 +121,7 @@ func (f *Fetcher) fetchHuggingFace(ctx context.Context, v *protocol.HuggingfaceV
 		}
 		files = append(files, file{s.RFilename, filepath.Join(dir, rel)})
 	}
-	if err := b.addFiles(int64(len(files))); err != nil {
+	if err := b.files.add(int64(len(files))); err != nil {
 		return fmt.Errorf("%d files selected: %w", len(files), err)
 	}
 	if err := mkdirAll(root, dir); err != nil {

@@ -279,7 +279,7 @@ func (f *Fetcher) fetchZipURL(ctx context.Context, v *protocol.ZipURLVolume, roo
 	// The archive is held to the remaining budget while it downloads, then its bytes are
 	// given back and the unpacked contents are counted instead.
 	n, err := f.download(ctx, v.Contents, nil, tmp, b)
-	b.addBytes(-n)
+	b.bytes.add(-n)
 	if err != nil {
 		return err
 	}
@@ -297,7 +297,7 @@ func (f *Fetcher) fetchSingleFile(ctx context.Context, v *protocol.SingleFileVol
 	if name == "." {
 		return fmt.Errorf("%w: relative_path %q must name a file", ErrUnsafe, v.RelativePath)
 	}
-	if err := b.addFiles(1); err != nil {
+	if err := b.files.add(1); err != nil {
 		return err
 	}
 	return f.downloadFile(ctx, v.URL, nil, root, name, b)
@@ -315,47 +315,36 @@ func decodeBase64(s string) ([]byte, error) {
 }
 
 // budget is the byte and file allowance of one Fetch, shared by concurrent downloads.
-type budget struct {
-	maxBytes, maxFiles int64 // negative: no cap
-	bytes, files       atomic.Int64
-}
+type budget struct{ bytes, files allowance }
 
 func newBudget(maxBytes, maxFiles int64) *budget {
-	return &budget{maxBytes: maxBytes, maxFiles: maxFiles}
+	return &budget{bytes: allowance{max: maxBytes, unit: "byte"}, files: allowance{max: maxFiles, unit: "file"}}
 }
 
-// addBytes charges n bytes (negative n gives them back), refusing a charge past the cap.
-func (b *budget) addBytes(n int64) error {
-	if total := b.bytes.Add(n); n > 0 && b.maxBytes >= 0 && total > b.maxBytes {
-		b.bytes.Add(-n)
-		return fmt.Errorf("%w: over the %d-byte cap", ErrTooLarge, b.maxBytes)
+// allowance is one capped count of a budget.
+type allowance struct {
+	max  int64  // negative: no cap
+	unit string // for errors: "byte", "file"
+	used atomic.Int64
+}
+
+// add charges n (negative n gives it back), refusing a charge past the cap.
+func (a *allowance) add(n int64) error {
+	if total := a.used.Add(n); n > 0 && a.max >= 0 && total > a.max {
+		a.used.Add(-n)
+		return fmt.Errorf("%w: over the %d-%s cap", ErrTooLarge, a.max, a.unit)
 	}
 	return nil
 }
 
-// bytesLeft is what may still be written; negative means no cap.
-func (b *budget) bytesLeft() int64 {
-	if b.maxBytes < 0 {
+// left is what may still be charged; negative means no cap.
+func (a *allowance) left() int64 {
+	if a.max < 0 {
 		return -1
 	}
-	return max(b.maxBytes-b.bytes.Load(), 0)
-}
-
-func (b *budget) addFiles(n int64) error {
-	if total := b.files.Add(n); b.maxFiles >= 0 && total > b.maxFiles {
-		b.files.Add(-n)
-		return fmt.Errorf("%w: over the %d-file cap", ErrTooLarge, b.maxFiles)
-	}
-	return nil
-}
-
-func (b *budget) filesLeft() int64 {
-	if b.maxFiles < 0 {
-		return -1
-	}
-	return max(b.maxFiles-b.files.Load(), 0)
+	return max(a.max-a.used.Load(), 0)
 }
 
 func (b *budget) stats() Stats {
-	return Stats{Bytes: b.bytes.Load(), Files: int(b.files.Load())}
+	return Stats{Bytes: b.bytes.used.Load(), Files: int(b.files.used.Load())}
 }

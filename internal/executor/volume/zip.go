@@ -34,7 +34,7 @@ func ExtractZip(r io.ReaderAt, n int64, dest string, maxBytes int64, maxFiles in
 
 // extractZip unpacks the archive into dir (checked, OS form) under root, charging b.
 func extractZip(ctx context.Context, r io.ReaderAt, n int64, root *os.Root, dir string, b *budget) error {
-	if err := checkEntryBound(r, n, b.filesLeft()); err != nil {
+	if err := checkEntryBound(r, n, b.files.left()); err != nil {
 		return err
 	}
 	zr, err := zip.NewReader(r, n)
@@ -44,7 +44,7 @@ func extractZip(ctx context.Context, r io.ReaderAt, n int64, root *os.Root, dir 
 		return fmt.Errorf("not a valid zip archive: %w", err)
 	}
 	names := make([]string, len(zr.File))
-	left := b.bytesLeft()
+	left := b.bytes.left()
 	var declared uint64
 	for i, f := range zr.File {
 		rel, err := safeRelPath(strings.TrimSuffix(f.Name, "/"))
@@ -68,11 +68,11 @@ func extractZip(ctx context.Context, r io.ReaderAt, n int64, root *os.Root, dir 
 			return fmt.Errorf("zip entry %q uses compression method %d; only store (0) and deflate (8) are supported", f.Name, f.Method)
 		}
 		if left >= 0 && f.UncompressedSize64 > uint64(left)-declared {
-			return fmt.Errorf("%w: archive declares more than the %d bytes left of the %d-byte cap", ErrTooLarge, left, b.maxBytes)
+			return fmt.Errorf("%w: archive declares more than the %d bytes left of the %d-byte cap", ErrTooLarge, left, b.bytes.max)
 		}
 		declared += f.UncompressedSize64
 	}
-	if err := b.addFiles(int64(len(zr.File))); err != nil {
+	if err := b.files.add(int64(len(zr.File))); err != nil {
 		return fmt.Errorf("archive has %d entries: %w", len(zr.File), err)
 	}
 	if err := mkdirAll(root, dir); err != nil {
@@ -124,7 +124,7 @@ func writeEntry(ctx context.Context, root *os.Root, name string, f *zip.File, b 
 	}
 	if err != nil {
 		root.Remove(name)
-		b.addBytes(-w.n)
+		b.bytes.add(-w.n)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -175,11 +175,11 @@ func (c *chargedWriter) Write(p []byte) (int, error) {
 	if err := c.ctx.Err(); err != nil {
 		return 0, err
 	}
-	if err := c.b.addBytes(int64(len(p))); err != nil {
+	if err := c.b.bytes.add(int64(len(p))); err != nil {
 		return 0, err
 	}
 	n, err := c.w.Write(p)
-	c.b.addBytes(int64(n - len(p)))
+	c.b.bytes.add(int64(n - len(p)))
 	c.n += int64(n)
 	return n, err
 }
