@@ -32,7 +32,7 @@ func TestParseSpecDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.DockerImage != "alpine" || strings.Join(r.DockerRunCmd, " ") != "echo hi" || string(r.ExecutorClass) != localrun.DefaultClass ||
+	if r.DockerImage != "alpine" || strings.Join(r.DockerRunCmd, " ") != "echo hi" || r.ExecutorClass != localrun.DefaultClass ||
 		r.DockerRunOptionsPreset != protocol.DockerRunOptionsPresetNone || r.Volume != nil || r.OutputUpload != nil {
 		t.Errorf("request %+v", r)
 	}

@@ -22,7 +22,7 @@ import (
 
 // DefaultClass is the executor class of a spec that names none: the CPU test class, which any
 // machine can run.
-const DefaultClass = "always_on.test"
+const DefaultClass = protocol.ExecutorClassAlwaysOnTest
 
 // Default time limits (seconds) of a spec that gives none.
 const (
