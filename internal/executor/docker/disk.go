@@ -54,7 +54,6 @@ type diskWatch struct {
 	done     chan struct{}
 	once     sync.Once
 	exceeded atomic.Bool
-	peak     atomic.Int64 // the most bytes measured, for the log and the overshoot figure
 }
 
 // watchDisk starts the watchdog of container cid; stop ends it.
@@ -86,9 +85,6 @@ func (r *Runtime) watchDisk(ctx context.Context, ws executor.Workspace, cid stri
 			cost := time.Since(at)
 			if ctx.Err() != nil {
 				return
-			}
-			if used > w.peak.Load() {
-				w.peak.Store(used)
 			}
 			if used > limit {
 				// Set before the kill, so Wait sees it once the container has exited.

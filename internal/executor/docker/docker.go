@@ -557,7 +557,7 @@ func (r *Runtime) Wait(ctx context.Context, id string) (executor.RunResult, erro
 // quotaUnsupported matches the engine's refusals of a storage quota ("--storage-opt is not
 // supported", "--storage-opt is supported only for overlay over xfs with 'pquota' mount
 // option", …).
-var quotaUnsupported = regexp.MustCompile(`(?i)storage[- ]?opt|pquota|quota`)
+var quotaUnsupported = regexp.MustCompile(`(?i)storage[- ]?opt|quota`)
 
 // isConnLoss reports whether err says the engine could not be reached or the connection to it
 // broke, as opposed to an answer from the engine.
