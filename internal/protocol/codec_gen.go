@@ -457,8 +457,6 @@ func (m *Signature) UnmarshalJSON(data []byte) error { return unmarshalInto(data
 // MessageType returns "V0Heartbeat".
 func (V0Heartbeat) MessageType() string { return "V0Heartbeat" }
 
-var v0HeartbeatKeys = []string{"message_type"}
-
 func (m *V0Heartbeat) decode(r *reader) error {
 	var seen uint64
 	err := r.object(func(k []byte) error {
@@ -569,8 +567,6 @@ func (m V0JobStatusUpdate) MarshalJSON() ([]byte, error) { return marshalModel(m
 func (m *V0JobStatusUpdate) UnmarshalJSON(data []byte) error {
 	return unmarshalInto(data, "V0JobStatusUpdate", m)
 }
-
-var jobStatusMetadataKeys = []string{"miner_response", "job_rejection_details", "job_failure_details", "horde_failure_details", "streaming_details"}
 
 func (m *JobStatusMetadata) decode(r *reader) error {
 	var seen uint64
@@ -806,8 +802,6 @@ func (m HordeFailureDetails) MarshalJSON() ([]byte, error) { return marshalModel
 func (m *HordeFailureDetails) UnmarshalJSON(data []byte) error {
 	return unmarshalInto(data, "HordeFailureDetails", m)
 }
-
-var streamingServerDetailsKeys = []string{"streaming_server_cert", "streaming_server_address", "streaming_server_port"}
 
 func (m *StreamingServerDetails) decode(r *reader) error {
 	var seen uint64
@@ -2203,8 +2197,6 @@ func (m *MultiUpload) UnmarshalJSON(data []byte) error { return unmarshalInto(da
 // MessageType returns "GenericError".
 func (GenericError) MessageType() string { return "GenericError" }
 
-var genericErrorKeys = []string{"message_type", "details"}
-
 func (m *GenericError) decode(r *reader) error {
 	var seen uint64
 	err := r.object(func(k []byte) error {
@@ -2362,8 +2354,6 @@ func (m *V0ExecutorManifestRequest) UnmarshalJSON(data []byte) error {
 
 // MessageType returns "V0MainHotkeyMessage".
 func (V0MainHotkeyMessage) MessageType() string { return "V0MainHotkeyMessage" }
-
-var v0MainHotkeyMessageKeys = []string{"message_type", "main_hotkey"}
 
 func (m *V0MainHotkeyMessage) decode(r *reader) error {
 	var seen uint64

@@ -169,8 +169,7 @@ func fObj(r *reader, seen *uint64, bit int, name string, dst codecTarget) error 
 	return nil
 }
 
-// fOptObj decodes a nullable nested model; alloc returns a fresh target and
-// store keeps it (or clears the field on null).
+// fOptObj decodes a nullable nested model; null clears the field.
 func fOptObj[T any, PT interface {
 	*T
 	codecTarget
@@ -198,13 +197,7 @@ func fList[T any, PT interface {
 	if err := mark(seen, bit, name); err != nil {
 		return err
 	}
-	list := []T{}
-	err := r.array(func(int) error {
-		var v T
-		err := PT(&v).decode(r)
-		list = append(list, v)
-		return err
-	})
+	list, err := readList(r, decodePayload[T, PT])
 	if err != nil {
 		return inField(err, name)
 	}
@@ -277,12 +270,9 @@ func encodeExtra(e *encoder, extra OrderedMap[json.RawMessage]) {
 
 // decodeMembers reads a list of union members, each passing allowed.
 func decodeMembers[T any, E ~string](r *reader, dst *[]T, decode func(*T, *reader, func(E) string) error, allowed func(E) string) error {
-	list := []T{}
-	err := r.array(func(int) error {
-		var v T
-		err := decode(&v, r, allowed)
-		list = append(list, v)
-		return err
+	list, err := readList(r, func(r *reader) (v T, err error) {
+		err = decode(&v, r, allowed)
+		return v, err
 	})
 	if err != nil {
 		return err

@@ -66,11 +66,7 @@ func (m V0ClassValuesMessage) RewardPerHour(class ExecutorClass) (float64, bool)
 }
 
 func decodeClassValues(r *reader, dst *OrderedMap[ClassValue]) error {
-	return decodeClassMap(r, dst, func(r *reader) (ClassValue, error) {
-		var v ClassValue
-		err := v.decode(r)
-		return v, err
-	})
+	return decodeClassMap(r, dst, decodePayload[ClassValue])
 }
 
 func encodeClassValues(e *encoder, m OrderedMap[ClassValue]) {

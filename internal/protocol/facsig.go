@@ -89,29 +89,22 @@ func (m *V2JobRequest) SignedFieldsJSON() ([]byte, error) {
 	e.int(m.StreamingStartTimeLimit)
 	e.raw(`,"streaming_details":`)
 	encodeOpt(&e, m.StreamingDetails)
-	e.raw(`,"volumes":[`)
+	e.raw(`,"volumes":`)
+	var volumes []Volume
 	if m.Volume != nil {
-		for i, v := range m.Volume.Flatten() {
-			if i > 0 {
-				e.byte1(',')
-			}
-			v.encodeAllowed(&e, "volume", notMulti)
-		}
+		volumes = m.Volume.Flatten()
 	}
-	e.raw(`],"uploads":[`)
+	encodeNestedVolumes(&e, volumes)
+	e.raw(`,"uploads":`)
+	var uploads []OutputUpload
 	if u := m.OutputUpload; u != nil {
-		uploads := []OutputUpload{*u}
+		uploads = []OutputUpload{*u}
 		if u.Multi != nil {
 			uploads = u.Multi.Uploads
 		}
-		for i, up := range uploads {
-			if i > 0 {
-				e.byte1(',')
-			}
-			up.encodeAllowed(&e, "output_upload", (uploadZip | uploadSingle).check)
-		}
 	}
-	e.raw(`]}`)
+	encodeMembers(&e, uploads, OutputUpload.encodeAllowed, "output_upload", (uploadZip | uploadSingle).check)
+	e.byte1('}')
 	if e.err != nil {
 		return nil, e.err
 	}

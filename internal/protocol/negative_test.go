@@ -81,6 +81,9 @@ func TestDecodeErrors(t *testing.T) {
 		{"zip upload inside multi_upload", UnionValidatorToMiner, sub(`"output_upload":null`,
 			`"output_upload":{"output_upload_type":"multi_upload","uploads":[{"output_upload_type":"zip_and_http_put","url":"u"}]}`),
 			ErrUnknownEnumValue, []string{`"output_upload.uploads[0].output_upload_type"`}},
+		{"nested multi_upload", UnionValidatorToMiner, sub(`"output_upload":null`,
+			`"output_upload":{"output_upload_type":"multi_upload","uploads":[{"output_upload_type":"multi_upload","uploads":[]}]}`),
+			ErrUnknownEnumValue, []string{`"output_upload.uploads[0].output_upload_type"`, `"multi_upload" not allowed here`}},
 		{"unknown receipt type", UnionMinerToValidator, `{"message_type":"V0DeclineJobRequest","job_uuid":"j",` +
 			`"receipts":[{"payload":{"receipt_type":"Foo"},"validator_signature":"0x"}]}`,
 			ErrUnknownEnumValue, []string{`"receipts[0].payload.receipt_type"`, `"Foo"`}},

@@ -68,10 +68,10 @@ type uploadKinds uint8
 const (
 	uploadZip uploadKinds = 1 << iota
 	uploadSingle
-	uploadMulti
 )
 
-// check says why t is not allowed here; "" when it is.
+// check says why t is not allowed here; "" when it is. A multi_upload is allowed only where
+// no restriction applies (the top level), so no kind names it.
 func (k uploadKinds) check(t OutputUploadType) string {
 	var ok bool
 	switch t {
@@ -79,8 +79,6 @@ func (k uploadKinds) check(t OutputUploadType) string {
 		ok = k&uploadZip != 0
 	case OutputUploadTypeSingleFilePost, OutputUploadTypeSingleFilePut:
 		ok = k&uploadSingle != 0
-	case OutputUploadTypeMultiUpload:
-		ok = k&uploadMulti != 0
 	}
 	if ok {
 		return ""

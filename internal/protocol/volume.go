@@ -104,12 +104,7 @@ func decodeAllowPatterns(r *reader, dst **AllowPatterns) error {
 		*dst = &AllowPatterns{Patterns: []string{s}, Single: true}
 		return nil
 	case '[':
-		list := []string{}
-		err := r.array(func(int) error {
-			s, err := r.readString()
-			list = append(list, s)
-			return err
-		})
+		list, err := readStrList(r)
 		if err != nil {
 			return err
 		}

@@ -67,22 +67,12 @@ func (g *gen) line(format string, args ...any) {
 	g.buf.WriteByte('\n')
 }
 
-// unionFrames says what each union's frames are, for its Decode function's comment.
-var unionFrames = map[string]string{
-	"ValidatorToMiner":       "a validator → miner frame",
-	"MinerToValidator":       "a miner → validator frame",
-	"MinerToExecutor":        "a miner → executor frame",
-	"ExecutorToMiner":        "an executor → miner frame",
-	"FacilitatorToValidator": "a facilitator → validator frame (one without message_type is a *Response)",
-	"ValidatorToFacilitator": "a validator → facilitator frame",
-}
-
 // registry writes the message_type → decoder table with each message's unions, and a Decode
 // function per union.
 func (g *gen) registry(models []model) {
-	for _, u := range unionNames {
-		g.line("// Decode%s decodes %s (MaxFrameSize limit).", u, unionFrames[u])
-		g.line("func Decode%s(data []byte) (Message, error) { return Decoder{}.Decode(Union%s, data) }", u, u)
+	for _, u := range unions {
+		g.line("// Decode%s decodes %s (MaxFrameSize limit).", u.name, u.frames)
+		g.line("func Decode%s(data []byte) (Message, error) { return Decoder{}.Decode(Union%s, data) }", u.name, u.name)
 		g.line("")
 	}
 	g.line("// registry maps every message_type to its model and the unions that accept it.")
@@ -91,11 +81,11 @@ func (g *gen) registry(models []model) {
 		if m.form != "message" {
 			continue
 		}
-		unions := make([]string, len(m.unions))
+		accepts := make([]string, len(m.unions))
 		for i, u := range m.unions {
-			unions[i] = "Union" + u
+			accepts[i] = "Union" + u
 		}
-		g.line("%q: {%s, decoderFor[%s]()},", m.name, strings.Join(unions, "|"), m.name)
+		g.line("%q: {%s, decoderFor[%s]()},", m.name, strings.Join(accepts, "|"), m.name)
 	}
 	g.line("}")
 	g.line("")
@@ -138,6 +128,9 @@ func (g *gen) fieldNames(m model) {
 	keys := allKeys(m)
 	if len(keys) > 64 {
 		panic("codegen: a model with more than 64 keys does not fit the seen bit set")
+	}
+	if required(m) == 0 {
+		return // only checkRequired reads the names
 	}
 	names := make([]string, len(keys))
 	for i, k := range keys {

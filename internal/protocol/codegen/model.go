@@ -14,9 +14,9 @@
 //	//wire:model            a nested model (no message_type)
 //	//wire:union KEY Enum   a discriminated union of the models its pointer fields point to,
 //	                        told apart by their literal KEY (of type Enum): Type, the
-//	                        member dispatch (decodeMember, encodeMember) and JSON methods
-//	                        are generated; decode and encode, which may restrict members
-//	                        by position, are written by hand
+//	                        member dispatch (decodeMember, encodeMember), decode, encode
+//	                        and JSON methods are generated; which members a position
+//	                        allows is passed in by hand-written callers
 //
 //	//wire:enum             a string enum, strict (unknown values are errors) unless "open"
 //	                        (they decode to its "unknown" constant); its values are the
@@ -48,6 +48,7 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"go/types"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -123,8 +124,21 @@ type model struct {
 	enumName string
 }
 
-var unionNames = []string{"ValidatorToMiner", "MinerToValidator", "MinerToExecutor", "ExecutorToMiner",
-	"FacilitatorToValidator", "ValidatorToFacilitator"}
+// unions are the channel unions a //wire:message may name (the Union constants of
+// internal/protocol, without their prefix), with what their frames are, for the comment of
+// each Decode function.
+var unions = []struct{ name, frames string }{
+	{"ValidatorToMiner", "a validator → miner frame"},
+	{"MinerToValidator", "a miner → validator frame"},
+	{"MinerToExecutor", "a miner → executor frame"},
+	{"ExecutorToMiner", "an executor → miner frame"},
+	{"FacilitatorToValidator", "a facilitator → validator frame (one without message_type is a *Response)"},
+	{"ValidatorToFacilitator", "a validator → facilitator frame"},
+}
+
+func isUnion(name string) bool {
+	return slices.ContainsFunc(unions, func(u struct{ name, frames string }) bool { return u.name == name })
+}
 
 // parse reads the package in dir (except test files and the generated file) and returns its
 // models in file and declaration order.
@@ -266,7 +280,7 @@ func (p *pkg) model(ts *ast.TypeSpec, dir []string) (model, error) {
 			m.forbid = true
 		case w == "receipt":
 			m.receipt = true
-		case m.form == "message" && slices.Contains(unionNames, w):
+		case m.form == "message" && isUnion(w):
 			m.unions = append(m.unions, w)
 		default:
 			return m, fmt.Errorf("unknown directive word %q", w)
@@ -287,7 +301,7 @@ func (p *pkg) model(ts *ast.TypeSpec, dir []string) (model, error) {
 	}
 	if m.form == "union" {
 		for _, f := range st.Fields.List {
-			t := exprString(f.Type)
+			t := types.ExprString(f.Type)
 			if len(f.Names) != 1 || !strings.HasPrefix(t, "*") || !p.structs[t[1:]] {
 				return m, fmt.Errorf("a union's fields must each point to a member model")
 			}
@@ -308,7 +322,7 @@ func (p *pkg) model(ts *ast.TypeSpec, dir []string) (model, error) {
 			return m, fmt.Errorf("a tagged field must declare one name")
 		}
 		name := f.Names[0].Name
-		k, err := p.key(name, exprString(f.Type), tag)
+		k, err := p.key(name, types.ExprString(f.Type), tag)
 		if err != nil {
 			return m, fmt.Errorf("field %s: %w", name, err)
 		}
@@ -456,23 +470,4 @@ func (p *pkg) kindOf(t string, k key) (kind, error) {
 		return kList, nil
 	}
 	return "", fmt.Errorf("type %s has no codec (use via=)", t)
-}
-
-// exprString prints a type expression as written.
-func exprString(e ast.Expr) string {
-	switch t := e.(type) {
-	case *ast.Ident:
-		return t.Name
-	case *ast.StarExpr:
-		return "*" + exprString(t.X)
-	case *ast.ArrayType:
-		return "[]" + exprString(t.Elt)
-	case *ast.SelectorExpr:
-		return exprString(t.X) + "." + t.Sel.Name
-	case *ast.IndexExpr:
-		return exprString(t.X) + "[" + exprString(t.Index) + "]"
-	case *ast.StructType:
-		return "struct{}"
-	}
-	return fmt.Sprintf("%T", e)
 }
