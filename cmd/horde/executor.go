@@ -168,6 +168,7 @@ func runExecutorRun(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	defer rt.Close()
+	logger.Info("volume downloads and uploads", "egress", policy)
 	// Containers and workspaces of horde jobs past their deadline were abandoned by a killed
 	// executor (this command's or a miner's): remove them before adding our own.
 	if err := rt.SweepExpired(ctx); err != nil {

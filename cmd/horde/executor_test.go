@@ -81,7 +81,7 @@ func TestCLIExecutorRunBadSpec(t *testing.T) {
 	for _, tc := range []struct{ spec, want string }{
 		{`{"docker_image": "x", "docker_run_cmd": "echo hi"}`, "docker_run_cmd"},
 		{`{"docker_imag": "x"}`, `unknown field "docker_imag"`},
-		{`{"docker_image": "x"`, "malformed JSON"},
+		{`{"docker_image": "x"`, "invalid JSON: unexpected end of input"},
 		{`{"docker_image": "x", "execution_time_limit": 9223372036854775807}`, "execution_time_limit: 9223372036854775807 seconds is more than"},
 		{`{"docker_image": "My Image"}`, "docker_image"},
 		{`{"docker_image": "x", "env": {"": "v"}}`, "env: a variable has an empty name"},

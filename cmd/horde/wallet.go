@@ -85,7 +85,6 @@ func walletInspect(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// walletFlags adds the flags that name a hotkey file.
 // hotkeyPath parses args, which must hold walletFlags' flags only, and returns the hotkey
 // file they name.
 func hotkeyPath(fs *flag.FlagSet, args []string, dir, wallet, hotkey *string) (string, error) {
@@ -98,6 +97,7 @@ func hotkeyPath(fs *flag.FlagSet, args []string, dir, wallet, hotkey *string) (s
 	return keys.HotkeyPath(*dir, *wallet, *hotkey)
 }
 
+// walletFlags adds the flags that name a hotkey file.
 func walletFlags(fs *flag.FlagSet) (dir, wallet, hotkey *string) {
 	def := os.Getenv(walletsDirEnv)
 	if def == "" {

@@ -73,6 +73,13 @@ func TestAllow(t *testing.T) {
 			t.Errorf("ParseAllow(%q) = %v, want an error naming it", bad, err)
 		}
 	}
+	// What the executor logs at start.
+	if got, want := p.String(), "internal addresses refused, allowed: 10.1.0.0/16, 127.0.0.1/32, ::1/128"; got != want {
+		t.Errorf("String() = %q, want %q", got, want)
+	}
+	if got := (egress.Policy{}).String(); got != "internal addresses refused, none allowed" {
+		t.Errorf("String() of the default policy = %q", got)
+	}
 }
 
 func TestErrorNamesAddressAndRule(t *testing.T) {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path"
 	"strings"
 	"time"
 
@@ -551,8 +550,10 @@ func (d *driver) runSpec(ctx context.Context) (RunSpec, error) {
 	if image == "" {
 		image = ptr.Deref(d.initial.DockerImage)
 	}
-	if err := CheckImage("docker_image", image); err != nil {
-		return RunSpec{}, invalidJob(err)
+	if image == "" {
+		// A given image was checked already: the initial request's by startup, this one's by
+		// CheckJobRequest.
+		return RunSpec{}, invalidJob(CheckImage("docker_image", image))
 	}
 	spec := RunSpec{
 		ID:      runtimeID(d.cfg.Token),
@@ -599,7 +600,7 @@ func (d *driver) upload(ctx context.Context) error {
 	var artifacts *protocol.OrderedMap[string]
 	if mount := ptr.Deref(d.request.ArtifactsDir); mount != "" {
 		var err error
-		if artifacts, err = upload.CollectArtifacts(d.ws.ArtifactsDir, path.Clean(mount), d.log); err != nil {
+		if artifacts, err = upload.CollectArtifacts(d.ws.ArtifactsDir, mount, d.log); err != nil {
 			return jobFailed(protocol.JobFailureReasonUploadFailed, "Upload failed: artifacts: %v", err)
 		}
 	}

@@ -74,7 +74,7 @@ func (d *driver) reserve(ctx context.Context, timing *protocol.ExecutorTiming) *
 // the class's spin-up time and the startup limit.
 func (d *driver) awaitExecutor(ctx context.Context, timing *protocol.ExecutorTiming) *JobResult {
 	v := d.v
-	readiness := d.spinUp + v.cfg.ExecutorStartupTimeLimit
+	readiness := d.class.SpinUp + v.cfg.ExecutorStartupTimeLimit
 	acceptedAt := v.cfg.Clock.Now()
 	acc := protocol.JobAcceptedReceiptPayload{
 		JobUUID: d.spec.UUID, MinerHotkey: d.miner, ValidatorHotkey: v.hotkey,
@@ -115,7 +115,7 @@ func awaitReply[T protocol.Message](ctx context.Context, d *driver, deadline tim
 func (d *driver) jobRequest() *protocol.V0JobRequest {
 	spec := &d.spec
 	preset := protocol.DockerRunOptionsPresetNone
-	if cls, err := d.v.cfg.Classes.Lookup(spec.ExecutorClass); err == nil && cls.HasGPU {
+	if d.class.HasGPU {
 		preset = protocol.DockerRunOptionsPresetNvidiaAll
 	}
 	req := &protocol.V0JobRequest{

@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/computehorde/horde/internal/chain"
+	"github.com/computehorde/horde/internal/hwclass"
 	"github.com/computehorde/horde/internal/protocol"
 	"github.com/computehorde/horde/internal/ptr"
 	"github.com/computehorde/horde/internal/store"
@@ -71,7 +72,7 @@ func (v *Validator) RunJob(ctx context.Context, minerHotkey string, spec protoco
 		return nil, fmt.Errorf("validator: record job %s: %w", spec.UUID, err)
 	}
 
-	d := &driver{v: v, spec: spec, miner: minerHotkey, log: log, spinUp: cls.SpinUp, started: start}
+	d := &driver{v: v, spec: spec, miner: minerHotkey, log: log, class: cls, started: start}
 	res := d.run(ctx)
 	res.UUID = spec.UUID
 	res.Took = v.cfg.Clock.Now().Sub(start)
@@ -88,11 +89,11 @@ func (v *Validator) RunJob(ctx context.Context, minerHotkey string, spec protoco
 
 // driver holds one job's connection and progress.
 type driver struct {
-	v      *Validator
-	spec   protocol.V2JobRequest
-	miner  string
-	log    *slog.Logger
-	spinUp time.Duration
+	v     *Validator
+	spec  protocol.V2JobRequest
+	miner string
+	log   *slog.Logger
+	class hwclass.Class
 	// started is when the job began, before connecting: the JobFinished receipt's
 	// time_started, from which upstream measures time_took_us.
 	started time.Time

@@ -102,7 +102,6 @@ type minerPeer struct {
 	ctx     context.Context
 	ws      *websocket.Conn
 	conn    *wsconn.Conn
-	auth    *protocol.ValidatorAuthForMiner
 	initial *protocol.V0InitialJobRequest
 	got     []protocol.Message // everything the validator sent, in order
 }
@@ -164,7 +163,6 @@ func (p *minerPeer) sendRaw(frame string) {
 func (p *minerPeer) authenticate(pathHotkey string) {
 	p.t.Helper()
 	a := expect[protocol.ValidatorAuthForMiner](p)
-	p.auth = a
 	var why string
 	switch age := p.e.clock.Now().Unix() - a.Timestamp; {
 	case pathHotkey != p.e.alice.SS58():
@@ -193,10 +191,10 @@ func (p *minerPeer) accept(job string) {
 }
 
 // ready reports the executor ready and reads the job request.
-func (p *minerPeer) ready(job string) *protocol.V0JobRequest {
+func (p *minerPeer) ready(job string) {
 	p.t.Helper()
 	p.send(&protocol.V0ExecutorReadyRequest{JobUUID: job})
-	return expect[protocol.V0JobRequest](p)
+	expect[protocol.V0JobRequest](p)
 }
 
 // finish reports the remaining stages and the result, with machine specs interleaved as an

@@ -24,7 +24,11 @@ func NewFake(start time.Time) *Fake {
 }
 
 // Now returns the clock's time.
-func (c *Fake) Now() time.Time { return c.Advance(0) }
+func (c *Fake) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
 
 // After returns a channel that receives the time once the clock reaches now+d.
 func (c *Fake) After(d time.Duration) <-chan time.Time {

@@ -51,10 +51,10 @@ func TestParseSpecDefaults(t *testing.T) {
 
 func TestParseSpecRejects(t *testing.T) {
 	for _, tc := range []struct{ spec, want string }{
-		{``, "not JSON"},
-		{`[1]`, "want a JSON object"},
-		{`{"docker_image": "a"} x`, "trailing data"},
-		{`{"docker_image": "a", "docker_image": "b"}`, `"docker_image" appears twice`},
+		{``, "invalid JSON"},
+		{`[1]`, "expected object, got array"},
+		{`{"docker_image": "a"} x`, "unexpected data after JSON value"},
+		{`{"docker_image": "a", "docker_image": "b"}`, `duplicate key "docker_image"`},
 		{`{"docker_run_cmd": []}`, `"docker_image" is required`},
 		{`{"docker_image": "a", "bogus": 1}`, "bogus"},
 		{`{"docker_image": 5}`, "docker_image"},
@@ -90,6 +90,11 @@ func TestParseSpecRejects(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("ParseSpec(%.200s) = %.300v, want an error naming %q", tc.spec, err, tc.want)
 		}
+	}
+	// Each fault is named once, though both the spec's and the executor's checks see the image.
+	_, _, err := localrun.ParseSpec([]byte(`{"docker_image": "my image"}`))
+	if n := strings.Count(fmt.Sprint(err), "not a valid image reference"); n != 1 {
+		t.Errorf("ParseSpec(bad image) = %v: the image's fault named %d times, want once", err, n)
 	}
 }
 

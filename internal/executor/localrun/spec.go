@@ -6,11 +6,9 @@
 package localrun
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
 
@@ -46,11 +44,12 @@ func ParseSpec(data []byte) (protocol.V0JobRequest, protocol.ExecutorTiming, err
 	req, timing, err := parseSpec(data)
 	if err == nil {
 		// What an executor would refuse, refused here: a spec that parses runs anywhere.
-		err = errors.Join(
-			executor.CheckTiming(&timing, nil),
-			executor.CheckImage("docker_image", req.DockerImage),
-			executor.CheckJobRequest(&req),
-		)
+		// CheckJobRequest checks an image when there is one; a spec must name one.
+		var noImage error
+		if req.DockerImage == "" {
+			noImage = executor.CheckImage("docker_image", "")
+		}
+		err = errors.Join(executor.CheckTiming(&timing, nil), noImage, executor.CheckJobRequest(&req))
 	}
 	if err != nil {
 		return protocol.V0JobRequest{}, protocol.ExecutorTiming{}, fmt.Errorf("job spec: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
@@ -65,21 +64,17 @@ func parseSpec(data []byte) (req protocol.V0JobRequest, timing protocol.Executor
 	if len(data) > protocol.MaxFrameSize {
 		return req, timing, fmt.Errorf("%d bytes, more than a job request may carry (%d)", len(data), protocol.MaxFrameSize)
 	}
-	fields, err := objectFields(data)
-	if err != nil {
+	// One parse, by the protocol's own reader: it holds each value to the protocol's rules
+	// (UTF-8, no duplicate keys, numbers in range) and names the field it faults.
+	var spec protocol.OrderedMap[json.RawMessage]
+	if err := spec.UnmarshalJSON(data); err != nil {
 		return req, timing, err
 	}
 	request, err := defaultRequest()
 	if err != nil {
 		return req, timing, err
 	}
-	if timing, err = readTiming(fields, request); err != nil {
-		return req, timing, err
-	}
-	// The values as the protocol's reader reads them: it holds each to the protocol's rules
-	// (UTF-8, no duplicate keys, numbers in range) and names the field it faults.
-	var spec protocol.OrderedMap[json.RawMessage]
-	if err := spec.UnmarshalJSON(data); err != nil {
+	if timing, err = readTiming(spec, request); err != nil {
 		return req, timing, err
 	}
 	for key, value := range spec.All() {
@@ -101,7 +96,7 @@ func parseSpec(data []byte) (req protocol.V0JobRequest, timing protocol.Executor
 
 // readTiming reads the spec's time limits and checks that its other fields are request
 // fields a user may set, docker_image among them.
-func readTiming(fields []field, request protocol.OrderedMap[json.RawMessage]) (protocol.ExecutorTiming, error) {
+func readTiming(spec protocol.OrderedMap[json.RawMessage], request protocol.OrderedMap[json.RawMessage]) (protocol.ExecutorTiming, error) {
 	timing := protocol.ExecutorTiming{
 		AllowedLeeway:      DefaultAllowedLeeway,
 		DownloadTimeLimit:  DefaultDownloadTimeLimit,
@@ -115,21 +110,21 @@ func readTiming(fields []field, request protocol.OrderedMap[json.RawMessage]) (p
 		"upload_time_limit":    &timing.UploadTimeLimit,
 	}
 	hasImage := false
-	for _, f := range fields {
-		hasImage = hasImage || f.key == "docker_image"
-		if dst, ok := limits[f.key]; ok {
-			if err := json.Unmarshal(f.value, dst); err != nil || *dst < 0 {
-				return timing, fmt.Errorf("%s must be a non-negative whole number of seconds, not %s", f.key, f.value)
+	for key, value := range spec.All() {
+		hasImage = hasImage || key == "docker_image"
+		if dst, ok := limits[key]; ok {
+			if err := json.Unmarshal(value, dst); err != nil || *dst < 0 {
+				return timing, fmt.Errorf("%s must be a non-negative whole number of seconds, not %s", key, value)
 			}
 			continue
 		}
-		if f.key == "message_type" || f.key == "job_uuid" {
-			return timing, fmt.Errorf("field %q is set by the runner; remove it", f.key)
+		if key == "message_type" || key == "job_uuid" {
+			return timing, fmt.Errorf("field %q is set by the runner; remove it", key)
 		}
-		if _, known := request.Get(f.key); !known {
+		if _, known := request.Get(key); !known {
 			// A typo must not be silently ignored: the job would run without what it asked for.
 			return timing, fmt.Errorf("unknown field %q; known fields: docker_image, %s, %s",
-				f.key, strings.Join(optionalFields(request), ", "), strings.Join(timingKeys, ", "))
+				key, strings.Join(optionalFields(request), ", "), strings.Join(timingKeys, ", "))
 		}
 	}
 	if !hasImage {
@@ -164,47 +159,4 @@ func optionalFields(request protocol.OrderedMap[json.RawMessage]) []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-type field struct {
-	key   string
-	value json.RawMessage
-}
-
-// objectFields returns the members of a JSON object in order, rejecting duplicates and
-// anything after the object.
-func objectFields(data []byte) ([]field, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, fmt.Errorf("not JSON: %w", err)
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, errors.New("want a JSON object")
-	}
-	var fields []field
-	seen := map[string]bool{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, fmt.Errorf("malformed JSON: %w", err)
-		}
-		key := tok.(string) // object keys are always strings
-		if seen[key] {
-			return nil, fmt.Errorf("field %q appears twice", key)
-		}
-		seen[key] = true
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, fmt.Errorf("field %q: malformed JSON: %w", key, err)
-		}
-		fields = append(fields, field{key, v})
-	}
-	if _, err := dec.Token(); err != nil {
-		return nil, fmt.Errorf("malformed JSON: %w", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("trailing data after the JSON object")
-	}
-	return fields, nil
 }
