@@ -6,7 +6,7 @@ import (
 )
 
 // fullestJobRequest returns the largest V0JobRequest vector (multi_volume + multi_upload).
-func fullestJobRequest(b *testing.B) []byte {
+func fullestJobRequest(b testing.TB) []byte {
 	vf := loadVectors(b)
 	var best string
 	for _, v := range vf.Messages {
@@ -19,6 +19,21 @@ func fullestJobRequest(b *testing.B) []byte {
 		b.Fatal("no V0JobRequest vector with multi_volume and multi_upload")
 	}
 	return []byte(best)
+}
+
+// TestDecodeAllocs holds decoding to its allocations: one per list, map and nested model,
+// none per list element (a model decoded into a local through a function value, or a
+// method value passed down, costs one more each time; one such change went unnoticed).
+func TestDecodeAllocs(t *testing.T) {
+	data := fullestJobRequest(t)
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := DecodeValidatorToMiner(data); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 28 {
+		t.Errorf("decoding the fullest V0JobRequest takes %v allocations, want at most 28", allocs)
+	}
 }
 
 func BenchmarkDecodeJobRequest(b *testing.B) {

@@ -96,6 +96,17 @@ func readList[T any](r *reader, read func(*reader) (T, error)) ([]T, error) {
 	return list, err
 }
 
+// readListInto reads a list of models, decoding each in place: a model decoded into a local
+// through a function value would escape to the heap, one allocation per element.
+func readListInto[T any](r *reader, decode func(*T, *reader) error) ([]T, error) {
+	list := []T{}
+	err := r.array(func(int) error {
+		list = append(list, *new(T))
+		return decode(&list[len(list)-1], r)
+	})
+	return list, err
+}
+
 func readStrMap(r *reader) (OrderedMap[string], error) {
 	var m OrderedMap[string]
 	err := decodeOrderedMap(r, &m, (*reader).readString)
@@ -197,7 +208,7 @@ func fList[T any, PT interface {
 	if err := mark(seen, bit, name); err != nil {
 		return err
 	}
-	list, err := readList(r, decodePayload[T, PT])
+	list, err := readListInto(r, func(v *T, r *reader) error { return PT(v).decode(r) })
 	if err != nil {
 		return inField(err, name)
 	}
@@ -270,10 +281,7 @@ func encodeExtra(e *encoder, extra OrderedMap[json.RawMessage]) {
 
 // decodeMembers reads a list of union members, each passing allowed.
 func decodeMembers[T any, E ~string](r *reader, dst *[]T, decode func(*T, *reader, func(E) string) error, allowed func(E) string) error {
-	list, err := readList(r, func(r *reader) (v T, err error) {
-		err = decode(&v, r, allowed)
-		return v, err
-	})
+	list, err := readListInto(r, func(v *T, r *reader) error { return decode(v, r, allowed) })
 	if err != nil {
 		return err
 	}

@@ -94,12 +94,16 @@ func (k uploadKinds) check(t OutputUploadType) string {
 }
 
 // decodeSingleUploads reads a multi_upload's uploads, each a single-file upload.
+// singleOnly is uploadSingle.check as a plain function: a method value passed down to
+// decodeMembers would be allocated on every decode.
+func singleOnly(t OutputUploadType) string { return uploadSingle.check(t) }
+
 func decodeSingleUploads(r *reader, dst *[]OutputUpload) error {
-	return decodeMembers(r, dst, (*OutputUpload).decodeAllowed, uploadSingle.check)
+	return decodeMembers(r, dst, (*OutputUpload).decodeAllowed, singleOnly)
 }
 
 func encodeSingleUploads(e *encoder, list []OutputUpload) {
-	encodeMembers(e, list, OutputUpload.encodeAllowed, "output_upload", uploadSingle.check)
+	encodeMembers(e, list, OutputUpload.encodeAllowed, "output_upload", singleOnly)
 }
 
 // decodeSystemOutput reads a multi_upload's system_output: null or a zip upload.
