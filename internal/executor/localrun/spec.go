@@ -96,7 +96,7 @@ func parseSpec(data []byte) (req protocol.V0JobRequest, timing protocol.Executor
 
 // readTiming reads the spec's time limits and checks that its other fields are request
 // fields a user may set, docker_image among them.
-func readTiming(spec protocol.OrderedMap[json.RawMessage], request protocol.OrderedMap[json.RawMessage]) (protocol.ExecutorTiming, error) {
+func readTiming(spec, request protocol.OrderedMap[json.RawMessage]) (protocol.ExecutorTiming, error) {
 	timing := protocol.ExecutorTiming{
 		AllowedLeeway:      DefaultAllowedLeeway,
 		DownloadTimeLimit:  DefaultDownloadTimeLimit,
