@@ -29,6 +29,7 @@ func commands() []command {
 		{name: "dev", summary: "run the whole subnet in one process (simulated chain, SQLite, local Docker) and run a job", run: runDev},
 		{name: "bench", summary: "whole-system figures: hello jobs through the devnet, latency and throughput", run: runBench},
 		{name: "executor", summary: "run a job spec locally exactly as a miner's executor would; pre-load images", run: runExecutor},
+		{name: "chain", summary: "the chain: serve a simulated one (`horde chain sim`), read and write through any backend", run: runChain},
 		{name: "wallet", summary: "Bittensor hotkeys: inspect a secret URI, create or show a wallet hotkey", run: runWallet},
 		{name: jobCommand, summary: "run a built-in job program (used inside job images)", run: runJob, hidden: true},
 	}

@@ -45,6 +45,12 @@ var (
 	// ErrInvalidWeights reports a weight that is negative, NaN or infinite.
 	ErrInvalidWeights = errors.New("chain: invalid weights: every weight must be a finite number >= 0; fix the scores before setting weights")
 
+	// ErrServeAxonUnsupported reports a backend that cannot announce an axon: Pylon has no
+	// serve_axon, so the operator announces it with btcli (the wrapped error names the
+	// command).
+	ErrServeAxonUnsupported = errors.New("chain: serve_axon is not supported by this backend (Pylon cannot sign it); " +
+		"announce the axon with btcli")
+
 	// ErrUnknownBlock reports a block the backend does not have: pruned from a
 	// lite node's state (read it from an archive node) or not produced yet.
 	ErrUnknownBlock = errors.New("chain: unknown block: the node has no state for this block; " +
