@@ -10,6 +10,8 @@ import (
 func chainCommands() []command {
 	return []command{
 		{name: "sim", summary: "serve a simulated chain over Pylon's API (and an admin API) for roles in separate processes", run: runChainSim},
+		{name: "show", summary: "show the head, hyperparameters and metagraph of any chain (--chain URL, or the embedded one)", run: runChainShow},
+		{name: "weights", summary: "set weights as a Pylon identity and wait until they land or the epoch ends", run: runChainWeights},
 	}
 }
 

@@ -204,6 +204,38 @@ type WeightsReceipt struct {
 	// Unknown lists the hotkeys of the request that are not registered on the
 	// subnet, sorted; they were left out of the vector.
 	Unknown []Hotkey
+	// Pending is true when the backend only scheduled the weights (Pylon sets
+	// or commits them in the background, retrying until the epoch ends): the
+	// chain's verdict comes later, through [WeightsStatuser] where the backend
+	// has it. UIDs and Values are then what the backend is expected to send.
+	Pending bool
+}
+
+// WeightsStatus is a backend's word on one epoch's weights.
+type WeightsStatus struct {
+	// Submitted is true once the weights for the epoch are set or committed.
+	Submitted bool
+	// Scheduled is true when the backend holds weights for the epoch, in work or
+	// done; false means it has none (it restarted, say) and they must be sent
+	// again.
+	Scheduled bool
+	// Done is true when the backend stopped trying for the epoch (landed,
+	// epoch over, or failed). Err says why the weights have not landed: the
+	// final reason when Done, else the chain's last refusal while the backend
+	// keeps trying.
+	Done bool
+	Err  error
+}
+
+// WeightsStatuser is implemented by backends that schedule weights and can
+// tell later whether they landed (Pylon releases with a weights status
+// endpoint).
+type WeightsStatuser interface {
+	// WeightsStatus reports on the backend identity's weights for the epoch
+	// holding block.
+	// A backend version without the endpoint returns an error wrapping
+	// [ErrNotSupported].
+	WeightsStatus(ctx context.Context, block uint64) (WeightsStatus, error)
 }
 
 // Chain is what horde's roles need from the chain. Roles take a Chain in

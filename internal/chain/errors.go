@@ -51,6 +51,9 @@ var (
 	ErrServeAxonUnsupported = errors.New("chain: serve_axon is not supported by this backend (Pylon cannot sign it); " +
 		"announce the axon with btcli")
 
+	// ErrNotSupported reports a call the backend (or its version) does not offer.
+	ErrNotSupported = errors.New("chain: not supported by this backend or its version")
+
 	// ErrUnknownBlock reports a block the backend does not have: pruned from a
 	// lite node's state (read it from an archive node) or not produced yet.
 	ErrUnknownBlock = errors.New("chain: unknown block: the node has no state for this block; " +

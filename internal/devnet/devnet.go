@@ -84,6 +84,9 @@ type Devnet struct {
 	// "horde-dev-" and a suffix, random or derived from a kept data dir (see executorID).
 	ExecutorID string
 
+	// One metagraph cache per role, as each role runs in its own process in production.
+	minerMetagraph, validatorMetagraph *chain.MetagraphCache
+
 	runtime  *docker.Runtime
 	stores   []*store.DB
 	server   *http.Server
@@ -133,12 +136,16 @@ func Start(ctx context.Context, cfg Config) (_ *Devnet, err error) {
 	if d.MinerStore, err = d.openStore(ctx, "miner.db"); err != nil {
 		return nil, err
 	}
+	if err := d.startMetagraphCaches(ctx, runCtx); err != nil {
+		return nil, err
+	}
 	classes := hwclass.Default()
 	if err := d.startMiner(ctx, runCtx, bob, classes); err != nil {
 		return nil, err
 	}
 	d.Validator, err = validator.New(validator.Config{
-		Keypair: alice, Chain: d.Chain, NetUID: NetUID, Store: d.ValidatorStore, Classes: classes, Logger: cfg.Logger,
+		Keypair: alice, Chain: d.Chain, Metagraph: d.validatorMetagraph, NetUID: NetUID, Store: d.ValidatorStore,
+		Classes: classes, Logger: cfg.Logger,
 	})
 	if err != nil {
 		return nil, err
@@ -216,8 +223,28 @@ func (d *Devnet) startRuntime(ctx, runCtx context.Context) error {
 	return nil
 }
 
+// startMetagraphCaches creates the roles' metagraph caches, refreshes them on every block
+// until runCtx ends, and waits for their first metagraph.
+func (d *Devnet) startMetagraphCaches(ctx, runCtx context.Context) error {
+	for _, mc := range []**chain.MetagraphCache{&d.minerMetagraph, &d.validatorMetagraph} {
+		var err error
+		if *mc, err = chain.NewMetagraphCache(chain.CacheConfig{Chain: d.Chain, NetUID: NetUID, Logger: d.log}); err != nil {
+			return fmt.Errorf("devnet: %w", err)
+		}
+		c := *mc
+		d.wg.Go(func() { _ = c.Run(runCtx) })
+	}
+	for _, mc := range []*chain.MetagraphCache{d.minerMetagraph, d.validatorMetagraph} {
+		if err := mc.Wait(ctx); err != nil {
+			return fmt.Errorf("devnet: %w", err)
+		}
+	}
+	return nil
+}
+
 // startMiner serves the miner with the given key on a loopback port, its executors running in
-// this process until runCtx ends, and announces its axon on the chain.
+// this process until runCtx ends, and has it announce its axon on the chain, which it then
+// checks every tempo until runCtx ends.
 func (d *Devnet) startMiner(ctx, runCtx context.Context, key *keys.Keypair, classes *hwclass.Registry) error {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -229,10 +256,11 @@ func (d *Devnet) startMiner(ctx, runCtx context.Context, key *keys.Keypair, clas
 		minerURL: "ws://" + d.MinerAddr.String(), log: d.log,
 	}
 	d.Miner, err = miner.New(miner.Config{
-		Keypair: key, Chain: d.Chain, NetUID: NetUID, Store: d.MinerStore, Executors: execs,
+		Keypair: key, Chain: d.Chain, Metagraph: d.minerMetagraph, NetUID: NetUID, Store: d.MinerStore, Executors: execs,
 		Manifest: protocol.Manifest{{Class: d.cfg.ExecutorClass, Count: d.cfg.Executors}},
 		// Upstream's miners serve validators with at least 1000 stake.
 		MinValidatorStake: 1000 * raoPerTAO,
+		Axon:              d.MinerAddr,
 		Logger:            d.log,
 	})
 	if err != nil {
@@ -245,10 +273,19 @@ func (d *Devnet) startMiner(ctx, runCtx context.Context, key *keys.Keypair, clas
 			d.log.Error("miner server stopped", "err", err)
 		}
 	})
-	if err := d.Chain.ServeAxon(ctx, chain.Hotkey(key.Public().SS58()), NetUID, d.MinerAddr.Addr(), d.MinerAddr.Port()); err != nil {
-		return fmt.Errorf("devnet: miner serve_axon: %w", err)
+	// The miner's own check announces the axon (the simulator can serve one, unlike Pylon).
+	// The block that includes it is produced here, and both caches read it, so that the
+	// validator can dial the miner as soon as Start returns.
+	if st := d.Miner.CheckAxon(ctx); !st.OK {
+		return fmt.Errorf("devnet: miner axon: %w", st.Err)
 	}
 	d.Chain.Advance(1)
+	for _, mc := range []*chain.MetagraphCache{d.minerMetagraph, d.validatorMetagraph} {
+		if err := mc.Refresh(ctx); err != nil {
+			return fmt.Errorf("devnet: %w", err)
+		}
+	}
+	d.wg.Go(func() { _ = d.Miner.RunAxonCheck(runCtx) })
 	return nil
 }
 

@@ -24,9 +24,10 @@ var (
 	errAuthNotFirstFrame = errors.New("the first message must be ValidatorAuthForMiner")
 )
 
-// checkValidator decides whether hotkey may connect: registered, permitted and staked.
-func (m *Miner) checkValidator(mg *chain.Metagraph, hotkey string) error {
-	n, ok := mg.ByHotkey(chain.Hotkey(hotkey))
+// checkValidator decides from the metagraph cache whether hotkey may connect: registered,
+// permitted and staked. The caller has made sure that the cache holds a metagraph.
+func (m *Miner) checkValidator(hotkey string) error {
+	n, ok := m.cfg.Metagraph.Neuron(chain.Hotkey(hotkey))
 	if !ok {
 		return errUnknownValidator
 	}

@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/computehorde/horde/internal/chain"
@@ -41,8 +43,12 @@ type ExecutorRequest struct {
 
 // Config holds a miner's dependencies and settings.
 type Config struct {
-	Keypair   *keys.Keypair     // the miner's hotkey; required
-	Chain     chain.Chain       // required
+	Keypair *keys.Keypair // the miner's hotkey; required
+	Chain   chain.Chain   // writes (serve_axon); required
+	// Metagraph is the process's metagraph cache over Chain, kept fresh by its owner (its
+	// Run); every read of the metagraph goes through it, so no connection waits on the
+	// chain. Required.
+	Metagraph *chain.MetagraphCache
 	NetUID    chain.NetUID      // subnet the miner serves
 	Store     *store.DB         // required
 	Executors ExecutorManager   // required
@@ -57,6 +63,13 @@ type Config struct {
 	// Zero means 60 s.
 	ExecutorStartTimeout time.Duration
 
+	// Axon is the address validators dial, which the chain must show for this hotkey (see
+	// [Miner.CheckAxon]); the zero value skips the check.
+	Axon netip.AddrPort
+	// WalletName and HotkeyName name the operator's Bittensor wallet in the btcli command the
+	// axon check suggests; empty means btcli's own default, "default".
+	WalletName, HotkeyName string
+
 	Logger *slog.Logger // nil means slog.Default()
 }
 
@@ -66,6 +79,8 @@ func (c *Config) validate() error {
 		return errors.New("miner: config: Keypair is required")
 	case c.Chain == nil:
 		return errors.New("miner: config: Chain is required")
+	case c.Metagraph == nil:
+		return errors.New("miner: config: Metagraph is required (a chain.MetagraphCache over Chain, started with its Run)")
 	case c.Store == nil:
 		return errors.New("miner: config: Store is required")
 	case c.Executors == nil:
@@ -85,6 +100,12 @@ func (c *Config) validate() error {
 		}
 		seen[e.Class] = true
 	}
+	if c.Axon != (netip.AddrPort{}) {
+		if a := c.Axon.Addr(); !a.IsValid() || a.IsUnspecified() || c.Axon.Port() == 0 {
+			return fmt.Errorf("miner: config: Axon %s is not an address validators can dial; "+
+				"set the public ip:port of the miner's validator endpoint, or leave it empty to skip the axon check", c.Axon)
+		}
+	}
 	return nil
 }
 
@@ -100,6 +121,8 @@ type Miner struct {
 	byUUID  map[string]*job           // guarded by mu
 	conns   map[*wsconn.Conn]struct{} // live websockets; guarded by mu
 	closed  bool                      // guarded by mu
+
+	axon atomic.Pointer[AxonStatus] // the last axon check's outcome; nil before the first
 
 	wg       sync.WaitGroup // executor start/timeout goroutines
 	stopOnce sync.Once

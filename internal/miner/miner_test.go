@@ -89,15 +89,16 @@ func readyThenHold(ctx context.Context, t *testing.T, conn *wsconn.Conn, initial
 }
 
 type harness struct {
-	t     *testing.T
-	chain *sim.Chain
-	miner *Miner
-	db    *store.DB
-	url   string
-	execs *scriptedExecutors
-	alice *keys.Keypair // validator with permit and stake
-	bob   *keys.Keypair // the miner
-	dave  *keys.Keypair // registered, no permit
+	t         *testing.T
+	chain     *sim.Chain
+	metagraph *chain.MetagraphCache // refreshed once, at block 0
+	miner     *Miner
+	db        *store.DB
+	url       string
+	execs     *scriptedExecutors
+	alice     *keys.Keypair // validator with permit and stake
+	bob       *keys.Keypair // the miner
+	dave      *keys.Keypair // registered, no permit
 }
 
 func newHarness(t *testing.T, script executorScript, manifest ...protocol.ManifestEntry) *harness {
@@ -125,8 +126,12 @@ func newHarness(t *testing.T, script executorScript, manifest ...protocol.Manife
 		manifest = []protocol.ManifestEntry{{Class: protocol.ExecutorClassAlwaysOnTest, Count: 1}}
 	}
 	h.execs = &scriptedExecutors{t: t, script: script}
+	h.metagraph = newMetagraphCache(t, h.chain)
+	if err := h.metagraph.Refresh(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	h.miner, err = New(Config{
-		Keypair: h.bob, Chain: h.chain, NetUID: netuid, Store: h.db, Executors: h.execs,
+		Keypair: h.bob, Chain: h.chain, Metagraph: h.metagraph, NetUID: netuid, Store: h.db, Executors: h.execs,
 		Manifest: manifest, MinValidatorStake: 1000, ExecutorStartTimeout: 5 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(t.Output(), nil)),
 	})
@@ -142,6 +147,17 @@ func newHarness(t *testing.T, script executorScript, manifest ...protocol.Manife
 		h.execs.wg.Wait()
 	})
 	return h
+}
+
+// newMetagraphCache returns an empty cache over c, logging to the test's output; tests drive
+// it with Refresh.
+func newMetagraphCache(t *testing.T, c chain.Chain) *chain.MetagraphCache {
+	t.Helper()
+	mc, err := chain.NewMetagraphCache(chain.CacheConfig{Chain: c, NetUID: netuid, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mc
 }
 
 func send(ctx context.Context, t *testing.T, c *wsconn.Conn, m protocol.Message) {
@@ -263,6 +279,18 @@ func TestAuthRefusals(t *testing.T) {
 				t.Errorf("connection still open after refusal")
 			}
 		})
+	}
+}
+
+// TestRefusedBeforeTheFirstMetagraph: until the miner's cache has read the chain once, it
+// cannot tell validators apart and refuses them all, asking them to retry.
+func TestRefusedBeforeTheFirstMetagraph(t *testing.T) {
+	h := newHarness(t, happyExecutor)
+	h.miner.cfg.Metagraph = newMetagraphCache(t, h.chain) // never refreshed
+	c := h.connect(h.alice, h.authMsg(h.alice, time.Now()))
+	e, ok := h.read(c).(*protocol.GenericError)
+	if !ok || e.Details == nil || *e.Details != "Miner cannot check validators right now; retry later" {
+		t.Fatalf("got %#v, want the retry-later GenericError", e)
 	}
 }
 

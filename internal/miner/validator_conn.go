@@ -50,14 +50,15 @@ func (m *Miner) serveValidator(w http.ResponseWriter, r *http.Request) {
 		_ = conn.Close("not authenticated")
 	}
 
-	mg, err := m.cfg.Chain.Metagraph(ctx, m.cfg.NetUID, 0)
-	if err != nil {
-		log.Error("cannot read metagraph to check validator", "err", err)
+	if m.cfg.Metagraph.Latest() == nil {
+		// Only before the cache's first refresh: afterwards it serves its last good metagraph
+		// whatever the chain does.
+		log.Error("cannot check validator: no metagraph read from the chain yet", "err", m.cfg.Metagraph.Status().LastError)
 		_ = conn.Send(ctx, &protocol.GenericError{Details: new("Miner cannot check validators right now; retry later")})
 		_ = conn.Close("chain unavailable")
 		return
 	}
-	if err := m.checkValidator(mg, hotkey); err != nil {
+	if err := m.checkValidator(hotkey); err != nil {
 		refuse(err)
 		return
 	}

@@ -112,11 +112,16 @@ func hordeFailure(reason protocol.HordeFailureReason, msg string) *JobResult {
 }
 
 func (d *driver) run(ctx context.Context) *JobResult {
-	mg, err := d.v.cfg.Chain.Metagraph(ctx, d.v.cfg.NetUID, 0)
-	if err != nil {
-		return hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, "cannot read metagraph: "+err.Error())
+	mc := d.v.cfg.Metagraph
+	if mc.Latest() == nil {
+		// Only before the cache's first refresh: afterwards it serves its last good metagraph.
+		msg := "cannot read metagraph: the validator has not read the chain yet; retry once it has"
+		if err := mc.Status().LastError; err != nil {
+			msg += " (" + err.Error() + ")"
+		}
+		return hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, msg)
 	}
-	n, ok := mg.ByHotkey(chain.Hotkey(d.miner))
+	n, ok := mc.Neuron(chain.Hotkey(d.miner))
 	if !ok {
 		return hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, "miner is not registered on the subnet")
 	}

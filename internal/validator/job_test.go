@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/computehorde/horde/internal/chain"
 	"github.com/computehorde/horde/internal/hwclass"
 	"github.com/computehorde/horde/internal/keys"
 	"github.com/computehorde/horde/internal/protocol"
@@ -469,6 +470,14 @@ func TestRunJobMinerUnreachable(t *testing.T) {
 		{"connection refused", closedPort, "refused"},
 		{"miner not registered", func(e *env) string { return mustKey(t, "//Charlie").SS58() }, "not registered"},
 		{"no axon served", func(e *env) string { return e.bob.SS58() }, "no axon"},
+		{"no metagraph yet", func(e *env) string {
+			mc, err := chain.NewMetagraphCache(chain.CacheConfig{Chain: e.chain, NetUID: netuid})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.v.cfg.Metagraph = mc // never refreshed
+			return e.bob.SS58()
+		}, "cannot read metagraph"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

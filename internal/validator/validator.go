@@ -18,11 +18,14 @@ import (
 
 // Config holds a validator's dependencies and settings.
 type Config struct {
-	Keypair *keys.Keypair     // the validator's hotkey; required
-	Chain   chain.Chain       // required
-	NetUID  chain.NetUID      // subnet the validator works on
-	Store   *store.DB         // required
-	Classes *hwclass.Registry // nil means hwclass.Default()
+	Keypair *keys.Keypair // the validator's hotkey; required
+	Chain   chain.Chain   // writes (weights); required
+	// Metagraph is the process's metagraph cache over Chain, kept fresh by its owner (its
+	// Run); jobs find their miners in it, so no job waits on the chain. Required.
+	Metagraph *chain.MetagraphCache
+	NetUID    chain.NetUID      // subnet the validator works on
+	Store     *store.DB         // required
+	Classes   *hwclass.Registry // nil means hwclass.Default()
 
 	// ReservationTimeLimit bounds the wait for a miner's accept or decline; zero means
 	// upstream's 7 s. It is also the JobStarted receipt's ttl.
@@ -52,6 +55,8 @@ func New(cfg Config) (*Validator, error) {
 		return nil, errors.New("validator: config: Keypair is required")
 	case cfg.Chain == nil:
 		return nil, errors.New("validator: config: Chain is required")
+	case cfg.Metagraph == nil:
+		return nil, errors.New("validator: config: Metagraph is required (a chain.MetagraphCache over Chain, started with its Run)")
 	case cfg.Store == nil:
 		return nil, errors.New("validator: config: Store is required")
 	}

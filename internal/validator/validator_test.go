@@ -59,6 +59,7 @@ type env struct {
 	t          *testing.T
 	alice, bob *keys.Keypair
 	chain      *sim.Chain
+	metagraph  *chain.MetagraphCache // refreshed at start and by serveAxon
 	db         *store.DB
 	clock      *clocktest.Fake
 	logs       *logBuffer
@@ -86,9 +87,14 @@ func newEnv(t *testing.T, tweak func(*Config)) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.db.Close() })
+	logger := slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), e.logs), nil))
+	if e.metagraph, err = chain.NewMetagraphCache(chain.CacheConfig{Chain: e.chain, NetUID: netuid, Logger: logger}); err != nil {
+		t.Fatal(err)
+	}
+	e.refresh()
 	cfg := Config{
-		Keypair: e.alice, Chain: e.chain, NetUID: netuid, Store: e.db, Clock: e.clock,
-		Logger: slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), e.logs), nil)),
+		Keypair: e.alice, Chain: e.chain, Metagraph: e.metagraph, NetUID: netuid, Store: e.db, Clock: e.clock,
+		Logger: logger,
 	}
 	if tweak != nil {
 		tweak(&cfg)
@@ -108,6 +114,15 @@ func (e *env) serveAxon(port int) {
 		e.t.Fatal(err)
 	}
 	e.chain.Advance(1)
+	e.refresh()
+}
+
+// refresh brings the validator's metagraph cache to the chain's head.
+func (e *env) refresh() {
+	e.t.Helper()
+	if err := e.metagraph.Refresh(e.t.Context()); err != nil {
+		e.t.Fatal(err)
+	}
 }
 
 // run runs spec on Bob and checks that RunJob records the outcome.
@@ -168,9 +183,10 @@ func testSpec(class protocol.ExecutorClass) protocol.V2JobRequest {
 func TestNewRequiresDependencies(t *testing.T) {
 	e := newEnv(t, nil)
 	for name, cfg := range map[string]Config{
-		"Keypair": {Chain: e.chain, Store: e.db},
-		"Chain":   {Keypair: e.alice, Store: e.db},
-		"Store":   {Keypair: e.alice, Chain: e.chain},
+		"Keypair":   {Chain: e.chain, Metagraph: e.metagraph, Store: e.db},
+		"Chain":     {Keypair: e.alice, Metagraph: e.metagraph, Store: e.db},
+		"Metagraph": {Keypair: e.alice, Chain: e.chain, Store: e.db},
+		"Store":     {Keypair: e.alice, Chain: e.chain, Metagraph: e.metagraph},
 	} {
 		if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), name+" is required") {
 			t.Errorf("New without %s: err = %v", name, err)

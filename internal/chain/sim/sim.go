@@ -407,3 +407,15 @@ func clonePtr[T any](p *T) *T {
 	v := *p
 	return &v
 }
+
+// NetUID is the subnet the simulation runs.
+func (s *Chain) NetUID() chain.NetUID { return s.netuid }
+
+// Now returns the head and the hyperparameters in effect without going through injected
+// faults: for servers and admin tools wrapping the simulator, whose own bookkeeping is not
+// a chain call.
+func (s *Chain) Now() (chain.Block, chain.Hyperparams) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.head, s.pub.hp
+}

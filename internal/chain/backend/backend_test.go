@@ -1,0 +1,119 @@
+package backend
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/computehorde/horde/internal/chain"
+	"github.com/computehorde/horde/internal/chain/pylon"
+	"github.com/computehorde/horde/internal/chain/sim"
+	"github.com/computehorde/horde/internal/chain/simserver"
+)
+
+func TestSettingsEnvThenFlags(t *testing.T) {
+	s := Defaults()
+	env := map[string]string{EnvURL: "http://pylon:8000", EnvIdentity: "validator", EnvToken: "env-secret", EnvNetUID: "13"}
+	if err := s.ApplyEnv(func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	var help bytes.Buffer
+	fs.SetOutput(&help)
+	s.Register(fs)
+	if err := fs.Parse([]string{"--netuid", "12", "--tempo", "99"}); err != nil {
+		t.Fatal(err)
+	}
+	if s.URL != "http://pylon:8000" || s.Identity != "validator" || s.Token != "env-secret" || s.NetUID != 12 || s.Tempo != 99 {
+		t.Errorf("settings %+v", s)
+	}
+	fs.PrintDefaults()
+	if strings.Contains(help.String(), "env-secret") || strings.Contains(s.String(), "env-secret") {
+		t.Errorf("the token shows:\n%s\n%s", help.String(), s.String())
+	}
+	if !strings.Contains(s.String(), "identity validator, token ****") {
+		t.Errorf("String() = %s", s)
+	}
+	if err := s.ApplyEnv(func(k string) string { return map[string]string{EnvNetUID: "x"}[k] }); err == nil {
+		t.Error("a bad $HORDE_NETUID was accepted")
+	}
+}
+
+func TestOpen(t *testing.T) {
+	ctx := context.Background()
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+
+	op, err := Open(ctx, Defaults(), Options{Logger: logger})
+	if err != nil || op.Shared || op.NetUID != DefaultNetUID || op.Interval != 0 {
+		t.Fatalf("embedded: %+v, %v", op, err)
+	}
+	if !strings.Contains(logs.String(), "embedded simulated chain") {
+		t.Errorf("log: %s", logs.String())
+	}
+
+	c, err := sim.New(sim.Genesis{NetUID: 12, Neurons: []sim.NeuronSpec{{Hotkey: "5V"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := simserver.New(simserver.Config{Chain: c, Identities: []simserver.Identity{{Name: "validator", Hotkey: "5V", Token: "tok"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	s := Defaults()
+	s.URL, s.Identity, s.Token = hs.URL, "validator", "tok"
+	logs.Reset()
+	op, err = Open(ctx, s, Options{Logger: logger, Hotkey: "5V"})
+	if err != nil || !op.Shared || op.NetUID != 12 || op.Interval == 0 {
+		t.Fatalf("server: %+v, %v", op, err)
+	}
+	if !strings.Contains(logs.String(), "hyperparameters_from=") || !strings.Contains(logs.String(), "chain server") ||
+		strings.Contains(logs.String(), "tok ") {
+		t.Errorf("log: %s", logs.String())
+	}
+	if hp, err := op.Chain.Hyperparams(ctx, 12); err != nil || hp.Tempo != sim.DefaultHyperparams().Tempo {
+		t.Errorf("hyperparams from the server: %+v, %v", hp, err)
+	}
+
+	for name, bad := range map[string]func(*Settings){
+		"no token":          func(s *Settings) { s.Token = "" },
+		"netuid":            func(s *Settings) { s.NetUID = 70000 },
+		"tempo":             func(s *Settings) { s.Tempo = 0 },
+		"wrong netuid":      func(s *Settings) { s.NetUID = 13 },
+		"unreachable":       func(s *Settings) { s.URL = "http://127.0.0.1:1" },
+		"not http":          func(s *Settings) { s.URL = "pylon:8000" },
+		"wrong token":       func(s *Settings) { s.Token = "nope" },
+		"wrong ident":       func(s *Settings) { s.Identity = "miner" },
+		"embedded, tempo 0": func(s *Settings) { s.URL = ""; s.Tempo = 0 },
+	} {
+		s2 := s
+		bad(&s2)
+		if _, err := Open(ctx, s2, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Pylon: pylonFast()}); err == nil {
+			t.Errorf("%s: opened", name)
+		}
+	}
+}
+
+func TestFallbackHyperparams(t *testing.T) {
+	s := Defaults()
+	s.Tempo, s.WeightsRateLimit, s.CommitReveal, s.CommitRevealPeriod = 99, 7, false, 3
+	hp := s.fallbackHyperparams()
+	want := chain.DefaultHyperparams()
+	want.Tempo, want.WeightsRateLimit, want.CommitRevealEnabled, want.RevealPeriodEpochs = 99, 7, false, 3
+	if hp != want {
+		t.Errorf("%+v, want %+v", hp, want)
+	}
+	if d := Defaults().fallbackHyperparams(); d != chain.DefaultHyperparams() {
+		t.Errorf("defaults %+v are not subtensor's", d)
+	}
+}
+
+func pylonFast() pylon.Config { return pylon.Config{Attempts: 1} }
