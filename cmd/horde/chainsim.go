@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/computehorde/horde/internal/chain"
+	"github.com/computehorde/horde/internal/chain/backend"
 	"github.com/computehorde/horde/internal/chain/pylon/wire"
 	"github.com/computehorde/horde/internal/chain/sim"
 	"github.com/computehorde/horde/internal/chain/simserver"
@@ -25,7 +26,7 @@ import (
 // Environment variables that override the genesis file's tokens, so secrets need not sit in
 // the file.
 const (
-	envOpenAccessToken = "HORDE_CHAIN_OPEN_ACCESS_TOKEN"
+	envOpenAccessToken = backend.EnvOpenAccessToken // the roles' variable, so one setting serves both
 	envAdminToken      = "HORDE_CHAIN_ADMIN_TOKEN"
 )
 

@@ -23,7 +23,7 @@ type WeightsTask struct {
 	Weights    map[Hotkey]float64
 	VersionKey uint64
 	// Until is the first block at which these weights are no longer worth setting: the
-	// end of the epoch they were computed for.
+	// end of the epoch they were computed for. 0 means no limit but ctx.
 	Until uint64
 	// Backoff is the first wait between tries, doubling up to MaxBackoff; zero means 1 s
 	// and 12 s (a block).
@@ -44,33 +44,13 @@ func SubmitWeights(ctx context.Context, t WeightsTask) (WeightsReceipt, error) {
 		log = slog.Default()
 	}
 	log = log.With("hotkey", t.Hotkey, "netuid", t.NetUID, "until_block", t.Until, "weights", len(t.Weights))
-	backoff := t.Backoff
-	if backoff <= 0 {
-		backoff = time.Second
-	}
-	maxBackoff := max(t.MaxBackoff, backoff)
-	if t.MaxBackoff <= 0 {
-		maxBackoff = max(12*time.Second, backoff)
-	}
-	wait := backoff
-	pause := func() error {
-		err := clock.Sleep(ctx, wait)
-		wait = min(wait*2, maxBackoff)
-		return err
-	}
+	pause := newBackoff(t.Backoff, t.MaxBackoff).pause(ctx)
 	var lastErr error
 	fail := func(err error) (WeightsReceipt, error) {
 		log.Error("weights not set", "err", err)
 		return WeightsReceipt{}, err
 	}
-	// open reports whether a write made now can still land inside the window.
-	open := func() (bool, error) {
-		head, err := t.Chain.Head(ctx)
-		if err != nil {
-			return true, err // unknown: keep trying until the backend answers
-		}
-		return head.Number+1 < t.Until, nil
-	}
+	open := func() (bool, error) { return windowOpen(ctx, t.Chain, t.Until) }
 	warned := false
 	retryLater := func(err error) {
 		lastErr = err
@@ -155,5 +135,98 @@ func follow(ctx context.Context, sc WeightsStatuser, r WeightsReceipt, open func
 		if ok, _ := open(); !ok {
 			return false, fmt.Errorf("%w (scheduled at block %d, still not submitted)", ErrWindowClosed, r.Block)
 		}
+	}
+}
+
+// backoff is the wait between tries of a write owed to the chain: it doubles from the first
+// wait (zero means 1 s) up to the cap (zero means 12 s, a block).
+type backoff struct{ wait, max time.Duration }
+
+func newBackoff(first, limit time.Duration) *backoff {
+	if first <= 0 {
+		first = time.Second
+	}
+	if limit <= 0 {
+		limit = 12 * time.Second
+	}
+	return &backoff{wait: first, max: max(limit, first)}
+}
+
+// pause returns a function that waits the current wait, or until ctx ends, and doubles it.
+func (b *backoff) pause(ctx context.Context) func() error {
+	return func() error {
+		err := clock.Sleep(ctx, b.wait)
+		b.wait = min(b.wait*2, b.max)
+		return err
+	}
+}
+
+// windowOpen reports whether a write made now can still land before block until (0: no
+// limit); when the head cannot be read it says open, with the error, so callers keep
+// trying until the backend answers.
+func windowOpen(ctx context.Context, c Chain, until uint64) (bool, error) {
+	if until == 0 {
+		return true, nil
+	}
+	head, err := c.Head(ctx)
+	if err != nil {
+		return true, err
+	}
+	return head.Number+1 < until, nil
+}
+
+// CommitmentTask is a commitment owed to the chain, such as a miner's manifest.
+type CommitmentTask struct {
+	Chain  Chain
+	Hotkey Hotkey
+	NetUID NetUID
+	Data   []byte
+	// Until is the first block at which the commitment is no longer worth setting; 0
+	// means no limit but ctx.
+	Until uint64
+	// Backoff and MaxBackoff are as in WeightsTask.
+	Backoff, MaxBackoff time.Duration
+	Logger              *slog.Logger
+}
+
+// SubmitCommitment sets the task's commitment, retrying transient failures (backend down,
+// rate limits) with backoff until it is accepted, the chain refuses it for a reason time
+// will not change, ctx ends, or the window closes ([ErrWindowClosed]). The outcome is
+// logged either way.
+func SubmitCommitment(ctx context.Context, t CommitmentTask) error {
+	log := t.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("hotkey", t.Hotkey, "netuid", t.NetUID, "bytes", len(t.Data))
+	pause := newBackoff(t.Backoff, t.MaxBackoff).pause(ctx)
+	var lastErr error
+	fail := func(err error) error {
+		log.Error("commitment not set", "err", err)
+		return err
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return fail(fmt.Errorf("chain: commitment abandoned: %w (last failure: %v)", context.Cause(ctx), lastErr))
+		}
+		ok, err := windowOpen(ctx, t.Chain, t.Until)
+		if !ok {
+			return fail(fmt.Errorf("%w (last failure: %v)", ErrWindowClosed, lastErr))
+		}
+		if err == nil {
+			err = t.Chain.SetCommitment(ctx, t.Hotkey, t.NetUID, t.Data)
+			if err == nil {
+				log.Info("commitment set")
+				return nil
+			}
+			if !Retryable(err) {
+				return fail(err)
+			}
+		}
+		if lastErr == nil {
+			log.Warn("commitment not set yet; retrying until it lands", "err", err)
+		}
+		lastErr = err
+		_ = pause() // a cancelled ctx ends the loop at the top
 	}
 }

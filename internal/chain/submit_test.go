@@ -80,3 +80,36 @@ func TestSubmitWeightsCancelled(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestSubmitCommitment(t *testing.T) {
+	s, v, _ := submitSim(t, true)
+	ctx := context.Background()
+	task := chain.CommitmentTask{Chain: s, Hotkey: v, NetUID: submitNetUID, Data: []byte("manifest"),
+		Backoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond}
+
+	s.FailNext(sim.KindSetCommitment, 3, nil)
+	if err := chain.SubmitCommitment(ctx, task); err != nil {
+		t.Fatal(err)
+	}
+	s.Advance(1)
+	if all, _ := s.Commitments(ctx, submitNetUID); string(all[v]) != "manifest" {
+		t.Errorf("commitments %q", all)
+	}
+
+	big := task
+	big.Data = make([]byte, chain.MaxCommitmentBytes+1)
+	if err := chain.SubmitCommitment(ctx, big); !errors.Is(err, chain.ErrCommitmentTooLarge) {
+		t.Errorf("too large: %v", err)
+	}
+	stranger := task
+	stranger.Hotkey = "5Stranger"
+	if err := chain.SubmitCommitment(ctx, stranger); !errors.Is(err, chain.ErrNotRegistered) {
+		t.Errorf("not registered: %v", err)
+	}
+	late := task
+	late.Until = s.Advance(0).Number + 1
+	s.FailNext(sim.KindSetCommitment, 1, nil)
+	if err := chain.SubmitCommitment(ctx, late); !errors.Is(err, chain.ErrWindowClosed) {
+		t.Errorf("closed window: %v", err)
+	}
+}
