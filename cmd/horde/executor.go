@@ -33,10 +33,11 @@ const (
 func runExecutor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	usage := "Usage: horde executor <command> [flags]\n\n" +
 		"  run    run a job spec on the local Docker engine exactly as a miner's executor would\n" +
+		"  serve  run one job for a miner: connect to it with a token and do what it says (a miner starts this)\n" +
 		"  pull   pre-load images into the local Docker engine\n"
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return fmt.Errorf("%w: name a command (run, pull)", errUsage)
+		return fmt.Errorf("%w: name a command (run, serve, pull)", errUsage)
 	}
 	if args[0] == "-h" || args[0] == "--help" {
 		fmt.Fprint(stdout, usage)
@@ -45,10 +46,12 @@ func runExecutor(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	switch args[0] {
 	case "run":
 		return runExecutorRun(ctx, args[1:], stdout, stderr)
+	case "serve":
+		return runExecutorServe(ctx, args[1:], stdout, stderr)
 	case "pull":
 		return runExecutorPull(ctx, args[1:], stdout, stderr)
 	default:
-		return fmt.Errorf("%w: unknown command %q (run, pull)", errUsage, args[0])
+		return fmt.Errorf("%w: unknown command %q (run, serve, pull)", errUsage, args[0])
 	}
 }
 

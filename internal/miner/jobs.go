@@ -98,6 +98,10 @@ func (m *Miner) handleInitialJobRequest(ctx context.Context, s *validatorSession
 	case duplicateJob:
 		s.send(ctx, duplicateJobError(j.uuid))
 		return
+	case shuttingDown:
+		decline(protocol.JobRejectionReasonBusy, "Miner is shutting down; send the job to another miner",
+			m.excuseReceipts(ctx, req.ExecutorClass, req.JobStartedReceiptPayload.Timestamp.Time, req.JobUUID))
+		return
 	case allBusy:
 		// Prove busyness with the receipts of the jobs occupying the executors, checked
 		// against the new request's own receipt time, as upstream does.
@@ -134,6 +138,7 @@ const (
 	classNotOffered           // the class is not in the manifest
 	duplicateJob              // a job with that UUID is already running
 	allBusy                   // every executor of the class has a job
+	shuttingDown              // the miner is draining before it stops
 )
 
 // admit registers j as running unless the miner cannot take it.
@@ -146,6 +151,9 @@ func (m *Miner) admit(j *job) admission {
 	defer m.mu.Unlock()
 	if _, dup := m.byUUID[j.uuid]; dup {
 		return duplicateJob
+	}
+	if m.draining.Load() {
+		return shuttingDown
 	}
 	if m.busyCount(j.class) >= capacity {
 		return allBusy

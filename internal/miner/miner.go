@@ -63,6 +63,21 @@ type Config struct {
 	// Zero means 60 s.
 	ExecutorStartTimeout time.Duration
 
+	// MaxValidatorConns caps the validator connections open at once, authenticated or not;
+	// MaxValidatorConnsPerIP caps those from one remote IP address (of the TCP connection,
+	// not of any forwarding header). A connection over either cap is refused before the
+	// websocket upgrade with HTTP 503 and Retry-After. Zero means 256 and 16.
+	MaxValidatorConns, MaxValidatorConnsPerIP int
+	// ValidatorAuthTimeout bounds how long a validator may take, once connected, to send
+	// its auth message; it is then told why in a GenericError and disconnected. Zero means
+	// 10 s.
+	ValidatorAuthTimeout time.Duration
+	// ValidatorIdleTimeout disconnects (with a GenericError) an authenticated validator that
+	// has sent no frame, not even a websocket ping, for this long while none of the jobs it
+	// started on the connection is in flight. Zero means 5 min: upstream validators ping
+	// every 20 s, and a job in flight keeps its connection open however quiet it is.
+	ValidatorIdleTimeout time.Duration
+
 	// Axon is the address validators dial, which the chain must show for this hotkey (see
 	// [Miner.CheckAxon]); the zero value skips the check.
 	Axon netip.AddrPort
@@ -100,6 +115,12 @@ func (c *Config) validate() error {
 		}
 		seen[e.Class] = true
 	}
+	switch {
+	case c.MaxValidatorConns < 0 || c.MaxValidatorConnsPerIP < 0:
+		return errors.New("miner: config: validator connection caps must not be negative (zero means the default)")
+	case c.ValidatorAuthTimeout < 0 || c.ValidatorIdleTimeout < 0:
+		return errors.New("miner: config: validator timeouts must not be negative (zero means the default)")
+	}
 	if c.Axon != (netip.AddrPort{}) {
 		if a := c.Axon.Addr(); !a.IsValid() || a.IsUnspecified() || c.Axon.Port() == 0 {
 			return fmt.Errorf("miner: config: Axon %s is not an address validators can dial; "+
@@ -115,6 +136,8 @@ type Miner struct {
 	hotkey  string
 	log     *slog.Logger
 	replays *replayCache
+	limits  *connLimiter // validator connection caps
+	noisy   logLimiter   // rate-limits the logs an unauthenticated peer can cause
 
 	mu      sync.Mutex
 	byToken map[string]*job           // guarded by mu
@@ -123,6 +146,8 @@ type Miner struct {
 	closed  bool                      // guarded by mu
 
 	axon atomic.Pointer[AxonStatus] // the last axon check's outcome; nil before the first
+
+	draining atomic.Bool // set by Drain: new jobs are declined
 
 	wg       sync.WaitGroup // executor start/timeout goroutines
 	stopOnce sync.Once
@@ -140,6 +165,18 @@ func New(cfg Config) (*Miner, error) {
 	if cfg.ExecutorStartTimeout == 0 {
 		cfg.ExecutorStartTimeout = 60 * time.Second
 	}
+	if cfg.MaxValidatorConns == 0 {
+		cfg.MaxValidatorConns = defaultMaxValidatorConns
+	}
+	if cfg.MaxValidatorConnsPerIP == 0 {
+		cfg.MaxValidatorConnsPerIP = defaultMaxValidatorConnsPerIP
+	}
+	if cfg.ValidatorAuthTimeout == 0 {
+		cfg.ValidatorAuthTimeout = defaultValidatorAuthTimeout
+	}
+	if cfg.ValidatorIdleTimeout == 0 {
+		cfg.ValidatorIdleTimeout = defaultValidatorIdleTimeout
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -149,6 +186,7 @@ func New(cfg Config) (*Miner, error) {
 		hotkey:  hotkey,
 		log:     cfg.Logger.With("role", "miner", "hotkey", shortKey(hotkey)),
 		replays: newReplayCache(),
+		limits:  newConnLimiter(cfg.MaxValidatorConns, cfg.MaxValidatorConnsPerIP),
 		byToken: make(map[string]*job),
 		byUUID:  make(map[string]*job),
 		conns:   make(map[*wsconn.Conn]struct{}),
@@ -164,6 +202,7 @@ func (m *Miner) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+ValidatorPathPrefix+"{hotkey}", m.serveValidator)
 	mux.HandleFunc("GET "+ExecutorPathPrefix+"{token}", m.serveExecutor)
+	mux.Handle(receiptsPagePattern, m.receiptPagesHandler())
 	return mux
 }
 

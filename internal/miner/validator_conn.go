@@ -2,22 +2,18 @@ package miner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"github.com/computehorde/horde/internal/protocol"
 	"github.com/computehorde/horde/internal/ptr"
 	"github.com/computehorde/horde/internal/wsconn"
 )
-
-// authTimeout bounds how long a connected validator may take to authenticate.
-const authTimeout = 10 * time.Second
-
-// maxQueuedBeforeAuth bounds the frames a validator may send before authenticating; upstream
-// queues them and replays them after auth.
-const maxQueuedBeforeAuth = 16
 
 // validatorSession is one authenticated validator connection.
 type validatorSession struct {
@@ -36,16 +32,32 @@ func (s *validatorSession) send(ctx context.Context, m protocol.Message) {
 
 func (m *Miner) serveValidator(w http.ResponseWriter, r *http.Request) {
 	hotkey := r.PathValue("hotkey")
-	conn, release := m.accept(w, r, "validator")
+	ip := remoteIP(r)
+	freeSlot, overCap := m.limits.acquire(ip)
+	if overCap != nil {
+		m.refuseOverCap(w, overCap)
+		return
+	}
+	defer freeSlot()
+	act := newActivity()
+	conn, release := m.acceptValidator(w, r, act)
 	if conn == nil {
 		return
 	}
 	defer release()
 	ctx := r.Context()
-	log := m.log.With("validator", shortKey(hotkey))
+	log := m.log.With("validator", shortKey(hotkey), "remote_ip", ip)
 
+	// Everything before authentication can be caused by anyone who can reach the port, so
+	// its logs are rate-limited.
 	refuse := func(err error) {
-		log.Warn("validator refused", "err", err)
+		if m.stopping() {
+			return
+		}
+		m.logNoisy(log, slog.LevelWarn, refusalKind(err), "validator refused", "err", err)
+		if errors.Is(err, errPreAuthConn) || errors.Is(err, errAuthTimedOut) {
+			return // nothing more can be said on the connection, or it has been said
+		}
 		_ = conn.Send(ctx, &protocol.GenericError{Details: new(fmt.Sprintf("Validator %s not authenticated due to: %v", hotkey, err))})
 		_ = conn.Close("not authenticated")
 	}
@@ -62,26 +74,30 @@ func (m *Miner) serveValidator(w http.ResponseWriter, r *http.Request) {
 		refuse(err)
 		return
 	}
-
-	queued, err := m.awaitAuth(ctx, conn, hotkey)
-	if err != nil {
+	if err := m.awaitAuth(ctx, conn, hotkey); err != nil {
 		refuse(err)
 		return
 	}
+	// Only now may frames be as large as the protocol allows.
+	conn.SetReadLimit(protocol.MaxFrameSize)
 	s := &validatorSession{hotkey: hotkey, conn: conn, log: log}
 	log.Info("validator authenticated")
+	act.touch()
+	idle := m.watchIdle(conn, s, act)
+	defer idle.stop()
 	s.send(ctx, m.manifest())
-	for _, msg := range queued {
-		m.handleValidatorMessage(ctx, s, msg)
-	}
 	for {
 		frame, err := conn.ReadFrame(ctx)
 		if err != nil {
+			if idle.stop() {
+				return // the watchdog closed an idle connection and logged it
+			}
 			if !wsconn.IsClosed(err) && !m.stopping() {
 				log.Warn("validator connection failed", "err", err)
 			}
 			return
 		}
+		act.touch()
 		msg, err := protocol.DecodeValidatorToMiner(frame)
 		if err != nil {
 			s.send(ctx, &protocol.GenericError{Details: new("Malformed message: " + err.Error())})
@@ -91,34 +107,111 @@ func (m *Miner) serveValidator(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// awaitAuth reads frames until a valid ValidatorAuthForMiner arrives, queueing (a bounded
-// number of) other messages for after authentication.
-func (m *Miner) awaitAuth(ctx context.Context, conn *wsconn.Conn, hotkey string) ([]protocol.Message, error) {
-	ctx, cancel := context.WithTimeout(ctx, authTimeout)
-	defer cancel()
-	var queued []protocol.Message
-	for {
-		frame, err := conn.ReadFrame(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("no auth message received: %w", err)
-		}
-		msg, err := protocol.DecodeValidatorToMiner(frame)
-		if err != nil {
-			return nil, fmt.Errorf("malformed message before auth: %w", err)
-		}
-		auth, ok := msg.(*protocol.ValidatorAuthForMiner)
-		if !ok {
-			if len(queued) >= maxQueuedBeforeAuth {
-				return nil, errAuthNotFirstFrame
-			}
-			queued = append(queued, msg)
-			continue
-		}
-		if err := m.checkAuth(hotkey, auth); err != nil {
-			return nil, err
-		}
-		return queued, nil
+// Errors of awaitAuth that need no GenericError: the connection failed (or the frame broke
+// a limit, which the websocket library has answered with its close frame), or the auth
+// timeout has expired and the validator has been told.
+var (
+	errPreAuthConn  = errors.New("connection failed before auth")
+	errAuthTimedOut = errors.New("no auth message received in time")
+)
+
+// awaitAuth reads the validator's first frame, which must be a valid ValidatorAuthForMiner
+// arriving within ValidatorAuthTimeout and fitting in preAuthReadLimit. Nothing else is read
+// or kept before authentication: any other first frame is a refusal.
+func (m *Miner) awaitAuth(ctx context.Context, conn *wsconn.Conn, hotkey string) error {
+	timeout := m.cfg.ValidatorAuthTimeout
+	dog := startWatchdog(timeout, func() time.Duration { return 0 }, func() {
+		expireConn(conn, fmt.Sprintf("Validator %s not authenticated due to: no auth message received within %s", hotkey, timeout),
+			"auth timeout")
+	})
+	frame, err := conn.ReadFrame(ctx)
+	if dog.stop() {
+		return fmt.Errorf("%w (%s)", errAuthTimedOut, timeout)
 	}
+	switch {
+	case errors.Is(err, wsconn.ErrBinaryFrame):
+		return fmt.Errorf("%w (got a binary frame)", errAuthNotFirstFrame)
+	case errors.Is(err, websocket.ErrMessageTooBig):
+		return fmt.Errorf("%w: first frame over the %d-byte limit before auth", errPreAuthConn, preAuthReadLimit)
+	case err != nil:
+		return fmt.Errorf("%w: %w", errPreAuthConn, err)
+	}
+	msg, err := protocol.DecodeValidatorToMiner(frame)
+	if err != nil {
+		return fmt.Errorf("malformed message before auth: %w", err)
+	}
+	auth, ok := msg.(*protocol.ValidatorAuthForMiner)
+	if !ok {
+		return fmt.Errorf("%w (got %s)", errAuthNotFirstFrame, msg.MessageType())
+	}
+	return m.checkAuth(hotkey, auth)
+}
+
+// refusalKind names the cause of a refusal for logNoisy, from a fixed set.
+func refusalKind(err error) string {
+	for _, known := range []error{
+		errUnknownValidator, errNoPermit, errLowStake, errAuthStale, errAuthReplayed, errAuthWrongMiner,
+		errAuthWrongVal, errAuthBadSignature, errAuthNotFirstFrame, errPreAuthConn, errAuthTimedOut,
+	} {
+		if errors.Is(err, known) {
+			return "validator-refused: " + known.Error()
+		}
+	}
+	return "validator-refused: other"
+}
+
+// acceptValidator is accept for the validator endpoint: frames are limited to
+// preAuthReadLimit until the caller raises the limit, and pings count as activity.
+func (m *Miner) acceptValidator(w http.ResponseWriter, r *http.Request, act *activity) (conn *wsconn.Conn, release func()) {
+	conn, err := wsconn.AcceptWith(w, r, wsconn.AcceptOptions{ReadLimit: preAuthReadLimit, OnPing: act.touch})
+	if err != nil {
+		m.logNoisy(m.log, slog.LevelWarn, "validator-upgrade-failed", "validator websocket upgrade failed", "err", err)
+		return nil, nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		conn.CloseNow()
+		return nil, nil
+	}
+	m.conns[conn] = struct{}{}
+	return conn, func() {
+		conn.CloseNow()
+		m.mu.Lock()
+		delete(m.conns, conn)
+		m.mu.Unlock()
+	}
+}
+
+// watchIdle closes conn, with a GenericError, once the validator has sent nothing, pings
+// included, for ValidatorIdleTimeout while none of the jobs it started on s is in flight.
+func (m *Miner) watchIdle(conn *wsconn.Conn, s *validatorSession, act *activity) *watchdog {
+	idle := m.cfg.ValidatorIdleTimeout
+	return startWatchdog(idle, func() time.Duration {
+		if left := idle - act.idleFor(); left > 0 {
+			return left
+		}
+		if m.hasJobsOf(s) {
+			return idle // a job in flight keeps its connection, however quiet
+		}
+		return 0
+	}, func() {
+		s.log.Info("closing idle validator connection", "idle_timeout", idle)
+		expireConn(conn, fmt.Sprintf("Closing the connection: no message from the validator for %s and no job in flight", idle),
+			"idle timeout")
+	})
+}
+
+// hasJobsOf reports whether a job started on s is in flight.
+func (m *Miner) hasJobsOf(s *validatorSession) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, j := range m.byUUID {
+		if j.validator == s {
+			return true
+		}
+	}
+	return false
 }
 
 func (m *Miner) handleValidatorMessage(ctx context.Context, s *validatorSession, msg protocol.Message) {

@@ -113,6 +113,19 @@ func (db *DB) ListReceipts(ctx context.Context, f ReceiptFilter) ([]Receipt, err
 	return list(ctx, db, "receipts", `SELECT `+receiptColumns+` FROM receipts`, `timestamp, receipt_type, job_uuid`, q, f.Limit, scanReceipt)
 }
 
+// ReceiptsStoredBetween returns the receipts the store inserted at a CreatedAt in
+// [from, to) (not by the payload's Timestamp), in insertion order: CreatedAt, then type,
+// then job UUID. This is how a miner lays out its receipts pages (protocol §7.3): a
+// receipt goes to the page that is current when it is stored, and a page only grows at
+// its end. created_at has no index, so this reads the whole table; callers cache.
+func (db *DB) ReceiptsStoredBetween(ctx context.Context, from, to time.Time) ([]Receipt, error) {
+	var q listQuery
+	q.add(`created_at >= ?`, db.dialect.timeArg(from))
+	q.add(`created_at < ?`, db.dialect.timeArg(to))
+	return list(ctx, db, "receipts stored between", `SELECT `+receiptColumns+` FROM receipts`,
+		`created_at, receipt_type, job_uuid`, q, 0, scanReceipt)
+}
+
 func scanReceipt(s scanner) (Receipt, error) {
 	var r Receipt
 	var payload string

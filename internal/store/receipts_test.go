@@ -282,3 +282,75 @@ func BenchmarkInsertReceipt(b *testing.B) {
 		})
 	}
 }
+
+// ReceiptsStoredBetween selects and orders by when the store inserted a receipt, not by
+// the receipt's own timestamp: a miner's receipts page holds what it stored during the
+// page's five minutes, in the order it stored them.
+func TestReceiptsStoredBetween(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, db *DB) {
+		ctx := testContext(t)
+		page := time.Date(2026, 1, 21, 13, 15, 0, 0, time.UTC) // a page boundary
+		var now time.Time
+		db.now = func() time.Time { return now }
+		for _, r := range []struct {
+			uuid   string
+			stored time.Duration // after page
+			ts     time.Duration // the receipt's timestamp, after page
+		}{
+			{"before", -time.Microsecond, -time.Second},
+			{"a", 0, -10 * time.Second}, // generated in the previous page, stored in this one
+			{"c", 2 * time.Minute, 2 * time.Minute},
+			{"b", 2 * time.Minute, time.Minute}, // same store time as c: then type, then UUID
+			{"d", 3 * time.Minute, 10 * time.Minute},
+			{"last", 5*time.Minute - time.Microsecond, 5 * time.Minute},
+			{"next", 5 * time.Minute, 4 * time.Minute}, // generated in this page, stored in the next
+		} {
+			now = page.Add(r.stored)
+			rec := testReceipt("JobStartedReceipt", r.uuid, page.Add(r.ts))
+			rec.MinerSignature = "0x" + strings.Repeat("cd", 64)
+			if _, err := db.InsertReceipt(ctx, rec); err != nil {
+				t.Fatal(err)
+			}
+		}
+		now = page.Add(2 * time.Minute)
+		fin := testReceipt("JobFinishedReceipt", "c", page)
+		if _, err := db.InsertReceipt(ctx, fin); err != nil {
+			t.Fatal(err)
+		}
+
+		ids := func(from, to time.Time) string {
+			rs, err := db.ReceiptsStoredBetween(ctx, from, to)
+			if err != nil {
+				t.Fatalf("ReceiptsStoredBetween: %v", err)
+			}
+			var s []string
+			for _, r := range rs {
+				s = append(s, r.JobUUID+"/"+strings.TrimPrefix(r.Type, "Job"))
+			}
+			return strings.Join(s, ",")
+		}
+		const wantPage = "a/StartedReceipt,c/FinishedReceipt,b/StartedReceipt,c/StartedReceipt,d/StartedReceipt,last/StartedReceipt"
+		if got := ids(page, page.Add(5*time.Minute)); got != wantPage {
+			t.Errorf("page:\n got %s\nwant %s", got, wantPage)
+		}
+		// Bounds in another zone mean the same instants.
+		if got := ids(page.In(time.FixedZone("PDT", -7*3600)), page.Add(5*time.Minute).In(time.FixedZone("JST", 9*3600))); got != wantPage {
+			t.Errorf("page in other zones: %s", got)
+		}
+		if got, want := ids(page.Add(2*time.Minute), page.Add(3*time.Minute)), "c/FinishedReceipt,b/StartedReceipt,c/StartedReceipt"; got != want {
+			t.Errorf("window: got %s, want %s", got, want)
+		}
+		if got := ids(page.Add(5*time.Minute), page.Add(10*time.Minute)); got != "next/StartedReceipt" {
+			t.Errorf("next page: %s", got)
+		}
+		if got := ids(page.Add(time.Hour), page.Add(2*time.Hour)); got != "" {
+			t.Errorf("empty range: %s", got)
+		}
+		rs, err := db.ReceiptsStoredBetween(ctx, page, page.Add(time.Microsecond))
+		if err != nil || len(rs) != 1 || rs[0].MinerSignature == "" || !rs[0].CreatedAt.Equal(page) ||
+			string(rs[0].Payload) != string(testReceipt("JobStartedReceipt", "a", page.Add(-10*time.Second)).Payload) {
+			t.Errorf("full row = %+v, %v", rs, err)
+		}
+	})
+}

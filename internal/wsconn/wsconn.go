@@ -52,12 +52,45 @@ func Dial(ctx context.Context, url string) (*Conn, error) {
 
 // Accept upgrades an HTTP request to a websocket.
 func Accept(w http.ResponseWriter, r *http.Request) (*Conn, error) {
-	ws, err := websocket.Accept(w, r, nil)
+	return AcceptWith(w, r, AcceptOptions{})
+}
+
+// AcceptOptions tunes [AcceptWith].
+type AcceptOptions struct {
+	// ReadLimit is the largest frame the connection accepts until [Conn.SetReadLimit] changes
+	// it; zero means protocol.MaxFrameSize. A bigger frame fails the read and closes the
+	// connection with status 1009 (message too big) as soon as the limit is passed: the
+	// frame is never buffered whole, whatever length its header claims.
+	ReadLimit int64
+	// OnPing, if set, is called for each ping frame the peer sends, from the goroutine that
+	// reads the connection (pings are only seen while a read is in progress). It must not
+	// block.
+	OnPing func()
+}
+
+// AcceptWith upgrades an HTTP request to a websocket, as Accept does, with opts.
+func AcceptWith(w http.ResponseWriter, r *http.Request, opts AcceptOptions) (*Conn, error) {
+	var wo websocket.AcceptOptions
+	if onPing := opts.OnPing; onPing != nil {
+		wo.OnPingReceived = func(context.Context, []byte) bool {
+			onPing()
+			return true // answer with a pong, as without the callback
+		}
+	}
+	ws, err := websocket.Accept(w, r, &wo)
 	if err != nil {
 		return nil, err
 	}
-	return New(ws), nil
+	c := New(ws)
+	if opts.ReadLimit > 0 {
+		c.SetReadLimit(opts.ReadLimit)
+	}
+	return c, nil
 }
+
+// SetReadLimit sets the largest frame the next reads accept; a read already under way keeps
+// the limit it started with. See [AcceptOptions.ReadLimit] for what a bigger frame does.
+func (c *Conn) SetReadLimit(n int64) { c.ws.SetReadLimit(n) }
 
 // Send encodes m and writes it as one text frame.
 func (c *Conn) Send(ctx context.Context, m protocol.Message) error {

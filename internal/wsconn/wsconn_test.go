@@ -54,3 +54,60 @@ func TestBinaryFrame(t *testing.T) {
 		t.Errorf("Close: %v", err)
 	}
 }
+
+// TestAcceptWith: the accept-time read limit holds until SetReadLimit raises it, a frame over
+// it ends the connection with status 1009, and pings reach OnPing.
+func TestAcceptWith(t *testing.T) {
+	pings := make(chan struct{}, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := wsconn.AcceptWith(w, r, wsconn.AcceptOptions{ReadLimit: 8, OnPing: func() {
+			select {
+			case pings <- struct{}{}:
+			default:
+			}
+		}})
+		if err != nil {
+			t.Errorf("accept: %v", err)
+			return
+		}
+		defer c.CloseNow()
+		ctx := r.Context()
+		if data, err := c.ReadFrame(ctx); err != nil || string(data) != "12345678" {
+			t.Errorf("frame at the limit: %q, %v", data, err)
+			return
+		}
+		c.SetReadLimit(16)
+		if data, err := c.ReadFrame(ctx); err != nil || string(data) != "0123456789abcdef" {
+			t.Errorf("frame at the raised limit: %q, %v", data, err)
+			return
+		}
+		if _, err := c.ReadFrame(ctx); !errors.Is(err, websocket.ErrMessageTooBig) {
+			t.Errorf("frame over the limit: %v, want ErrMessageTooBig", err)
+		}
+	}))
+	defer srv.Close()
+
+	ctx := t.Context()
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	readErr := make(chan error, 1)
+	go func() {
+		_, _, err := ws.Read(ctx)
+		readErr <- err
+	}()
+	if err := ws.Ping(ctx); err != nil {
+		t.Fatalf("ping: %v", err)
+	}
+	<-pings
+	for _, frame := range []string{"12345678", "0123456789abcdef", "0123456789abcdefX"} {
+		if err := ws.Write(ctx, websocket.MessageText, []byte(frame)); err != nil {
+			t.Fatalf("write %q: %v", frame, err)
+		}
+	}
+	if got := websocket.CloseStatus(<-readErr); got != websocket.StatusMessageTooBig {
+		t.Fatalf("close status %d, want %d (message too big)", got, websocket.StatusMessageTooBig)
+	}
+}

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+
+	"github.com/computehorde/horde/internal/minerd"
+)
+
+func runMiner(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	usage := "Usage: horde miner <command> [flags]\n\n" +
+		"  run    run the miner: serve validators, start executors, follow the chain\n"
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(stdout, usage)
+		if len(args) == 0 {
+			return fmt.Errorf("%w: name a command (run)", errUsage)
+		}
+		return nil
+	}
+	switch args[0] {
+	case "run":
+		return runMinerRun(ctx, args[1:], stdout, stderr)
+	default:
+		return fmt.Errorf("%w: unknown command %q (run)", errUsage, args[0])
+	}
+}
+
+func runMinerRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("miner run", "miner run --config miner.toml [--wallet NAME --hotkey NAME] [-v]", stderr)
+	path := fs.String("config", "", "the miner's configuration file (examples/miner.toml documents every key; each is also $"+minerd.EnvPrefix+"_<TABLE>_<KEY>)")
+	wallet := fs.String("wallet", "", "wallet name, as btcli's --wallet.name (overrides [wallet] name)")
+	hotkey := fs.String("hotkey", "", "hotkey name, as btcli's --wallet.hotkey (overrides [wallet] hotkey)")
+	walletPath := fs.String("wallet-path", "", "wallets directory (overrides [wallet] path; default ~/.bittensor/wallets)")
+	verbose := fs.Bool("v", false, "log every event (default: info)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	env := os.Getenv
+	overrides := map[string]string{}
+	for flagVal, envName := range map[*string]string{
+		wallet: minerd.EnvPrefix + "_WALLET_NAME", hotkey: minerd.EnvPrefix + "_WALLET_HOTKEY", walletPath: minerd.EnvPrefix + "_WALLET_PATH",
+	} {
+		if *flagVal != "" {
+			overrides[envName] = *flagVal
+		}
+	}
+	cfg, err := minerd.Load(*path, func(k string) string {
+		if v, ok := overrides[k]; ok {
+			return v // flags win over the file and the environment
+		}
+		return env(k)
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	return minerd.Run(ctx, cfg, minerd.Options{
+		Logger: logger,
+		Ready: func(addr netip.AddrPort) {
+			fmt.Fprintf(stdout, "horde miner: serving on %s\n", addr)
+		},
+	})
+}

@@ -1,0 +1,198 @@
+// Package minerd assembles a standalone miner process from its configuration file: the
+// wallet hotkey, the chain (embedded, `horde chain sim` or Pylon) with its metagraph cache
+// and axon check, the database, the executor manager, the miner's HTTP server, and a clean
+// shutdown. `horde miner run` is this package behind a flag parser.
+package minerd
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/computehorde/horde/internal/chain/backend"
+	"github.com/computehorde/horde/internal/config"
+	"github.com/computehorde/horde/internal/egress"
+	"github.com/computehorde/horde/internal/keys"
+	"github.com/computehorde/horde/internal/protocol"
+)
+
+// EnvPrefix prefixes the environment variable of every key: HORDE_MINER_CHAIN_TOKEN is
+// [chain] token.
+const EnvPrefix = "HORDE_MINER"
+
+// Config is the miner's configuration file (examples/miner.toml documents every key).
+type Config struct {
+	// Listen is where validators and executors connect.
+	Listen string `toml:"listen"`
+	// ExternalAddress is the IP:PORT validators dial: the axon the miner checks on chain and
+	// announces where the backend can. Empty skips the check (tests, private setups).
+	ExternalAddress string `toml:"external_address"`
+	// DataDir holds the database (by default) and the executors' job directories.
+	DataDir string `toml:"data_dir"`
+	// Database is "sqlite:PATH" or a postgres:// DSN; empty means DataDir/miner.db.
+	Database string `toml:"database" secret:"true"`
+	// MinValidatorStake is the stake, in TAO, a validator needs to be served.
+	MinValidatorStake float64 `toml:"min_validator_stake"`
+	// ShutdownGrace is how long a stopping miner waits for running jobs to finish.
+	ShutdownGrace config.Duration `toml:"shutdown_grace"`
+
+	Wallet struct {
+		Path   string `toml:"path"`
+		Name   string `toml:"name"`
+		Hotkey string `toml:"hotkey"`
+	} `toml:"wallet"`
+
+	Chain struct {
+		URL                string `toml:"url"`
+		Identity           string `toml:"identity"`
+		Token              string `toml:"token" secret:"true"`
+		OpenAccessToken    string `toml:"open_access_token" secret:"true"`
+		NetUID             uint16 `toml:"netuid"`
+		Tempo              uint16 `toml:"tempo"`
+		WeightsRateLimit   uint64 `toml:"weights_rate_limit"`
+		CommitReveal       bool   `toml:"commit_reveal"`
+		CommitRevealPeriod uint64 `toml:"commit_reveal_period"`
+	} `toml:"chain"`
+
+	Executors struct {
+		// Manager is how executors run: "process" (children of the miner).
+		Manager string `toml:"manager"`
+		// Classes is the manifest: executors offered per class.
+		Classes map[string]int `toml:"classes"`
+		// StartTimeout bounds the wait for an executor to connect.
+		StartTimeout config.Duration `toml:"start_timeout"`
+		// AllowEgress lists CIDRs job downloads and uploads may reach although internal.
+		AllowEgress []string `toml:"allow_egress"`
+		// MaxVolumeBytes caps a job's unpacked input volume; negative means none.
+		MaxVolumeBytes int64 `toml:"max_volume_bytes"`
+	} `toml:"executors"`
+}
+
+// Defaults returns the configuration every key starts from.
+func Defaults() Config {
+	var c Config
+	c.Listen = "0.0.0.0:8000"
+	c.DataDir = "horde-miner"
+	c.MinValidatorStake = 1000 // upstream's miners serve validators with at least 1000 stake
+	c.ShutdownGrace = config.Duration(5 * time.Minute)
+	c.Wallet.Path = keys.DefaultWalletsDir()
+	c.Wallet.Name = "default"
+	c.Wallet.Hotkey = "default"
+	s := backend.Defaults()
+	c.Chain.NetUID = uint16(s.NetUID)
+	c.Chain.Tempo = uint16(s.Tempo)
+	c.Chain.WeightsRateLimit = uint64(s.WeightsRateLimit)
+	c.Chain.CommitReveal = s.CommitReveal
+	c.Chain.CommitRevealPeriod = uint64(s.CommitRevealPeriod)
+	c.Executors.Manager = "process"
+	c.Executors.StartTimeout = config.Duration(time.Minute)
+	c.Executors.MaxVolumeBytes = 10 << 30
+	return c
+}
+
+// Load reads the configuration file at path (none when empty) over the defaults, then the
+// environment, and checks the result.
+func Load(path string, getenv func(string) string) (Config, error) {
+	c := Defaults()
+	if err := config.Load(path, &c, EnvPrefix, getenv); err != nil {
+		return Config{}, err
+	}
+	return c, c.Validate()
+}
+
+// Validate checks every key, naming the key and the fix.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
+	}
+	if _, err := netip.ParseAddrPort(c.Listen); err != nil {
+		bad("listen", "%q is not IP:PORT, e.g. 0.0.0.0:8000", c.Listen)
+	}
+	if c.ExternalAddress != "" {
+		if ap, err := netip.ParseAddrPort(c.ExternalAddress); err != nil || ap.Addr().IsUnspecified() || ap.Port() == 0 {
+			bad("external_address", "%q is not the IP:PORT validators dial, e.g. 203.0.113.7:8000", c.ExternalAddress)
+		}
+	}
+	if c.DataDir == "" {
+		bad("data_dir", "empty; name the directory for the database and job files")
+	}
+	if c.MinValidatorStake < 0 {
+		bad("min_validator_stake", "%v is negative", c.MinValidatorStake)
+	}
+	if c.ShutdownGrace < 0 {
+		bad("shutdown_grace", "%v is negative", c.ShutdownGrace)
+	}
+	if c.Wallet.Name == "" || c.Wallet.Hotkey == "" {
+		bad("wallet", "name and hotkey are required, as btcli names them (--wallet.name, --wallet.hotkey)")
+	}
+	if c.Chain.Tempo == 0 {
+		bad("chain.tempo", "0; finney's is 360")
+	}
+	if c.Chain.Identity != "" && c.Chain.Token == "" {
+		bad("chain.token", "identity %q needs its token; set $%s_CHAIN_TOKEN", c.Chain.Identity, EnvPrefix)
+	}
+	if c.Executors.Manager != "process" {
+		bad("executors.manager", "%q is not a manager; use \"process\"", c.Executors.Manager)
+	}
+	if len(c.Executors.Classes) == 0 {
+		bad("executors.classes", "empty; offer at least one class, e.g. classes = { \"always_on.gpu-24gb\" = 1 }")
+	}
+	for _, k := range slices.Sorted(maps.Keys(c.Executors.Classes)) {
+		if !protocol.ExecutorClass(k).Valid() {
+			bad("executors.classes", "%q is not an executor class (%s)", k, classNames())
+		}
+		if n := c.Executors.Classes[k]; n < 0 || n > 1024 {
+			bad("executors.classes", "%s = %d is outside 0..1024", k, n)
+		}
+	}
+	if c.Executors.StartTimeout <= 0 {
+		bad("executors.start_timeout", "must be positive")
+	}
+	if _, err := egress.ParseAllow(strings.Join(c.Executors.AllowEgress, ",")); err != nil {
+		bad("executors.allow_egress", "%v", err)
+	}
+	return errors.Join(errs...)
+}
+
+func classNames() string {
+	var names []string
+	for _, c := range protocol.ExecutorClassValues() {
+		names = append(names, string(c))
+	}
+	return strings.Join(names, ", ")
+}
+
+// Manifest is the configured manifest, classes in name order.
+func (c *Config) Manifest() protocol.Manifest {
+	var m protocol.Manifest
+	for _, k := range slices.Sorted(maps.Keys(c.Executors.Classes)) {
+		m = append(m, protocol.ManifestEntry{Class: protocol.ExecutorClass(k), Count: c.Executors.Classes[k]})
+	}
+	return m
+}
+
+// DSN is the database to open.
+func (c *Config) DSN() string {
+	if c.Database != "" {
+		return c.Database
+	}
+	return "sqlite:" + filepath.Join(c.DataDir, "miner.db")
+}
+
+// ChainSettings are the [chain] keys as every role names a chain.
+func (c *Config) ChainSettings() backend.Settings {
+	return backend.Settings{
+		URL: c.Chain.URL, Identity: c.Chain.Identity, Token: c.Chain.Token, OpenAccessToken: c.Chain.OpenAccessToken,
+		NetUID: uint(c.Chain.NetUID), Tempo: uint(c.Chain.Tempo), WeightsRateLimit: uint(c.Chain.WeightsRateLimit),
+		CommitReveal: c.Chain.CommitReveal, CommitRevealPeriod: uint(c.Chain.CommitRevealPeriod),
+	}
+}
+
+// minStakeRao is MinValidatorStake in rao.
+func (c *Config) minStakeRao() uint64 { return uint64(c.MinValidatorStake * 1e9) }

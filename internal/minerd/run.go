@@ -1,0 +1,195 @@
+package minerd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/computehorde/horde/internal/chain"
+	"github.com/computehorde/horde/internal/chain/backend"
+	"github.com/computehorde/horde/internal/clock"
+	"github.com/computehorde/horde/internal/config"
+	"github.com/computehorde/horde/internal/execmgr"
+	"github.com/computehorde/horde/internal/executor/docker"
+	"github.com/computehorde/horde/internal/keys"
+	"github.com/computehorde/horde/internal/miner"
+	"github.com/computehorde/horde/internal/store"
+)
+
+// sweepInterval is how often the miner removes job containers abandoned past their deadline.
+const sweepInterval = time.Minute
+
+// Options are what the command adds to the configuration.
+type Options struct {
+	Logger *slog.Logger
+	// Ready is called once the miner serves, with its listening address.
+	Ready func(addr netip.AddrPort)
+	// ExecutorBinary is the horde executable executors run from; empty means this one.
+	ExecutorBinary string
+}
+
+// Run runs the miner until ctx ends, then shuts it down cleanly: no new jobs, running jobs
+// get ShutdownGrace to finish, executors still running are stopped, and the database is
+// closed.
+func Run(ctx context.Context, cfg Config, o Options) error {
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	// Job directories are bind-mounted into containers: the path must be absolute.
+	if abs, err := filepath.Abs(cfg.DataDir); err == nil {
+		cfg.DataDir = abs
+	}
+	key, err := keys.LoadHotkey(cfg.Wallet.Path, cfg.Wallet.Name, cfg.Wallet.Hotkey)
+	if err != nil {
+		return fmt.Errorf("wallet %s hotkey %s: %w", cfg.Wallet.Name, cfg.Wallet.Hotkey, err)
+	}
+	log.Info("miner starting", "hotkey", key.SS58(), "config", strings.TrimSpace(config.Describe(&cfg)))
+	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "jobs"), 0o700); err != nil {
+		return fmt.Errorf("data_dir: %w", err)
+	}
+
+	op, err := backend.Open(ctx, cfg.ChainSettings(), backend.Options{Hotkey: chain.Hotkey(key.SS58()), Logger: log})
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	runCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	defer func() { stopBackground(); wg.Wait() }()
+
+	cache, err := chain.NewMetagraphCache(chain.CacheConfig{Chain: op.Chain, NetUID: op.NetUID, Interval: op.Interval, Logger: log})
+	if err != nil {
+		return err
+	}
+	wg.Go(func() { _ = cache.Run(runCtx) })
+	log.Info("waiting for the first metagraph")
+	if err := cache.Wait(ctx); err != nil {
+		return fmt.Errorf("no metagraph from the chain before the miner was stopped: %w", err)
+	}
+	if _, ok := cache.Neuron(chain.Hotkey(key.SS58())); !ok {
+		log.Warn("this hotkey is not registered on the subnet: validators will not find the miner until it is",
+			"hotkey", key.SS58(), "netuid", op.NetUID)
+	}
+
+	db, err := store.Open(ctx, store.Config{DSN: cfg.DSN(), Logger: log})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	// Containers and job directories past their deadline were abandoned by executors that
+	// died (with a miner killed before): removed now and every minute.
+	sweeper, err := docker.New(ctx, docker.Options{ExecutorID: "horde-miner-sweeper", WorkDir: filepath.Join(cfg.DataDir, "jobs"), Logger: log})
+	if err != nil {
+		return fmt.Errorf("docker engine: %w", err)
+	}
+	defer sweeper.Close()
+	sweep := func() {
+		if err := sweeper.SweepExpired(runCtx); err != nil && runCtx.Err() == nil {
+			log.Warn("could not remove abandoned job containers", "err", err)
+		}
+	}
+	sweep()
+	wg.Go(func() { clock.Every(runCtx, sweepInterval, sweep) })
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	addr := netip.MustParseAddrPort(ln.Addr().String())
+	execs := &execmgr.Process{
+		Binary:   o.ExecutorBinary,
+		MinerURL: "ws://" + executorDialAddr(addr).String(),
+		Args:     executorArgs(&cfg),
+		Logger:   log,
+	}
+	var axon netip.AddrPort
+	if cfg.ExternalAddress != "" {
+		axon = netip.MustParseAddrPort(cfg.ExternalAddress)
+	}
+	m, err := miner.New(miner.Config{
+		Keypair: key, Chain: op.Chain, Metagraph: cache, NetUID: op.NetUID, Store: db, Executors: execs,
+		Manifest:             cfg.Manifest(),
+		MinValidatorStake:    cfg.minStakeRao(),
+		ExecutorStartTimeout: time.Duration(cfg.Executors.StartTimeout),
+		Axon:                 axon,
+		WalletName:           cfg.Wallet.Name,
+		HotkeyName:           cfg.Wallet.Hotkey,
+		Logger:               log,
+	})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	// Slow or huge headers are refused before any handler (and its connection caps) runs.
+	srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10, IdleTimeout: 2 * time.Minute}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	wg.Go(func() { _ = m.RunAxonCheck(runCtx) })
+	log.Info("miner serving", "listen", addr, "manifest", cfg.Manifest(), "chain", op.HyperparamsSource)
+	if o.Ready != nil {
+		o.Ready(addr)
+	}
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-served:
+		serveErr = fmt.Errorf("serving on %s: %w", addr, serveErr)
+	}
+	return errors.Join(serveErr, shutdown(log, &cfg, srv, m, execs))
+}
+
+// shutdown stops accepting connections and jobs, gives running jobs the grace period, then
+// drops the connections and stops the executors still running.
+func shutdown(log *slog.Logger, cfg *Config, srv *http.Server, m *miner.Miner, execs *execmgr.Process) error {
+	grace := time.Duration(cfg.ShutdownGrace)
+	log.Info("miner stopping: no new connections or jobs", "running_jobs", m.InFlight(), "grace", grace)
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	// Shutdown closes the listener at once; the websockets it cannot see (hijacked) stay up
+	// for the jobs still running.
+	shut := make(chan error, 1)
+	go func() { shut <- srv.Shutdown(ctx) }()
+	if left := m.Drain(ctx); left > 0 {
+		log.Warn("stopping with jobs still running; their validators will time them out", "running_jobs", left)
+	}
+	m.Close()
+	err := <-shut
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = nil // hijacked connections, which Close has dropped
+	}
+	return errors.Join(err, execs.Close())
+}
+
+// executorDialAddr is the address executors on this machine dial: the listening address, or
+// loopback when the miner listens on every interface.
+func executorDialAddr(listen netip.AddrPort) netip.AddrPort {
+	if listen.Addr().IsUnspecified() {
+		lo := netip.IPv6Loopback()
+		if listen.Addr().Is4() {
+			lo = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+		}
+		return netip.AddrPortFrom(lo, listen.Port())
+	}
+	return listen
+}
+
+// executorArgs are the `executor serve` flags the configuration implies.
+func executorArgs(cfg *Config) []string {
+	args := []string{"--work-dir", filepath.Join(cfg.DataDir, "jobs"), "--max-volume-bytes", strconv.FormatInt(cfg.Executors.MaxVolumeBytes, 10)}
+	if len(cfg.Executors.AllowEgress) > 0 {
+		args = append(args, "--allow-egress", strings.Join(cfg.Executors.AllowEgress, ","))
+	}
+	return args
+}
