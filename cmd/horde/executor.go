@@ -61,6 +61,7 @@ type engineFlags struct {
 	registry  *string
 	pullLimit *time.Duration
 	grace     *time.Duration
+	id        *string
 }
 
 func addEngineFlags(fs *flag.FlagSet) engineFlags {
@@ -69,6 +70,7 @@ func addEngineFlags(fs *flag.FlagSet) engineFlags {
 		registry:  fs.String("registry-auth", "", "registry credentials, HOST=USER:PASSWORD[,HOST=USER:PASSWORD…] (default: $HORDE_REGISTRY_AUTH)"),
 		pullLimit: fs.Duration("pull-timeout", docker.DefaultPullTimeout, "give up pulling an image after this long"),
 		grace:     fs.Duration("cleanup-grace", docker.DefaultExpiryGrace, "how long past a job's deadline its container and files are kept should this process die, before any horde process removes them (at most 1m)"),
+		id:        fs.String("executor-id", "", "label of this executor's containers and job directories (a miner gives all its executors its own, to remove what they leave when it restarts; default: random)"),
 	}
 }
 
@@ -84,11 +86,15 @@ func (f engineFlags) runtime(ctx context.Context, logger *slog.Logger) (*docker.
 	if *f.grace <= 0 || *f.grace > docker.DefaultExpiryGrace {
 		return nil, fmt.Errorf("%w: --cleanup-grace %v: want more than 0 and at most %v", errUsage, *f.grace, docker.DefaultExpiryGrace)
 	}
-	var suffix [4]byte
-	_, _ = rand.Read(suffix[:])
+	id := *f.id
+	if id == "" {
+		var suffix [4]byte
+		_, _ = rand.Read(suffix[:])
+		id = "horde-executor-run-" + hex.EncodeToString(suffix[:])
+	}
 	return docker.New(ctx, docker.Options{
 		WorkDir:     *f.workDir,
-		ExecutorID:  "horde-executor-run-" + hex.EncodeToString(suffix[:]),
+		ExecutorID:  id,
 		Registries:  regs,
 		PullTimeout: *f.pullLimit,
 		ExpiryGrace: *f.grace,

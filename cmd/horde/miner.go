@@ -14,11 +14,12 @@ import (
 func runMiner(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	usage := "Usage: horde miner <command> [flags]\n\n" +
 		"  run    run the miner: serve validators, start executors, follow the chain\n"
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("%w: name a command (run)", errUsage)
+	}
+	if args[0] == "-h" || args[0] == "--help" {
 		fmt.Fprint(stdout, usage)
-		if len(args) == 0 {
-			return fmt.Errorf("%w: name a command (run)", errUsage)
-		}
 		return nil
 	}
 	switch args[0] {

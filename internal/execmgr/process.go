@@ -73,8 +73,10 @@ func (p *Process) Start(_ context.Context, req miner.ExecutorRequest) error {
 		return fmt.Errorf("execmgr: %w", err)
 	}
 	// Its own process group, so a Ctrl-C meant for the miner does not reach executors
-	// before the miner has decided what to do with their jobs.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// before the miner has decided what to do with their jobs; but SIGTERM when the miner
+	// dies (kill -9 included), so that no executor outlives it: the restarted miner fails
+	// their jobs and sweeps their containers.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {

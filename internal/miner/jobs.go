@@ -100,14 +100,20 @@ func (m *Miner) handleInitialJobRequest(ctx context.Context, s *validatorSession
 		return
 	case shuttingDown:
 		decline(protocol.JobRejectionReasonBusy, "Miner is shutting down; send the job to another miner",
-			m.excuseReceipts(ctx, req.ExecutorClass, req.JobStartedReceiptPayload.Timestamp.Time, req.JobUUID))
+			m.excuseReceipts(ctx, req.ExecutorClass, req.JobStartedReceiptPayload.Timestamp.Time, req.JobUUID, ""))
 		return
 	case allBusy:
 		// Prove busyness with the receipts of the jobs occupying the executors, checked
 		// against the new request's own receipt time, as upstream does.
 		decline(protocol.JobRejectionReasonBusy,
 			fmt.Sprintf("All executors of class %s are busy", req.ExecutorClass),
-			m.excuseReceipts(ctx, req.ExecutorClass, req.JobStartedReceiptPayload.Timestamp.Time, req.JobUUID))
+			m.excuseReceipts(ctx, req.ExecutorClass, req.JobStartedReceiptPayload.Timestamp.Time, req.JobUUID, ""))
+		return
+	case overShare:
+		// The validator's own running jobs prove it already holds its stake's share.
+		decline(protocol.JobRejectionReasonBusy,
+			fmt.Sprintf("This validator holds its stake share of class %s while other validators wait for theirs", req.ExecutorClass),
+			m.excuseReceipts(ctx, req.ExecutorClass, req.JobStartedReceiptPayload.Timestamp.Time, req.JobUUID, s.hotkey))
 		return
 	}
 	if !m.record(ctx, j, log) {
@@ -138,6 +144,7 @@ const (
 	classNotOffered           // the class is not in the manifest
 	duplicateJob              // a job with that UUID is already running
 	allBusy                   // every executor of the class has a job
+	overShare                 // the validator holds its stake share while others wait
 	shuttingDown              // the miner is draining before it stops
 )
 
@@ -155,7 +162,23 @@ func (m *Miner) admit(j *job) admission {
 	if m.draining.Load() {
 		return shuttingDown
 	}
-	if m.busyCount(j.class) >= capacity {
+	now := time.Now()
+	d, err := m.shareDecisionLocked(j.class, capacity, j.validator.hotkey, now)
+	switch {
+	case err != nil:
+		// Bad stakes cannot happen with a sane metagraph; fall back to first come, first
+		// served rather than refuse work.
+		m.log.Error("cannot share executors by stake; admitting first come, first served", "err", err)
+		if m.busyCount(j.class) >= capacity {
+			m.noteAskLocked(j.validator.hotkey, j.class, now)
+			return allBusy
+		}
+	case d.Take:
+	case d.Free > 0 && d.OverShare:
+		m.noteAskLocked(j.validator.hotkey, j.class, now)
+		return overShare
+	default:
+		m.noteAskLocked(j.validator.hotkey, j.class, now)
 		return allBusy
 	}
 	m.byUUID[j.uuid] = j

@@ -149,6 +149,13 @@ type Miner struct {
 
 	draining atomic.Bool // set by Drain: new jobs are declined
 
+	// asked records when each validator was last declined a class (share.go): it counts as
+	// asking for askWindow. Guarded by mu.
+	asked map[askKey]time.Time
+	// owed are the reports Recover found for each validator, sent when it connects.
+	// Guarded by mu.
+	owed map[string][]protocol.Message
+
 	wg       sync.WaitGroup // executor start/timeout goroutines
 	stopOnce sync.Once
 	stop     chan struct{}

@@ -62,9 +62,9 @@ const maxExcuses = 256
 
 // excuseReceipts returns the countersigned JobStarted receipts that prove the miner busy with
 // class at time at (upstream's busy-decline excuses, protocol.md §2.4): organic, same class,
-// valid at at, and for another job than exclude. Errors are logged; the decline then goes
-// out without excuses.
-func (m *Miner) excuseReceipts(ctx context.Context, class protocol.ExecutorClass, at time.Time, exclude string) []protocol.Receipt {
+// valid at at, for another job than exclude, and of validator unless it is empty. Errors are
+// logged; the decline then goes out without excuses.
+func (m *Miner) excuseReceipts(ctx context.Context, class protocol.ExecutorClass, at time.Time, exclude, validator string) []protocol.Receipt {
 	rows, err := m.cfg.Store.ListReceipts(ctx, store.ReceiptFilter{
 		Type: string(protocol.ReceiptTypeJobStarted), MinerHotkey: m.hotkey,
 		Since: at.Add(-excuseLookback), Until: at.Add(time.Microsecond),
@@ -75,7 +75,7 @@ func (m *Miner) excuseReceipts(ctx context.Context, class protocol.ExecutorClass
 	}
 	var out []protocol.Receipt
 	for _, row := range rows {
-		if row.JobUUID == exclude || row.MinerSignature == "" {
+		if row.JobUUID == exclude || row.MinerSignature == "" || (validator != "" && row.ValidatorHotkey != validator) {
 			continue
 		}
 		var p protocol.JobStartedReceiptPayload

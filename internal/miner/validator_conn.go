@@ -86,6 +86,7 @@ func (m *Miner) serveValidator(w http.ResponseWriter, r *http.Request) {
 	idle := m.watchIdle(conn, s, act)
 	defer idle.stop()
 	s.send(ctx, m.manifest())
+	m.sendOwed(ctx, s)
 	for {
 		frame, err := conn.ReadFrame(ctx)
 		if err != nil {

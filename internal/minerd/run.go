@@ -2,6 +2,8 @@ package minerd
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -87,13 +89,19 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 	}
 	defer db.Close()
 
-	// Containers and job directories past their deadline were abandoned by executors that
-	// died (with a miner killed before): removed now and every minute.
-	sweeper, err := docker.New(ctx, docker.Options{ExecutorID: "horde-miner-sweeper", WorkDir: filepath.Join(cfg.DataDir, "jobs"), Logger: log})
+	// This miner's executors label their containers and job directories with its executor
+	// ID. None runs yet, so whatever carries the ID was left by an earlier run that died
+	// (its executors die with it): removed now. Containers and job directories past their
+	// deadline, whoever left them, are removed now and every minute.
+	execID := ExecutorID(cfg.DataDir)
+	sweeper, err := docker.New(ctx, docker.Options{ExecutorID: execID, WorkDir: filepath.Join(cfg.DataDir, "jobs"), Logger: log})
 	if err != nil {
 		return fmt.Errorf("docker engine: %w", err)
 	}
 	defer sweeper.Close()
+	if err := sweeper.Sweep(ctx); err != nil {
+		log.Warn("could not remove an earlier run's executors' containers", "err", err)
+	}
 	sweep := func() {
 		if err := sweeper.SweepExpired(runCtx); err != nil && runCtx.Err() == nil {
 			log.Warn("could not remove abandoned job containers", "err", err)
@@ -110,7 +118,7 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 	execs := &execmgr.Process{
 		Binary:   o.ExecutorBinary,
 		MinerURL: "ws://" + executorDialAddr(addr).String(),
-		Args:     executorArgs(&cfg),
+		Args:     append(executorArgs(&cfg), "--executor-id", execID),
 		Logger:   log,
 	}
 	var axon netip.AddrPort
@@ -132,6 +140,12 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 		return err
 	}
 	// Slow or huge headers are refused before any handler (and its connection caps) runs.
+	if n, err := m.Recover(ctx); err != nil {
+		ln.Close()
+		return err
+	} else if n > 0 {
+		log.Warn("jobs of an earlier run failed; their validators are told when they connect", "jobs", n)
+	}
 	srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10, IdleTimeout: 2 * time.Minute}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -192,4 +206,11 @@ func executorArgs(cfg *Config) []string {
 		args = append(args, "--allow-egress", strings.Join(cfg.Executors.AllowEgress, ","))
 	}
 	return args
+}
+
+// ExecutorID labels the containers and job directories of this miner's executors: derived
+// from the data directory, so a restarted miner finds what its earlier run left.
+func ExecutorID(dataDir string) string {
+	sum := sha256.Sum256([]byte(dataDir))
+	return "horde-miner-" + hex.EncodeToString(sum[:4])
 }
