@@ -111,17 +111,21 @@ func (s *Server) runJob(ctx context.Context, j *job, prev <-chan struct{}, id Id
 		}
 	}()
 	var lastErr error
-	for {
-		var head chain.Block
-		select {
-		case <-ctx.Done():
-			s.finish(j, wire.JobFailed, context.Cause(ctx))
-			return
-		case b, ok := <-heads:
-			if !ok {
+	// The first attempt is made at once, in the block the weights were scheduled in, as
+	// Pylon's job does; later ones at each new head.
+	head, _ := s.chain.Now()
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				s.finish(j, wire.JobFailed, context.Cause(ctx))
 				return
+			case b, ok := <-heads:
+				if !ok {
+					return
+				}
+				head = newest(b, heads)
 			}
-			head = newest(b, heads)
 		}
 		if head.Number >= j.end {
 			s.finish(j, wire.JobTempoExpired, lastErr)
