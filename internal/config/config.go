@@ -10,7 +10,8 @@
 // [Describe]'s output.
 //
 // Supported leaf types: string, bool, signed and unsigned integers, floats, [Duration],
-// []string (comma-separated in the environment) and map[string]int ("k=v,k=v").
+// []string (comma-separated in the environment), map[string]int and map[string]float64
+// ("k=v,k=v").
 package config
 
 import (
@@ -228,17 +229,18 @@ func setFromString(f reflect.Value, s string) error {
 		}
 		f.Set(reflect.ValueOf(items))
 	case reflect.Map:
-		if f.Type().Key().Kind() != reflect.String || f.Type().Elem().Kind() != reflect.Int {
+		elem := f.Type().Elem().Kind()
+		if f.Type().Key().Kind() != reflect.String || (elem != reflect.Int && elem != reflect.Float64) {
 			return fmt.Errorf("cannot set a %s from the environment", f.Type())
 		}
 		m := reflect.MakeMap(f.Type())
 		for _, it := range strings.Split(s, ",") {
 			k, v, ok := strings.Cut(strings.TrimSpace(it), "=")
-			n, err := strconv.Atoi(v)
-			if !ok || k == "" || err != nil {
-				return fmt.Errorf("%q is not KEY=INTEGER", it)
+			val := reflect.New(f.Type().Elem()).Elem()
+			if !ok || k == "" || setFromString(val, v) != nil {
+				return fmt.Errorf("%q is not KEY=%s", it, map[reflect.Kind]string{reflect.Int: "INTEGER", reflect.Float64: "NUMBER"}[elem])
 			}
-			m.SetMapIndex(reflect.ValueOf(k), reflect.ValueOf(n))
+			m.SetMapIndex(reflect.ValueOf(k), val)
 		}
 		f.Set(m)
 	default:

@@ -286,6 +286,7 @@ func (d *Devnet) startMiner(ctx, runCtx context.Context, key *keys.Keypair, clas
 		}
 	}
 	d.wg.Go(func() { _ = d.Miner.RunAxonCheck(runCtx) })
+	d.wg.Go(func() { _ = d.Miner.RunManifest(runCtx) })
 	return nil
 }
 

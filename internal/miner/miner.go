@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/netip"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/computehorde/horde/internal/chain"
+	"github.com/computehorde/horde/internal/clock"
 	"github.com/computehorde/horde/internal/keys"
 	"github.com/computehorde/horde/internal/protocol"
 	"github.com/computehorde/horde/internal/store"
@@ -85,6 +87,21 @@ type Config struct {
 	// axon check suggests; empty means btcli's own default, "default".
 	WalletName, HotkeyName string
 
+	// ClassCosts is the miner's cost of one executor of a class for one hour, in the unit
+	// of the validators' published rates: alpha per executor-hour, compared with
+	// V0ClassValuesMessage's RewardRate × RelativeValue × Multiplier for the class. A class
+	// whose best published rate is below its cost is left out of the offered manifest (see
+	// manifest.go); a class with no cost is always offered. Costs must be finite and >= 0.
+	ClassCosts map[protocol.ExecutorClass]float64
+	// ManifestStatePath is a small JSON file keeping the manifest's last change time, the
+	// offered manifest and the validators' latest rates across restarts, so a restart is
+	// not a manifest change (the 2-hour rule); empty keeps nothing, and the manifest at
+	// start then counts as a change at start time.
+	ManifestStatePath string
+	// Clock is the time of the manifest rules (the 2-hour window, rate freshness); nil
+	// means the real clock.
+	Clock clock.Clock
+
 	Logger *slog.Logger // nil means slog.Default()
 }
 
@@ -121,6 +138,14 @@ func (c *Config) validate() error {
 	case c.ValidatorAuthTimeout < 0 || c.ValidatorIdleTimeout < 0:
 		return errors.New("miner: config: validator timeouts must not be negative (zero means the default)")
 	}
+	for class, cost := range c.ClassCosts {
+		switch {
+		case !class.Valid():
+			return fmt.Errorf("miner: config: class costs name %q, which is no executor class", class)
+		case math.IsNaN(cost) || math.IsInf(cost, 0) || cost < 0:
+			return fmt.Errorf("miner: config: cost of %s is %v; give a finite cost >= 0 per executor-hour", class, cost)
+		}
+	}
 	if c.Axon != (netip.AddrPort{}) {
 		if a := c.Axon.Addr(); !a.IsValid() || a.IsUnspecified() || c.Axon.Port() == 0 {
 			return fmt.Errorf("miner: config: Axon %s is not an address validators can dial; "+
@@ -148,6 +173,8 @@ type Miner struct {
 	axon atomic.Pointer[AxonStatus] // the last axon check's outcome; nil before the first
 
 	draining atomic.Bool // set by Drain: new jobs are declined
+
+	offer *manifestManager // the offered manifest (manifest.go)
 
 	// asked records when each validator was last declined a class (share.go): it counts as
 	// asking for askWindow. Guarded by mu.
@@ -188,16 +215,18 @@ func New(cfg Config) (*Miner, error) {
 		cfg.Logger = slog.Default()
 	}
 	hotkey := cfg.Keypair.Public().SS58()
+	log := cfg.Logger.With("role", "miner", "hotkey", shortKey(hotkey))
 	return &Miner{
 		cfg:     cfg,
 		hotkey:  hotkey,
-		log:     cfg.Logger.With("role", "miner", "hotkey", shortKey(hotkey)),
+		log:     log,
 		replays: newReplayCache(),
 		limits:  newConnLimiter(cfg.MaxValidatorConns, cfg.MaxValidatorConnsPerIP),
 		byToken: make(map[string]*job),
 		byUUID:  make(map[string]*job),
 		conns:   make(map[*wsconn.Conn]struct{}),
 		stop:    make(chan struct{}),
+		offer:   newManifestManager(&cfg, log),
 	}, nil
 }
 
@@ -262,11 +291,14 @@ func (m *Miner) accept(w http.ResponseWriter, r *http.Request, peer string) (con
 	}
 }
 
-func (m *Miner) manifest() *protocol.V0ExecutorManifestRequest {
-	return &protocol.V0ExecutorManifestRequest{Manifest: m.cfg.Manifest}
-}
+// manifest returns the offered manifest's announcement (manifest.go); it is shared, not to
+// be modified.
+func (m *Miner) manifest() *protocol.V0ExecutorManifestRequest { return m.offer.offered.Load() }
 
-func (m *Miner) capacity(class protocol.ExecutorClass) int { return m.cfg.Manifest.Count(class) }
+// capacity returns the offered executors of class: 0 for a class not offered.
+func (m *Miner) capacity(class protocol.ExecutorClass) int {
+	return m.offer.offered.Load().Manifest.Count(class)
+}
 
 func shortKey(ss58 string) string {
 	if len(ss58) > 10 {

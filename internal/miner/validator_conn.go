@@ -85,6 +85,7 @@ func (m *Miner) serveValidator(w http.ResponseWriter, r *http.Request) {
 	act.touch()
 	idle := m.watchIdle(conn, s, act)
 	defer idle.stop()
+	defer m.offer.track(s)() // told of manifest changes from now on
 	s.send(ctx, m.manifest())
 	m.sendOwed(ctx, s)
 	for {
@@ -227,6 +228,8 @@ func (m *Miner) handleValidatorMessage(ctx context.Context, s *validatorSession,
 		m.storeReceipt(ctx, s, msg.Payload, msg.Signature)
 	case *protocol.V0MainHotkeyMessage:
 		s.send(ctx, &protocol.V0MainHotkeyMessage{MainHotkey: new(m.hotkey)})
+	case *protocol.V0ClassValuesMessage:
+		m.offer.classValues(s, msg) // profitability: may change the offered manifest
 	case *protocol.ValidatorAuthForMiner:
 		s.send(ctx, &protocol.GenericError{Details: new("Already authenticated")})
 	case *protocol.GenericError:

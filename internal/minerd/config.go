@@ -64,6 +64,10 @@ type Config struct {
 		Manager string `toml:"manager"`
 		// Classes is the manifest: executors offered per class.
 		Classes map[string]int `toml:"classes"`
+		// Costs is the cost of one executor of a class for one hour, in alpha, compared
+		// with the reward rates validators publish: a class whose best published rate is
+		// below its cost leaves the manifest. A class without a cost is always offered.
+		Costs map[string]float64 `toml:"costs"`
 		// StartTimeout bounds the wait for an executor to connect.
 		StartTimeout config.Duration `toml:"start_timeout"`
 		// AllowEgress lists CIDRs job downloads and uploads may reach although internal.
@@ -151,6 +155,14 @@ func (c *Config) Validate() error {
 			bad("executors.classes", "%s = %d is outside 0..1024", k, n)
 		}
 	}
+	for _, k := range slices.Sorted(maps.Keys(c.Executors.Costs)) {
+		if !protocol.ExecutorClass(k).Valid() {
+			bad("executors.costs", "%q is not an executor class (%s)", k, classNames())
+		}
+		if v := c.Executors.Costs[k]; v < 0 || v != v || v > 1e12 {
+			bad("executors.costs", "%s = %v is not a cost of 0 or more", k, v)
+		}
+	}
 	if c.Executors.StartTimeout <= 0 {
 		bad("executors.start_timeout", "must be positive")
 	}
@@ -196,3 +208,12 @@ func (c *Config) ChainSettings() backend.Settings {
 
 // minStakeRao is MinValidatorStake in rao.
 func (c *Config) minStakeRao() uint64 { return uint64(c.MinValidatorStake * 1e9) }
+
+// ClassCosts are the configured costs by class.
+func (c *Config) ClassCosts() map[protocol.ExecutorClass]float64 {
+	out := make(map[protocol.ExecutorClass]float64, len(c.Executors.Costs))
+	for k, v := range c.Executors.Costs {
+		out[protocol.ExecutorClass(k)] = v
+	}
+	return out
+}

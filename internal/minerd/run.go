@@ -131,6 +131,8 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 		MinValidatorStake:    cfg.minStakeRao(),
 		ExecutorStartTimeout: time.Duration(cfg.Executors.StartTimeout),
 		Axon:                 axon,
+		ClassCosts:           cfg.ClassCosts(),
+		ManifestStatePath:    filepath.Join(cfg.DataDir, "manifest-state.json"),
 		WalletName:           cfg.Wallet.Name,
 		HotkeyName:           cfg.Wallet.Hotkey,
 		Logger:               log,
@@ -150,6 +152,7 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	wg.Go(func() { _ = m.RunAxonCheck(runCtx) })
+	wg.Go(func() { _ = m.RunManifest(runCtx) })
 	log.Info("miner serving", "listen", addr, "manifest", cfg.Manifest(), "chain", op.HyperparamsSource)
 	if o.Ready != nil {
 		o.Ready(addr)
