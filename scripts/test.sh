@@ -18,6 +18,13 @@ if [ "$(id -u)" = 0 ] && ! command -v mkfs.btrfs >/dev/null 2>&1; then
     say "could not install btrfs-progs: the disk-quota test will be skipped"
 fi
 
+# The miner's admin panel is tested in headless Chromium (Debian's chromium package).
+if [ "$(id -u)" = 0 ] && ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  say "installing chromium (apt-get) for the admin panel's browser test"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null ||
+    say "could not install chromium: the admin panel's browser test will be skipped"
+fi
+
 pgdir=$(mktemp -d /tmp/horde-pg.XXXXXX)
 cleanup() { bash scripts/pg.sh stop "$pgdir" >/dev/null 2>&1 || true; rm -rf "$pgdir"; }
 trap cleanup EXIT

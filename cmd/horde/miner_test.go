@@ -43,6 +43,7 @@ var minerServing = regexp.MustCompile(`^horde miner: serving on (127\.0\.0\.1:(\
 // minerProcess is a running `horde miner run`.
 type minerProcess struct {
 	cmd    *exec.Cmd
+	config string
 	addr   string // where it serves
 	port   string
 	stderr *lockedBuffer
@@ -83,7 +84,7 @@ start_timeout = "30s"
 // startMiner starts `horde miner run --config cfg` and waits until it serves.
 func startMiner(t *testing.T, cfg string) *minerProcess {
 	t.Helper()
-	p := &minerProcess{cmd: exec.Command(hordeBin, "miner", "run", "--config", cfg), stderr: &lockedBuffer{}, lines: make(chan string, 4)}
+	p := &minerProcess{cmd: exec.Command(hordeBin, "miner", "run", "--config", cfg), config: cfg, stderr: &lockedBuffer{}, lines: make(chan string, 4)}
 	p.cmd.Env = append(os.Environ(), "HORDE_MINER_CHAIN_TOKEN=miner-token")
 	p.cmd.Stderr = p.stderr
 	out, err := p.cmd.StdoutPipe()
@@ -212,6 +213,20 @@ func TestCLIMinerRunsAJob(t *testing.T) {
 	if res.Status != protocol.JobStatusCompleted || !strings.Contains(res.Stdout, "from a miner process") {
 		t.Fatalf("job %+v\n--- miner stderr ---\n%s", res, m.stderr.String())
 	}
+
+	// The seed's reachability check, and the operator's terminal view.
+	resp, err := http.Get("http://" + m.addr + "/admin/login/")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /admin/login/: %v %v", resp, err)
+	}
+	if resp != nil {
+		resp.Body.Close()
+	}
+	st := horde(t, runOpts{env: []string{"HORDE_MINER_CHAIN_TOKEN=miner-token"}}, "miner", "status", "--config", m.config)
+	if st.code != 0 {
+		t.Errorf("horde miner status:\n%s", st)
+	}
+	wantContains(t, "horde miner status", st.stdout, "miner "+devBob, "always_on.test  1         true", "PROBLEM: no validator is connected", "axon: not checked")
 
 	if err := m.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

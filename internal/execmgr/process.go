@@ -115,6 +115,18 @@ func relay(r io.Reader, log *slog.Logger) {
 	_, _ = io.Copy(io.Discard, r) // a line too long ends the scanner; keep the pipe drained
 }
 
+// Kill stops the executor of job (SIGTERM to its process group); it is reaped as usual.
+func (p *Process) Kill(_ context.Context, job string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for cmd, j := range p.children {
+		if j == job {
+			return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		}
+	}
+	return nil
+}
+
 // Running returns the number of executor processes still running.
 func (p *Process) Running() int {
 	p.mu.Lock()

@@ -135,6 +135,9 @@ func (m *Miner) finish(ctx context.Context, j *job, status string, outcome proto
 		result = data
 	}
 	m.updateStatus(ctx, j, status, result)
+	if k, r, msg, ok := outcomeFailure(outcome); ok {
+		m.noteFailure(JobEvent{JobUUID: j.uuid, Validator: j.validator.hotkey, Class: j.class, Kind: k, Reason: r, Message: msg})
+	}
 	m.forget(j)
 	j.validator.log.Info("job ended", "job", j.uuid, "outcome", outcome.MessageType())
 	j.validator.send(ctx, outcome)

@@ -71,6 +71,7 @@ func (m *Miner) handleInitialJobRequest(ctx context.Context, s *validatorSession
 	log := s.log.With("job", req.JobUUID, "class", req.ExecutorClass)
 	decline := func(reason protocol.JobRejectionReason, msg string, excuses []protocol.Receipt) {
 		log.Info("declining job", "reason", reason, "message", msg, "excuses", len(excuses))
+		m.noteDecline(JobEvent{JobUUID: req.JobUUID, Validator: s.hotkey, Class: req.ExecutorClass, Reason: string(reason), Message: msg})
 		s.send(ctx, &protocol.V0DeclineJobRequest{JobUUID: req.JobUUID, Message: msg, Reason: reason, Receipts: excuses})
 	}
 
@@ -252,6 +253,15 @@ func (m *Miner) spawnExecutor(j *job) {
 		case <-ctx.Done():
 		}
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) && j.getStatus() == statusWaitingForExecutor {
+			// An executor that never connected is killed where the manager can, so it does
+			// not hold a slot (or a GPU) for nothing.
+			if k, ok := m.cfg.Executors.(ExecutorKiller); ok {
+				killCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				if err := k.Kill(killCtx, j.uuid); err != nil {
+					j.validator.log.Warn("cannot kill the executor that did not connect", "job", j.uuid, "err", err)
+				}
+				cancel()
+			}
 			m.failJob(context.Background(), j, protocol.HordeFailureReasonExecutorSpinupFailed,
 				fmt.Sprintf("Executor did not connect within %s", m.cfg.ExecutorStartTimeout))
 		}
@@ -288,6 +298,7 @@ func (m *Miner) handleJobRequest(ctx context.Context, s *validatorSession, req *
 
 // failJob records a horde failure the miner itself detected and tells the validator.
 func (m *Miner) failJob(ctx context.Context, j *job, reason protocol.HordeFailureReason, msg string) {
+	m.noteFailure(JobEvent{JobUUID: j.uuid, Validator: j.validator.hotkey, Class: j.class, Kind: KindHordeFailed, Reason: string(reason), Message: msg})
 	j.setStatus(statusFailed)
 	m.updateStatus(ctx, j, statusFailed, nil)
 	m.forget(j)

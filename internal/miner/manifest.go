@@ -110,7 +110,9 @@ type manifestManager struct {
 	log       *slog.Logger
 
 	offered atomic.Pointer[protocol.V0ExecutorManifestRequest] // never mutated once stored
-	kick    chan struct{}                                      // wakes RunManifest; buffered 1
+	// available is what the executor manager can run now (SetCapacity); nil means capacity.
+	available atomic.Pointer[protocol.V0ExecutorManifestRequest]
+	kick      chan struct{} // wakes RunManifest; buffered 1
 
 	mu          sync.Mutex
 	validators  map[string]*validatorRates // by hotkey
@@ -616,4 +618,21 @@ func writeFileAtomic(path string, data []byte) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
+}
+
+// SetCapacity replaces the executors the miner has per class, for executor managers whose
+// hosts come and go: admission is capped by it at once, and the offered manifest follows it
+// under the same rules as a change of rates (at most one change per ManifestChangeInterval;
+// a drop inside the window is held while admission already declines what the miner cannot
+// run).
+func (m *Miner) SetCapacity(c protocol.Manifest) {
+	o := m.offer
+	o.mu.Lock()
+	o.capacity = slices.Clone(c)
+	o.available.Store(&protocol.V0ExecutorManifestRequest{Manifest: slices.Clone(c)})
+	o.saveLocked()
+	o.mu.Unlock()
+	if changed, held := o.settle(); changed || held {
+		o.wake()
+	}
 }

@@ -36,6 +36,12 @@ type ExecutorManager interface {
 	Start(ctx context.Context, req ExecutorRequest) error
 }
 
+// ExecutorKiller is implemented by executor managers that can stop the executor of a job,
+// used when it does not connect in time.
+type ExecutorKiller interface {
+	Kill(ctx context.Context, jobUUID string) error
+}
+
 // ExecutorRequest describes the executor to launch for one job.
 type ExecutorRequest struct {
 	Token         string
@@ -178,7 +184,9 @@ type Miner struct {
 
 	// asked records when each validator was last declined a class (share.go): it counts as
 	// asking for askWindow. Guarded by mu.
-	asked map[askKey]time.Time
+	asked  map[askKey]time.Time
+	events eventLog // recent declines and failures, for Status
+
 	// owed are the reports Recover found for each validator, sent when it connects.
 	// Guarded by mu.
 	owed map[string][]protocol.Message
@@ -295,9 +303,14 @@ func (m *Miner) accept(w http.ResponseWriter, r *http.Request, peer string) (con
 // be modified.
 func (m *Miner) manifest() *protocol.V0ExecutorManifestRequest { return m.offer.offered.Load() }
 
-// capacity returns the offered executors of class: 0 for a class not offered.
+// capacity returns the offered executors of class that the executor manager can run now:
+// 0 for a class not offered.
 func (m *Miner) capacity(class protocol.ExecutorClass) int {
-	return m.offer.offered.Load().Manifest.Count(class)
+	n := m.offer.offered.Load().Manifest.Count(class)
+	if a := m.offer.available.Load(); a != nil {
+		n = min(n, a.Manifest.Count(class))
+	}
+	return n
 }
 
 func shortKey(ss58 string) string {

@@ -36,6 +36,8 @@ func (m *Miner) Recover(ctx context.Context) (int, error) {
 			if err := m.cfg.Store.UpdateJobStatus(ctx, j.UUID, activeStatuses, statusFailed, result); err != nil {
 				return n, fmt.Errorf("miner: recover job %s: %w", j.UUID, err)
 			}
+			m.noteFailure(JobEvent{JobUUID: j.UUID, Validator: j.ValidatorHotkey, Class: protocol.ExecutorClass(j.ExecutorClass),
+				Kind: KindHordeFailed, Reason: string(report.Reason), Message: restartMessage})
 			m.mu.Lock()
 			if m.owed == nil {
 				m.owed = map[string][]protocol.Message{}

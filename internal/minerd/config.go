@@ -41,6 +41,13 @@ type Config struct {
 	// ShutdownGrace is how long a stopping miner waits for running jobs to finish.
 	ShutdownGrace config.Duration `toml:"shutdown_grace"`
 
+	// Admin are the credentials of the admin panel (/admin/ on the listen port); both
+	// empty disable it. PasswordHash comes from `horde miner hash-password`.
+	Admin struct {
+		Username     string `toml:"username"`
+		PasswordHash string `toml:"password_hash" secret:"true"`
+	} `toml:"admin"`
+
 	Wallet struct {
 		Path   string `toml:"path"`
 		Name   string `toml:"name"`
@@ -60,10 +67,22 @@ type Config struct {
 	} `toml:"chain"`
 
 	Executors struct {
-		// Manager is how executors run: "process" (children of the miner).
+		// Manager is how executors run: "process" (children of the miner, on the local
+		// engine) or "docker" (containers on the Docker hosts below).
 		Manager string `toml:"manager"`
-		// Classes is the manifest: executors offered per class.
+		// Classes is the manifest of the process manager: executors offered per class.
+		// The docker manager's manifest is its up hosts' classes.
 		Classes map[string]int `toml:"classes"`
+		// Image is the docker manager's executor image; BuildImage assembles it from this
+		// horde binary on each host that lacks it (no registry needed), else it is pulled.
+		Image      string `toml:"image"`
+		BuildImage bool   `toml:"build_image"`
+		// MinerURL is the miner's executor endpoint as executor containers dial it; empty
+		// means ws:// and the listen address (loopback for 0.0.0.0), right for host-network
+		// containers on this machine.
+		MinerURL string `toml:"miner_url"`
+		// Hosts are the docker manager's engines (file only, not from the environment).
+		Hosts []DockerHost `toml:"hosts"`
 		// Costs is the cost of one executor of a class for one hour, in alpha, compared
 		// with the reward rates validators publish: a class whose best published rate is
 		// below its cost leaves the manifest. A class without a cost is always offered.
@@ -132,6 +151,9 @@ func (c *Config) Validate() error {
 	if c.ShutdownGrace < 0 {
 		bad("shutdown_grace", "%v is negative", c.ShutdownGrace)
 	}
+	if (c.Admin.Username == "") != (c.Admin.PasswordHash == "") {
+		bad("admin", "set both username and password_hash (from `horde miner hash-password`), or neither to disable the panel")
+	}
 	if c.Wallet.Name == "" || c.Wallet.Hotkey == "" {
 		bad("wallet", "name and hotkey are required, as btcli names them (--wallet.name, --wallet.hotkey)")
 	}
@@ -141,19 +163,41 @@ func (c *Config) Validate() error {
 	if c.Chain.Identity != "" && c.Chain.Token == "" {
 		bad("chain.token", "identity %q needs its token; set $%s_CHAIN_TOKEN", c.Chain.Identity, EnvPrefix)
 	}
-	if c.Executors.Manager != "process" {
-		bad("executors.manager", "%q is not a manager; use \"process\"", c.Executors.Manager)
-	}
-	if len(c.Executors.Classes) == 0 {
-		bad("executors.classes", "empty; offer at least one class, e.g. classes = { \"always_on.gpu-24gb\" = 1 }")
-	}
-	for _, k := range slices.Sorted(maps.Keys(c.Executors.Classes)) {
-		if !protocol.ExecutorClass(k).Valid() {
-			bad("executors.classes", "%q is not an executor class (%s)", k, classNames())
+	checkClasses := func(key string, classes map[string]int) {
+		for _, k := range slices.Sorted(maps.Keys(classes)) {
+			if !protocol.ExecutorClass(k).Valid() {
+				bad(key, "%q is not an executor class (%s)", k, classNames())
+			}
+			if n := classes[k]; n < 0 || n > 1024 {
+				bad(key, "%s = %d is outside 0..1024", k, n)
+			}
 		}
-		if n := c.Executors.Classes[k]; n < 0 || n > 1024 {
-			bad("executors.classes", "%s = %d is outside 0..1024", k, n)
+	}
+	switch c.Executors.Manager {
+	case "process":
+		if len(c.Executors.Classes) == 0 {
+			bad("executors.classes", "empty; offer at least one class, e.g. classes = { \"always_on.gpu-24gb\" = 1 }")
 		}
+		checkClasses("executors.classes", c.Executors.Classes)
+	case "docker":
+		if len(c.Executors.Hosts) == 0 {
+			bad("executors.hosts", "the docker manager needs at least one [[executors.hosts]] with an endpoint and classes")
+		}
+		if c.Executors.Image == "" {
+			bad("executors.image", "the docker manager needs the executor image's tag")
+		}
+		for i, h := range c.Executors.Hosts {
+			key := fmt.Sprintf("executors.hosts[%d]", i)
+			if h.Name == "" || h.Endpoint == "" {
+				bad(key, "name and endpoint (unix:///var/run/docker.sock or tcp://HOST:PORT with tls_*) are required")
+			}
+			if len(h.Classes) == 0 {
+				bad(key+".classes", "empty; say what executors this host offers")
+			}
+			checkClasses(key+".classes", h.Classes)
+		}
+	default:
+		bad("executors.manager", "%q is not a manager; use \"process\" or \"docker\"", c.Executors.Manager)
 	}
 	for _, k := range slices.Sorted(maps.Keys(c.Executors.Costs)) {
 		if !protocol.ExecutorClass(k).Valid() {
@@ -180,11 +224,33 @@ func classNames() string {
 	return strings.Join(names, ", ")
 }
 
-// Manifest is the configured manifest, classes in name order.
+// DockerHost is one engine of the docker manager.
+type DockerHost struct {
+	Name     string `toml:"name"`
+	Endpoint string `toml:"endpoint"`
+	TLSCA    string `toml:"tls_ca"`
+	TLSCert  string `toml:"tls_cert"`
+	TLSKey   string `toml:"tls_key"`
+	// ExecutorEndpoint is the engine as executors on it reach it, when it differs.
+	ExecutorEndpoint string         `toml:"executor_endpoint"`
+	Classes          map[string]int `toml:"classes"`
+}
+
+// Manifest is the configured capacity, classes in name order: the process manager's
+// classes, or the sum of the docker manager's hosts.
 func (c *Config) Manifest() protocol.Manifest {
+	total := maps.Clone(c.Executors.Classes)
+	if c.Executors.Manager == "docker" {
+		total = map[string]int{}
+		for _, h := range c.Executors.Hosts {
+			for k, n := range h.Classes {
+				total[k] += n
+			}
+		}
+	}
 	var m protocol.Manifest
-	for _, k := range slices.Sorted(maps.Keys(c.Executors.Classes)) {
-		m = append(m, protocol.ManifestEntry{Class: protocol.ExecutorClass(k), Count: c.Executors.Classes[k]})
+	for _, k := range slices.Sorted(maps.Keys(total)) {
+		m = append(m, protocol.ManifestEntry{Class: protocol.ExecutorClass(k), Count: total[k]})
 	}
 	return m
 }

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/computehorde/horde/internal/chain"
@@ -25,6 +26,8 @@ import (
 	"github.com/computehorde/horde/internal/executor/docker"
 	"github.com/computehorde/horde/internal/keys"
 	"github.com/computehorde/horde/internal/miner"
+	"github.com/computehorde/horde/internal/minerweb"
+	"github.com/computehorde/horde/internal/protocol"
 	"github.com/computehorde/horde/internal/store"
 )
 
@@ -115,11 +118,15 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	addr := netip.MustParseAddrPort(ln.Addr().String())
-	execs := &execmgr.Process{
-		Binary:   o.ExecutorBinary,
-		MinerURL: "ws://" + executorDialAddr(addr).String(),
-		Args:     append(executorArgs(&cfg), "--executor-id", execID),
-		Logger:   log,
+	var minerRef atomic.Pointer[miner.Miner] // set once the miner exists
+	execs, err := newExecutors(ctx, &cfg, o, addr, execID, log, func(c protocol.Manifest) {
+		if mn := minerRef.Load(); mn != nil {
+			mn.SetCapacity(c)
+		}
+	})
+	if err != nil {
+		ln.Close()
+		return err
 	}
 	var axon netip.AddrPort
 	if cfg.ExternalAddress != "" {
@@ -139,16 +146,39 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 	})
 	if err != nil {
 		ln.Close()
+		_ = execs.Close()
 		return err
 	}
-	// Slow or huge headers are refused before any handler (and its connection caps) runs.
+	if d, ok := execs.(*execmgr.Docker); ok {
+		// The hosts up now, and every change later, set what admission may run.
+		minerRef.Store(m)
+		m.SetCapacity(d.Manifest())
+	}
 	if n, err := m.Recover(ctx); err != nil {
 		ln.Close()
+		_ = execs.Close()
 		return err
 	} else if n > 0 {
 		log.Warn("jobs of an earlier run failed; their validators are told when they connect", "jobs", n)
 	}
-	srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10, IdleTimeout: 2 * time.Minute}
+	web, err := minerweb.New(minerweb.Config{Miner: m, Store: db, Username: cfg.Admin.Username, PasswordHash: cfg.Admin.PasswordHash, Logger: log})
+	if err != nil {
+		ln.Close()
+		_ = execs.Close()
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/", m.Handler())
+	web.Register(mux)
+	// Slow or huge headers are refused before any handler (and its connection caps) runs.
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10, IdleTimeout: 2 * time.Minute}
+	stopStatus, err := serveStatus(runCtx, &wg, StatusSocket(cfg.DataDir), m, log)
+	if err != nil {
+		ln.Close()
+		_ = execs.Close()
+		return err
+	}
+	defer stopStatus()
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	wg.Go(func() { _ = m.RunAxonCheck(runCtx) })
@@ -169,7 +199,7 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 
 // shutdown stops accepting connections and jobs, gives running jobs the grace period, then
 // drops the connections and stops the executors still running.
-func shutdown(log *slog.Logger, cfg *Config, srv *http.Server, m *miner.Miner, execs *execmgr.Process) error {
+func shutdown(log *slog.Logger, cfg *Config, srv *http.Server, m *miner.Miner, execs executors) error {
 	grace := time.Duration(cfg.ShutdownGrace)
 	log.Info("miner stopping: no new connections or jobs", "running_jobs", m.InFlight(), "grace", grace)
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
@@ -216,4 +246,52 @@ func executorArgs(cfg *Config) []string {
 func ExecutorID(dataDir string) string {
 	sum := sha256.Sum256([]byte(dataDir))
 	return "horde-miner-" + hex.EncodeToString(sum[:4])
+}
+
+// executors is an executor manager the miner process owns.
+type executors interface {
+	miner.ExecutorManager
+	Close() error
+}
+
+// newExecutors builds the configured executor manager.
+// onManifest receives the docker manager's manifest as its hosts come and go.
+func newExecutors(ctx context.Context, cfg *Config, o Options, addr netip.AddrPort, execID string, log *slog.Logger,
+	onManifest func(protocol.Manifest)) (executors, error) {
+	minerURL := "ws://" + executorDialAddr(addr).String()
+	args := append(executorArgs(cfg), "--executor-id", execID)
+	if cfg.Executors.Manager == "process" {
+		return &execmgr.Process{Binary: o.ExecutorBinary, MinerURL: minerURL, Args: args, Logger: log}, nil
+	}
+	if cfg.Executors.MinerURL != "" {
+		minerURL = cfg.Executors.MinerURL
+	}
+	binary := ""
+	if cfg.Executors.BuildImage {
+		binary = o.ExecutorBinary
+		if binary == "" {
+			self, err := os.Executable()
+			if err != nil {
+				return nil, fmt.Errorf("executors.build_image: finding the horde executable: %w", err)
+			}
+			binary = self
+		}
+	}
+	var hosts []execmgr.Host
+	for _, h := range cfg.Executors.Hosts {
+		eh := execmgr.Host{Name: h.Name, Endpoint: h.Endpoint, ExecutorEndpoint: h.ExecutorEndpoint, Classes: map[protocol.ExecutorClass]int{}}
+		if h.TLSCA != "" || h.TLSCert != "" || h.TLSKey != "" {
+			eh.TLS = &execmgr.TLSFiles{CA: h.TLSCA, Cert: h.TLSCert, Key: h.TLSKey}
+		}
+		for k, n := range h.Classes {
+			eh.Classes[protocol.ExecutorClass(k)] = n
+		}
+		hosts = append(hosts, eh)
+	}
+	return execmgr.NewDocker(ctx, execmgr.DockerConfig{
+		Hosts: hosts, Image: cfg.Executors.Image, Binary: binary, MinerURL: minerURL, ExecutorID: execID,
+		// The manager passes the miner URL, executor ID and work dir itself.
+		WorkDir: filepath.Join(cfg.DataDir, "jobs"), Args: executorArgs(cfg)[2:], Logger: log,
+		OnManifestChange: onManifest,
+	})
 }

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/computehorde/horde/internal/miner"
+	"github.com/computehorde/horde/internal/minerd"
+	"github.com/computehorde/horde/internal/minerweb"
+)
+
+func runMinerHashPassword(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("miner hash-password", "miner hash-password < password", stderr)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(os.Stdin).ReadString('\n')
+	if err != nil && err != io.EOF {
+		return err
+	}
+	h, err := minerweb.HashPassword(strings.TrimRight(line, "\r\n"))
+	if err != nil {
+		return fmt.Errorf("%w: %v (give the password on standard input)", errUsage, err)
+	}
+	fmt.Fprintln(stdout, h)
+	return nil
+}
+
+func runMinerStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("miner status", "miner status --config miner.toml", stderr)
+	path := fs.String("config", "", "the running miner's configuration file (its data_dir holds the status socket)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := minerd.Load(*path, os.Getenv)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	st, err := minerd.ReadStatus(ctx, cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	printMinerStatus(stdout, st)
+	return nil
+}
+
+// printMinerStatus prints the status and, first, the answer to "why do I get no jobs or no
+// weight?" from what the miner knows.
+func printMinerStatus(w io.Writer, st miner.Status) {
+	fmt.Fprintf(w, "miner %s on netuid %d, at %s\n", st.Hotkey, st.NetUID, st.At.Format(time.RFC3339))
+	problems := minerProblems(st)
+	if len(problems) == 0 {
+		fmt.Fprintln(w, "no problem found: the axon on chain is this miner's, the chain is fresh, classes are offered")
+	}
+	for _, p := range problems {
+		fmt.Fprintln(w, "PROBLEM: "+p)
+	}
+	fmt.Fprintf(w, "\nchain: block %d, refreshed %s ago, stale %v\n", st.Metagraph.Block, st.At.Sub(st.Metagraph.RefreshedAt).Round(time.Second), st.Metagraph.Stale)
+	if st.Axon.Want.IsValid() {
+		fmt.Fprintf(w, "axon: on chain %v, configured %v, ok %v\n", st.Axon.Chain, st.Axon.Want, st.Axon.OK)
+	} else {
+		fmt.Fprintln(w, "axon: not checked (no external_address configured)")
+	}
+	fmt.Fprintf(w, "validators: %d connections; with jobs: %s\n", st.ValidatorConns, strings.Join(st.Validators, ", "))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nCLASS\tCAPACITY\tOFFERED\tCOST\tBEST RATE")
+	for _, c := range st.Offer.Classes {
+		cost, rate := "-", "-"
+		if c.HasCost {
+			cost = fmt.Sprint(c.Cost)
+		}
+		if c.HasRate {
+			rate = fmt.Sprint(c.BestRate)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%v\t%s\t%s\n", c.Class, c.Capacity, c.Offered, cost, rate)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "manifest may next change at %s\n", st.Offer.NextChangeAllowed.Format(time.RFC3339))
+	if len(st.Jobs) > 0 {
+		fmt.Fprintln(w, "\njobs in flight:")
+		for _, j := range st.Jobs {
+			fmt.Fprintf(w, "  %s %s %s for %s\n", j.UUID, j.Class, j.Status, j.Validator)
+		}
+	}
+	if len(st.Declines) > 0 {
+		fmt.Fprintln(w, "\nrecent declines:")
+		for _, e := range st.Declines[:min(len(st.Declines), 10)] {
+			fmt.Fprintf(w, "  %s %s %s: %s\n", e.At.Format(time.TimeOnly), e.Class, e.Reason, e.Message)
+		}
+	}
+	if len(st.Failures) > 0 {
+		fmt.Fprintln(w, "\nrecent failures:")
+		for _, e := range st.Failures[:min(len(st.Failures), 10)] {
+			fmt.Fprintf(w, "  %s %s %s/%s: %s\n", e.At.Format(time.TimeOnly), e.Class, e.Kind, e.Reason, e.Message)
+		}
+	}
+}
+
+// minerProblems lists what keeps jobs or weight away, most important first.
+func minerProblems(st miner.Status) []string {
+	var out []string
+	if !st.Axon.OK {
+		msg := "validators cannot find this miner: the axon on chain is not the configured address"
+		if st.Axon.FixCommand != "" {
+			msg += "; run: " + st.Axon.FixCommand
+		}
+		out = append(out, msg)
+	}
+	if st.Metagraph.Stale {
+		out = append(out, "the chain is not answering: the metagraph is stale, so new validators are not recognised")
+	}
+	offered := 0
+	for _, c := range st.Offer.Classes {
+		if c.Offered {
+			offered += c.Capacity
+		}
+	}
+	if offered == 0 {
+		out = append(out, "no executor is offered: every class is out of the manifest (unprofitable at the published rates, or none configured)")
+	}
+	if st.Draining {
+		out = append(out, "the miner is shutting down and declines new jobs")
+	}
+	if st.ValidatorConns == 0 {
+		out = append(out, "no validator is connected")
+	}
+	return out
+}
