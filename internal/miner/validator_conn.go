@@ -2,6 +2,7 @@ package miner
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/google/uuid"
 
 	"github.com/computehorde/horde/internal/protocol"
 	"github.com/computehorde/horde/internal/ptr"
@@ -102,6 +104,11 @@ func (m *Miner) serveValidator(w http.ResponseWriter, r *http.Request) {
 		act.touch()
 		msg, err := protocol.DecodeValidatorToMiner(frame)
 		if err != nil {
+			if d := unknownClassDecline(frame, err); d != nil {
+				log.Info("declining job of an unknown executor class", "job", d.JobUUID, "err", err)
+				s.send(ctx, d)
+				continue
+			}
 			s.send(ctx, &protocol.GenericError{Details: new("Malformed message: " + err.Error())})
 			continue
 		}
@@ -236,5 +243,30 @@ func (m *Miner) handleValidatorMessage(ctx context.Context, s *validatorSession,
 		s.log.Warn("validator reported an error", "details", ptr.Deref(msg.Details))
 	default:
 		s.send(ctx, &protocol.GenericError{Details: new("Unsupported message: " + msg.MessageType())})
+	}
+}
+
+// unknownClassDecline turns an initial job request that only fails to decode because its
+// executor class is one this miner does not know (a class newer than the miner) into a clean
+// class_not_offered decline, which carries no penalty; nil for any other decoding error.
+func unknownClassDecline(frame []byte, err error) *protocol.V0DeclineJobRequest {
+	if !errors.Is(err, protocol.ErrUnknownEnumValue) {
+		return nil
+	}
+	var head struct {
+		MessageType   string `json:"message_type"`
+		JobUUID       string `json:"job_uuid"`
+		ExecutorClass string `json:"executor_class"`
+	}
+	if json.Unmarshal(frame, &head) != nil || head.MessageType != "V0InitialJobRequest" ||
+		protocol.ExecutorClass(head.ExecutorClass).Valid() {
+		return nil
+	}
+	if id, err := uuid.Parse(head.JobUUID); err != nil || id.String() != head.JobUUID {
+		return nil
+	}
+	return &protocol.V0DeclineJobRequest{
+		JobUUID: head.JobUUID, Reason: protocol.JobRejectionReasonClassNotOffered,
+		Message: fmt.Sprintf("Executor class %.64q is unknown to this miner", head.ExecutorClass),
 	}
 }
