@@ -242,7 +242,7 @@ func TestCLIUsageErrors(t *testing.T) {
 		{[]string{"frobnicate"}, []string{`unknown command "frobnicate"`, "horde --help"}},
 		{[]string{"validator"}, []string{"horde validator:", "standalone", "`horde dev`"}},
 		{[]string{"miner", "--netuid", "12"}, []string{"horde miner:", `unknown command "--netuid"`}},
-		{[]string{"miner"}, []string{"horde miner:", "name a command (run, status, hash-password)"}},
+		{[]string{"miner"}, []string{"horde miner:", "name a command (run, status, jobs, hash-password)"}},
 		{[]string{"miner", "run", "--config", "/nonexistent/miner.toml"}, []string{"horde miner:", "/nonexistent/miner.toml"}},
 		{[]string{"executor"}, []string{"horde executor:", "name a command (run, serve, pull)"}},
 		{[]string{"executor", "serve"}, []string{"horde executor:", "--miner-url and a token"}},

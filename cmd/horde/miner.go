@@ -15,10 +15,11 @@ func runMiner(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	usage := "Usage: horde miner <command> [flags]\n\n" +
 		"  run            run the miner: serve validators, start executors, follow the chain\n" +
 		"  status         what the running miner knows: jobs, manifest, axon, chain, declines and why\n" +
+		"  jobs           the jobs in the miner's database: validator, class, status, outcome\n" +
 		"  hash-password  hash the admin panel's password (read from stdin) for [admin] password_hash\n"
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return fmt.Errorf("%w: name a command (run, status, hash-password)", errUsage)
+		return fmt.Errorf("%w: name a command (run, status, jobs, hash-password)", errUsage)
 	}
 	if args[0] == "-h" || args[0] == "--help" {
 		fmt.Fprint(stdout, usage)
@@ -29,10 +30,12 @@ func runMiner(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return runMinerRun(ctx, args[1:], stdout, stderr)
 	case "status":
 		return runMinerStatus(ctx, args[1:], stdout, stderr)
+	case "jobs":
+		return runMinerJobs(ctx, args[1:], stdout, stderr)
 	case "hash-password":
 		return runMinerHashPassword(args[1:], stdout, stderr)
 	default:
-		return fmt.Errorf("%w: unknown command %q (run, status, hash-password)", errUsage, args[0])
+		return fmt.Errorf("%w: unknown command %q (run, status, jobs, hash-password)", errUsage, args[0])
 	}
 }
 

@@ -222,10 +222,15 @@ func TestCLIMinerRunsAJob(t *testing.T) {
 	if resp != nil {
 		resp.Body.Close()
 	}
-	st := horde(t, runOpts{env: []string{"HORDE_MINER_CHAIN_TOKEN=miner-token"}}, "miner", "status", "--config", m.config)
+	st := horde(t, runOpts{}, "miner", "status", "--config", m.config)
 	if st.code != 0 {
 		t.Errorf("horde miner status:\n%s", st)
 	}
+	jobs := horde(t, runOpts{}, "miner", "jobs", "--config", m.config)
+	if jobs.code != 0 {
+		t.Errorf("horde miner jobs:\n%s", jobs)
+	}
+	wantContains(t, "horde miner jobs", jobs.stdout, res.UUID, "finished", "V0JobFinishedRequest", "1 jobs in the last 24h0m0s")
 	wantContains(t, "horde miner status", st.stdout, "miner "+devBob, "always_on.test  1         true", "PROBLEM: no validator is connected", "axon: not checked")
 
 	if err := m.cmd.Process.Signal(syscall.SIGTERM); err != nil {

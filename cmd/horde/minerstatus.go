@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"github.com/computehorde/horde/internal/miner"
 	"github.com/computehorde/horde/internal/minerd"
 	"github.com/computehorde/horde/internal/minerweb"
+	"github.com/computehorde/horde/internal/store"
 )
 
 func runMinerHashPassword(args []string, stdout, stderr io.Writer) error {
@@ -38,7 +40,7 @@ func runMinerStatus(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := minerd.Load(*path, os.Getenv)
+	cfg, err := minerd.LoadLocal(*path, os.Getenv)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
@@ -133,4 +135,62 @@ func minerProblems(st miner.Status) []string {
 		out = append(out, "no validator is connected")
 	}
 	return out
+}
+
+func runMinerJobs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("miner jobs", "miner jobs --config miner.toml [--since 24h]", stderr)
+	path := fs.String("config", "", "the miner's configuration file (its database)")
+	since := fs.Duration("since", 24*time.Hour, "jobs received within this long")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := minerd.LoadLocal(*path, os.Getenv)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	db, err := store.Open(ctx, store.Config{DSN: cfg.DSN()})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	jobs, err := db.ListJobs(ctx, store.JobFilter{Role: store.RoleMiner, Since: time.Now().Add(-*since)})
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "RECEIVED\tJOB\tVALIDATOR\tCLASS\tSTATUS\tTOOK\tOUTCOME")
+	for _, j := range jobs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.CreatedAt.Local().Format(time.DateTime), j.UUID, shortHotkey(j.ValidatorHotkey),
+			j.ExecutorClass, j.Status, j.UpdatedAt.Sub(j.CreatedAt).Round(time.Millisecond), outcomeOf(j.Result))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%d jobs in the last %s\n", len(jobs), *since)
+	return nil
+}
+
+func shortHotkey(h string) string {
+	if len(h) > 10 {
+		return h[:10] + "…"
+	}
+	return h
+}
+
+// outcomeOf names a stored job result: the relayed message and its reason.
+func outcomeOf(result []byte) string {
+	if len(result) == 0 {
+		return "-"
+	}
+	var r struct {
+		MessageType string `json:"message_type"`
+		Reason      string `json:"reason"`
+	}
+	if json.Unmarshal(result, &r) != nil {
+		return "?"
+	}
+	if r.Reason != "" {
+		return r.MessageType + " (" + r.Reason + ")"
+	}
+	return r.MessageType
 }

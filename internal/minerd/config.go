@@ -128,6 +128,20 @@ func Load(path string, getenv func(string) string) (Config, error) {
 	return c, c.Validate()
 }
 
+// LoadLocal reads the configuration like Load but checks only what local tools (`horde miner
+// status`, `horde miner jobs`) need, the data directory and database: they run without the
+// miner's secrets.
+func LoadLocal(path string, getenv func(string) string) (Config, error) {
+	c := Defaults()
+	if err := config.Load(path, &c, EnvPrefix, getenv); err != nil {
+		return Config{}, err
+	}
+	if c.DataDir == "" {
+		return Config{}, errors.New("data_dir: empty; name the miner's data directory")
+	}
+	return c, nil
+}
+
 // Validate checks every key, naming the key and the fix.
 func (c *Config) Validate() error {
 	var errs []error

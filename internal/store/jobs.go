@@ -41,7 +41,8 @@ type Job struct {
 type JobFilter struct {
 	Role   string
 	Status string
-	Limit  int // at most this many; 0 means no limit
+	Since  time.Time // created at or after; zero means any
+	Limit  int       // at most this many; 0 means no limit
 }
 
 const jobColumns = `uuid, role, validator_hotkey, miner_hotkey, executor_class, docker_image, status, spec, result, created_at, updated_at`
@@ -146,6 +147,9 @@ func (db *DB) ListJobs(ctx context.Context, f JobFilter) ([]Job, error) {
 	}
 	if f.Status != "" {
 		q.add(`status = ?`, f.Status)
+	}
+	if !f.Since.IsZero() {
+		q.add(`created_at >= ?`, db.dialect.timeArg(f.Since))
 	}
 	return list(ctx, db, "jobs", `SELECT `+jobColumns+` FROM jobs`, `created_at, uuid`, q, f.Limit, scanJob)
 }

@@ -156,6 +156,9 @@ func TestListJobs(t *testing.T) {
 			{JobFilter{Role: RoleValidator, Status: "PENDING"}, "4,2,0"},
 			{JobFilter{Status: "COMPLETED"}, "3"},
 			{JobFilter{Status: "NOPE"}, ""},
+			{JobFilter{Since: base.Add(110 * time.Millisecond)}, "2,0,3"},
+			{JobFilter{Since: base.Add(1200 * time.Millisecond)}, "0,3"},
+			{JobFilter{Role: RoleMiner, Since: base.Add(time.Second)}, "3"},
 		} {
 			if got := ids(tc.f); got != tc.want {
 				t.Errorf("ListJobs(%+v) = %q, want %q", tc.f, got, tc.want)
