@@ -2,6 +2,8 @@ package miner
 
 import (
 	"bytes"
+	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -73,5 +75,54 @@ func TestUnknownClassDeclined(t *testing.T) {
 	d, ok := read().(*protocol.V0DeclineJobRequest)
 	if !ok || d.Reason != protocol.JobRejectionReasonClassNotOffered || d.JobUUID != req.JobUUID {
 		t.Fatalf("got %#v, want decline class_not_offered", d)
+	}
+}
+
+// silentExecutors start executors that never connect, and record the kills.
+type silentExecutors struct {
+	mu     sync.Mutex
+	killed []string
+}
+
+func (s *silentExecutors) Start(context.Context, ExecutorRequest) error { return nil }
+func (s *silentExecutors) Kill(_ context.Context, job string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.killed = append(s.killed, job)
+	return nil
+}
+
+// TestExecutorNeverConnects: an executor that does not connect in time is killed and its
+// job fails as executor_spinup_failed; the wait follows the class's spin-up time unless set.
+func TestExecutorNeverConnects(t *testing.T) {
+	h := newHarness(t, happyExecutor)
+	silent := &silentExecutors{}
+	h.miner.cfg.Executors = silent
+	h.miner.cfg.ExecutorStartTimeout = 50 * time.Millisecond
+	c := h.authed()
+	const id = "00000000-0000-4000-8000-000000000007"
+	send(t.Context(), t, c, h.initialRequest(id, protocol.ExecutorClassAlwaysOnTest))
+	if _, ok := h.read(c).(*protocol.V0AcceptJobRequest); !ok {
+		t.Fatal("want accept")
+	}
+	f, ok := h.read(c).(*protocol.V0HordeFailedRequest)
+	if !ok || f.Reason != protocol.HordeFailureReasonExecutorSpinupFailed {
+		t.Fatalf("got %#v, want executor_spinup_failed", f)
+	}
+	silent.mu.Lock()
+	defer silent.mu.Unlock()
+	if len(silent.killed) != 1 || silent.killed[0] != id {
+		t.Errorf("killed %v, want the job's executor", silent.killed)
+	}
+
+	h.miner.cfg.ExecutorStartTimeout = 0
+	for class, want := range map[protocol.ExecutorClass]time.Duration{
+		protocol.ExecutorClassSpinUp4minGPU24GB: 4 * time.Minute,
+		protocol.ExecutorClassAlwaysOnTest:      MinExecutorStartTimeout,
+		protocol.ExecutorClassAlwaysOnLLMA6000:  30 * time.Second,
+	} {
+		if got := h.miner.startTimeout(class); got != want {
+			t.Errorf("start timeout of %s = %v, want %v", class, got, want)
+		}
 	}
 }

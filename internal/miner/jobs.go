@@ -232,7 +232,8 @@ func (m *Miner) spawnExecutor(j *job) {
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), m.cfg.ExecutorStartTimeout)
+		timeout := m.startTimeout(j.class)
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		go func() {
 			select {
@@ -263,7 +264,7 @@ func (m *Miner) spawnExecutor(j *job) {
 				cancel()
 			}
 			m.failJob(context.Background(), j, protocol.HordeFailureReasonExecutorSpinupFailed,
-				fmt.Sprintf("Executor did not connect within %s", m.cfg.ExecutorStartTimeout))
+				fmt.Sprintf("Executor did not connect within %s", timeout))
 		}
 	}()
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/computehorde/horde/internal/chain"
 	"github.com/computehorde/horde/internal/clock"
+	"github.com/computehorde/horde/internal/hwclass"
 	"github.com/computehorde/horde/internal/keys"
 	"github.com/computehorde/horde/internal/protocol"
 	"github.com/computehorde/horde/internal/store"
@@ -34,6 +35,23 @@ const (
 // Implementations must be safe for concurrent use.
 type ExecutorManager interface {
 	Start(ctx context.Context, req ExecutorRequest) error
+}
+
+// MinExecutorStartTimeout is the least time an executor gets to connect when the wait
+// follows its class's spin-up time: starting a process or container on a busy host takes
+// a few seconds even for classes that are always on.
+const MinExecutorStartTimeout = 5 * time.Second
+
+// startTimeout is how long an executor of class may take to connect.
+func (m *Miner) startTimeout(class protocol.ExecutorClass) time.Duration {
+	if m.cfg.ExecutorStartTimeout > 0 {
+		return m.cfg.ExecutorStartTimeout
+	}
+	c, err := m.cfg.Classes.Lookup(class)
+	if err != nil {
+		return MinExecutorStartTimeout
+	}
+	return max(c.SpinUp, MinExecutorStartTimeout)
 }
 
 // ExecutorKiller is implemented by executor managers that can stop the executor of a job,
@@ -67,9 +85,12 @@ type Config struct {
 	// AuthMaxAge bounds how old (or how far in the future) a validator's auth timestamp may
 	// be. Zero means upstream's 10 s.
 	AuthMaxAge time.Duration
-	// ExecutorStartTimeout bounds how long an accepted job waits for its executor to connect.
-	// Zero means 60 s.
+	// ExecutorStartTimeout bounds how long an accepted job waits for its executor to connect;
+	// zero means the class's spin-up time (Classes), at least MinExecutorStartTimeout. An
+	// executor that misses it is killed and its job fails as executor_spinup_failed.
 	ExecutorStartTimeout time.Duration
+	// Classes gives each class's spin-up time; nil means hwclass.Default().
+	Classes *hwclass.Registry
 
 	// MaxValidatorConns caps the validator connections open at once, authenticated or not;
 	// MaxValidatorConnsPerIP caps those from one remote IP address (of the TCP connection,
@@ -204,8 +225,8 @@ func New(cfg Config) (*Miner, error) {
 	if cfg.AuthMaxAge == 0 {
 		cfg.AuthMaxAge = 10 * time.Second
 	}
-	if cfg.ExecutorStartTimeout == 0 {
-		cfg.ExecutorStartTimeout = 60 * time.Second
+	if cfg.Classes == nil {
+		cfg.Classes = hwclass.Default()
 	}
 	if cfg.MaxValidatorConns == 0 {
 		cfg.MaxValidatorConns = defaultMaxValidatorConns

@@ -87,7 +87,8 @@ type Config struct {
 		// with the reward rates validators publish: a class whose best published rate is
 		// below its cost leaves the manifest. A class without a cost is always offered.
 		Costs map[string]float64 `toml:"costs"`
-		// StartTimeout bounds the wait for an executor to connect.
+		// StartTimeout bounds the wait for an executor to connect; 0 means each class's
+		// spin-up time (at least 5 s).
 		StartTimeout config.Duration `toml:"start_timeout"`
 		// AllowEgress lists CIDRs job downloads and uploads may reach although internal.
 		AllowEgress []string `toml:"allow_egress"`
@@ -113,7 +114,6 @@ func Defaults() Config {
 	c.Chain.CommitReveal = s.CommitReveal
 	c.Chain.CommitRevealPeriod = uint64(s.CommitRevealPeriod)
 	c.Executors.Manager = "process"
-	c.Executors.StartTimeout = config.Duration(time.Minute)
 	c.Executors.MaxVolumeBytes = 10 << 30
 	return c
 }
@@ -221,8 +221,8 @@ func (c *Config) Validate() error {
 			bad("executors.costs", "%s = %v is not a cost of 0 or more", k, v)
 		}
 	}
-	if c.Executors.StartTimeout <= 0 {
-		bad("executors.start_timeout", "must be positive")
+	if c.Executors.StartTimeout < 0 {
+		bad("executors.start_timeout", "is negative; 0 means each class's spin-up time")
 	}
 	if _, err := egress.ParseAllow(strings.Join(c.Executors.AllowEgress, ",")); err != nil {
 		bad("executors.allow_egress", "%v", err)
