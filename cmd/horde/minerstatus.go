@@ -86,6 +86,23 @@ func printMinerStatus(w io.Writer, st miner.Status) {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "manifest may next change at %s\n", st.Offer.NextChangeAllowed.Format(time.RFC3339))
+	if len(st.Offer.Pending) > 0 {
+		fmt.Fprintf(w, "held until then: %v\n", st.Offer.Pending)
+	}
+	if len(st.Hosts) == 0 {
+		fmt.Fprintln(w, "executors: processes of this miner, on this machine")
+	}
+	for _, h := range st.Hosts {
+		state := "up"
+		if !h.Up {
+			state = "DOWN"
+		}
+		fmt.Fprintf(w, "host %s (%s): %s since %s, offers %v, running %v", h.Name, h.Endpoint, state, h.Since.Format(time.RFC3339), h.Classes, h.Running)
+		if h.Err != "" {
+			fmt.Fprintf(w, ", last error: %s", h.Err)
+		}
+		fmt.Fprintln(w)
+	}
 	if len(st.Jobs) > 0 {
 		fmt.Fprintln(w, "\njobs in flight:")
 		for _, j := range st.Jobs {
@@ -127,6 +144,11 @@ func minerProblems(st miner.Status) []string {
 	}
 	if offered == 0 {
 		out = append(out, "no executor is offered: every class is out of the manifest (unprofitable at the published rates, or none configured)")
+	}
+	for _, h := range st.Hosts {
+		if !h.Up {
+			out = append(out, fmt.Sprintf("executor host %s is down (%s): its executors are out of the manifest", h.Name, h.Err))
+		}
 	}
 	if st.Draining {
 		out = append(out, "the miner is shutting down and declines new jobs")

@@ -154,22 +154,7 @@ type DockerConfig struct {
 }
 
 // HostStatus is one host as status pages show it.
-type HostStatus struct {
-	Name     string
-	Endpoint string
-	// Up is true while the engine answers and holds the executor image: its classes are in
-	// the Manifest.
-	Up bool
-	// Answering is true while the engine answers pings (Up may still wait for the image).
-	Answering bool
-	// Since is when Up last changed (or the manager started).
-	Since time.Time
-	// Err is the last ping or image error, empty when none.
-	Err string
-	// Classes are the configured executors per class; Running those taken now.
-	Classes map[protocol.ExecutorClass]int
-	Running map[protocol.ExecutorClass]int
-}
+type HostStatus = miner.ExecutorHost
 
 // Docker is an ExecutorManager that runs each executor as a container on one of several
 // Docker hosts, one job per container. Create it with NewDocker; Close stops it.

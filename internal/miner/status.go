@@ -34,6 +34,10 @@ type Status struct {
 	Axon      AxonStatus        // the last axon check (see [Miner.AxonStatus])
 	Metagraph chain.CacheStatus // how fresh the metagraph cache is
 
+	// Hosts are the executor manager's machines, when it runs executors on several (the
+	// docker manager); empty for executors that are processes of this miner.
+	Hosts []ExecutorHost
+
 	// ValidatorConns counts the validator websockets open, authenticated or not. The miner
 	// keeps no per-hotkey list of connected validators; Validators names those with a job
 	// in flight, sorted.
@@ -138,6 +142,9 @@ func (m *Miner) Status(ctx context.Context) (Status, error) {
 	slices.Sort(st.Validators)
 
 	st.Offer = m.ManifestStatus()
+	if l, ok := m.cfg.Executors.(ExecutorHostLister); ok {
+		st.Hosts = l.Hosts()
+	}
 	m.events.snapshot(&st)
 	return st, nil
 }
@@ -236,4 +243,28 @@ func truncate(s string, n int) string {
 		cut--
 	}
 	return s[:cut] + "…"
+}
+
+// ExecutorHost is one machine executors run on, as the executor manager sees it.
+type ExecutorHost struct {
+	Name     string
+	Endpoint string
+	// Up is true while the host answers and can start executors: its classes count.
+	Up bool
+	// Answering is true while the host answers at all (Up may still wait, e.g. for an
+	// image).
+	Answering bool
+	// Since is when Up last changed.
+	Since time.Time
+	// Err is the host's last error, empty when none.
+	Err string
+	// Classes are the executors the host offers per class; Running those taken now.
+	Classes map[protocol.ExecutorClass]int
+	Running map[protocol.ExecutorClass]int
+}
+
+// ExecutorHostLister is implemented by executor managers that run executors on several
+// hosts.
+type ExecutorHostLister interface {
+	Hosts() []ExecutorHost
 }

@@ -58,6 +58,10 @@ func testStatus() miner.Status {
 		Metagraph:      chain.CacheStatus{Block: 4242, RefreshedAt: time.Now().Add(-12 * time.Second)},
 		ValidatorConns: 3,
 		Validators:     []string{validatorKey},
+		Hosts: []miner.ExecutorHost{{Name: "gpu-box-2", Endpoint: "tcp://10.0.0.12:2376", Up: false, Err: "connection refused",
+			Classes: map[protocol.ExecutorClass]int{protocol.ExecutorClassAlwaysOnGPU24GB: 4}}},
+		Offer: miner.ManifestStatus{Offered: protocol.Manifest{{Class: protocol.ExecutorClassAlwaysOnTest, Count: 1}},
+			NextChangeAllowed: time.Now().Add(time.Hour)},
 		Declines: []miner.JobEvent{{At: time.Now(), JobUUID: declinedJob, Validator: validatorKey, Class: protocol.ExecutorClassAlwaysOnGPU24GB,
 			Kind: miner.KindDeclined, Reason: "busy", Message: declineMessage}},
 		Failures: []miner.JobEvent{{At: time.Now(), JobUUID: "44444444-4444-4444-8444-444444444444", Validator: validatorKey,
@@ -362,6 +366,7 @@ func TestLoginLogout(t *testing.T) {
 	if r.status != http.StatusOK {
 		t.Fatalf("GET /admin/ = %d; body:\n%s", r.status, r.body)
 	}
+	wantContains(t, "overview", r.body, "gpu-box-2", "connection refused", "Offered to validators now: always_on.test × 1")
 	wantContains(t, "overview", r.body, minerHotkey, runningJob, "running", "4242", declinedJob,
 		"All executors of class always_on.gpu-24gb are busy &lt;b&gt;", // escaped
 		"executor_spinup_failed", "always_on.test",
