@@ -54,17 +54,7 @@ type Config struct {
 		Hotkey string `toml:"hotkey"`
 	} `toml:"wallet"`
 
-	Chain struct {
-		URL                string `toml:"url"`
-		Identity           string `toml:"identity"`
-		Token              string `toml:"token" secret:"true"`
-		OpenAccessToken    string `toml:"open_access_token" secret:"true"`
-		NetUID             uint16 `toml:"netuid"`
-		Tempo              uint16 `toml:"tempo"`
-		WeightsRateLimit   uint64 `toml:"weights_rate_limit"`
-		CommitReveal       bool   `toml:"commit_reveal"`
-		CommitRevealPeriod uint64 `toml:"commit_reveal_period"`
-	} `toml:"chain"`
+	Chain backend.Table `toml:"chain"`
 
 	Executors struct {
 		// Manager is how executors run: "process" (children of the miner, on the local
@@ -107,12 +97,7 @@ func Defaults() Config {
 	c.Wallet.Path = keys.DefaultWalletsDir()
 	c.Wallet.Name = "default"
 	c.Wallet.Hotkey = "default"
-	s := backend.Defaults()
-	c.Chain.NetUID = uint16(s.NetUID)
-	c.Chain.Tempo = uint16(s.Tempo)
-	c.Chain.WeightsRateLimit = uint64(s.WeightsRateLimit)
-	c.Chain.CommitReveal = s.CommitReveal
-	c.Chain.CommitRevealPeriod = uint64(s.CommitRevealPeriod)
+	c.Chain = backend.DefaultTable()
 	c.Executors.Manager = "process"
 	c.Executors.MaxVolumeBytes = 10 << 30
 	return c
@@ -171,11 +156,8 @@ func (c *Config) Validate() error {
 	if c.Wallet.Name == "" || c.Wallet.Hotkey == "" {
 		bad("wallet", "name and hotkey are required, as btcli names them (--wallet.name, --wallet.hotkey)")
 	}
-	if c.Chain.Tempo == 0 {
-		bad("chain.tempo", "0; finney's is 360")
-	}
-	if c.Chain.Identity != "" && c.Chain.Token == "" {
-		bad("chain.token", "identity %q needs its token; set $%s_CHAIN_TOKEN", c.Chain.Identity, EnvPrefix)
+	if err := c.Chain.Check(EnvPrefix + "_CHAIN_TOKEN"); err != nil {
+		errs = append(errs, err)
 	}
 	checkClasses := func(key string, classes map[string]int) {
 		for _, k := range slices.Sorted(maps.Keys(classes)) {
@@ -275,15 +257,6 @@ func (c *Config) DSN() string {
 		return c.Database
 	}
 	return "sqlite:" + filepath.Join(c.DataDir, "miner.db")
-}
-
-// ChainSettings are the [chain] keys as every role names a chain.
-func (c *Config) ChainSettings() backend.Settings {
-	return backend.Settings{
-		URL: c.Chain.URL, Identity: c.Chain.Identity, Token: c.Chain.Token, OpenAccessToken: c.Chain.OpenAccessToken,
-		NetUID: uint(c.Chain.NetUID), Tempo: uint(c.Chain.Tempo), WeightsRateLimit: uint(c.Chain.WeightsRateLimit),
-		CommitReveal: c.Chain.CommitReveal, CommitRevealPeriod: uint(c.Chain.CommitRevealPeriod),
-	}
 }
 
 // minStakeRao is MinValidatorStake in rao.

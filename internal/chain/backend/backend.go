@@ -202,3 +202,44 @@ func Open(ctx context.Context, s Settings, o Options) (*Opened, error) {
 	log.Info("chain: connected", args...)
 	return op, nil
 }
+
+// Table is the [chain] table of a role's configuration file: the same keys for every role.
+type Table struct {
+	URL                string `toml:"url"`
+	Identity           string `toml:"identity"`
+	Token              string `toml:"token" secret:"true"`
+	OpenAccessToken    string `toml:"open_access_token" secret:"true"`
+	NetUID             uint16 `toml:"netuid"`
+	Tempo              uint16 `toml:"tempo"`
+	WeightsRateLimit   uint64 `toml:"weights_rate_limit"`
+	CommitReveal       bool   `toml:"commit_reveal"`
+	CommitRevealPeriod uint64 `toml:"commit_reveal_period"`
+}
+
+// DefaultTable is the [chain] table with finney's defaults.
+func DefaultTable() Table {
+	s := Defaults()
+	return Table{NetUID: uint16(s.NetUID), Tempo: uint16(s.Tempo), WeightsRateLimit: uint64(s.WeightsRateLimit),
+		CommitReveal: s.CommitReveal, CommitRevealPeriod: uint64(s.CommitRevealPeriod)}
+}
+
+// Settings are the table's chain settings.
+func (t Table) Settings() Settings {
+	return Settings{
+		URL: t.URL, Identity: t.Identity, Token: t.Token, OpenAccessToken: t.OpenAccessToken,
+		NetUID: uint(t.NetUID), Tempo: uint(t.Tempo), WeightsRateLimit: uint(t.WeightsRateLimit),
+		CommitReveal: t.CommitReveal, CommitRevealPeriod: uint(t.CommitRevealPeriod),
+	}
+}
+
+// Check reports what is wrong with the table, naming the key; envToken names the variable
+// that carries the token.
+func (t Table) Check(envToken string) error {
+	if t.Tempo == 0 {
+		return fmt.Errorf("chain.tempo: 0; finney's is 360")
+	}
+	if t.Identity != "" && t.Token == "" {
+		return fmt.Errorf("chain.token: identity %q needs its token; set $%s", t.Identity, envToken)
+	}
+	return nil
+}

@@ -1,0 +1,68 @@
+package validator
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/computehorde/horde/internal/chain"
+	"github.com/computehorde/horde/internal/protocol"
+)
+
+// TestRouteRetriesOnAnotherMiner: a miner that cannot be reached fails on the horde's side,
+// and the job goes to the next miner, which completes it.
+func TestRouteRetriesOnAnotherMiner(t *testing.T) {
+	e := newEnv(t, nil)
+	charlie := mustKey(t, "//Charlie")
+	if _, err := e.chain.Register(chain.Hotkey(charlie.SS58()), "c3"); err != nil {
+		t.Fatal(err)
+	}
+	// Charlie announces a loopback port nobody listens on.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	if err := e.chain.ServeAxon(t.Context(), chain.Hotkey(charlie.SS58()), netuid, netip.MustParseAddr("127.0.0.1"), uint16(dead)); err != nil {
+		t.Fatal(err)
+	}
+	m := e.startMiner(func(p *minerPeer, job string) { // Bob, announced (and a block made) here
+		p.accept(job)
+		p.ready(job)
+		e.clock.Advance(time.Second)
+		p.finish(job)
+	})
+	spec := testSpec(protocol.ExecutorClassAlwaysOnTest)
+	res, attempts, err := e.v.Route(t.Context(), spec, e.clock.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.wait()
+	if res.Status != protocol.JobStatusCompleted || len(attempts) == 0 || len(attempts) > 2 {
+		t.Fatalf("result %+v after %d attempts, want completed", res, len(attempts))
+	}
+	last := attempts[len(attempts)-1]
+	if last.Miner != e.bob.SS58() {
+		t.Errorf("completed on %s, want Bob", last.Miner)
+	}
+	if len(attempts) == 2 {
+		first := attempts[0]
+		if first.Miner != charlie.SS58() || first.Result.Status != protocol.JobStatusHordeFailed ||
+			first.Result.Reason != string(protocol.HordeFailureReasonMinerConnectionFailed) {
+			t.Errorf("first attempt %+v on %s, want Charlie's connection failure", first.Result, first.Miner)
+		}
+		if first.Result.UUID == last.Result.UUID {
+			t.Error("the retry reused the job UUID the first miner saw")
+		}
+	}
+}
+
+func TestRouteWithoutMiners(t *testing.T) {
+	e := newEnv(t, nil)
+	if _, _, err := e.v.Route(t.Context(), testSpec(protocol.ExecutorClassAlwaysOnTest), e.clock.Now().Add(time.Hour)); !errors.Is(err, ErrNoMiner) {
+		t.Errorf("no miner serving: %v", err)
+	}
+}
