@@ -240,7 +240,8 @@ func TestCLIUsageErrors(t *testing.T) {
 		want []string
 	}{
 		{[]string{"frobnicate"}, []string{`unknown command "frobnicate"`, "horde --help"}},
-		{[]string{"validator"}, []string{"horde validator:", "standalone", "`horde dev`"}},
+		{[]string{"validator"}, []string{"horde validator:", "name a command (run)"}},
+		{[]string{"validator", "run", "--config", "/nonexistent/validator.toml"}, []string{"horde validator:", "/nonexistent/validator.toml"}},
 		{[]string{"miner", "--netuid", "12"}, []string{"horde miner:", `unknown command "--netuid"`}},
 		{[]string{"miner"}, []string{"horde miner:", "name a command (run, status, jobs, hash-password)"}},
 		{[]string{"miner", "run", "--config", "/nonexistent/miner.toml"}, []string{"horde miner:", "/nonexistent/miner.toml"}},

@@ -30,6 +30,7 @@ func commands() []command {
 		{name: "bench", summary: "whole-system figures: hello jobs through the devnet, latency and throughput", run: runBench},
 		{name: "executor", summary: "run a job spec locally exactly as a miner's executor would; pre-load images", run: runExecutor},
 		{name: "chain", summary: "the chain: serve a simulated one (`horde chain sim`), read and write through any backend", run: runChain},
+		{name: "validator", summary: "run a validator (`horde validator run --config validator.toml`)", run: runValidator},
 		{name: "miner", summary: "run a miner (`horde miner run --config miner.toml`)", run: runMiner},
 		{name: "wallet", summary: "Bittensor hotkeys: inspect a secret URI, create or show a wallet hotkey", run: runWallet},
 		{name: jobCommand, summary: "run a built-in job program (used inside job images)", run: runJob, hidden: true},
@@ -39,7 +40,6 @@ func commands() []command {
 // plannedRoles are the role sub-commands that do not run standalone yet. They are listed in
 // the help so operators know where they are headed; `horde dev` runs all of them in-process.
 var plannedRoles = []struct{ name, summary string }{
-	{"validator", "Bittensor validator: metagraph sync, jobs, accounting, scoring, weights"},
 	{"facilitator", "user-facing API: accounts, credits, job queue, validator link"},
 }
 

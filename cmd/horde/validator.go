@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+
+	"github.com/computehorde/horde/internal/validatord"
+)
+
+func runValidator(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	usage := "Usage: horde validator <command> [flags]\n\n" +
+		"  run    run the validator: follow the chain, route jobs to miners\n"
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("%w: name a command (run)", errUsage)
+	}
+	if args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	switch args[0] {
+	case "run":
+		return runValidatorRun(ctx, args[1:], stdout, stderr)
+	default:
+		return fmt.Errorf("%w: unknown command %q (run)", errUsage, args[0])
+	}
+}
+
+func runValidatorRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("validator run", "validator run --config validator.toml [--wallet NAME --hotkey NAME] [-v]", stderr)
+	path := fs.String("config", "", "the validator's configuration file (examples/validator.toml documents every key; each is also $"+validatord.EnvPrefix+"_<TABLE>_<KEY>)")
+	wallet := fs.String("wallet", "", "wallet name, as btcli's --wallet.name (overrides [wallet] name)")
+	hotkey := fs.String("hotkey", "", "hotkey name, as btcli's --wallet.hotkey (overrides [wallet] hotkey)")
+	walletPath := fs.String("wallet-path", "", "wallets directory (overrides [wallet] path; default ~/.bittensor/wallets)")
+	verbose := fs.Bool("v", false, "log every event (default: info)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	overrides := map[string]string{}
+	for v, env := range map[*string]string{
+		wallet: validatord.EnvPrefix + "_WALLET_NAME", hotkey: validatord.EnvPrefix + "_WALLET_HOTKEY", walletPath: validatord.EnvPrefix + "_WALLET_PATH",
+	} {
+		if *v != "" {
+			overrides[env] = *v
+		}
+	}
+	cfg, err := validatord.Load(*path, func(k string) string {
+		if v, ok := overrides[k]; ok {
+			return v // flags win over the file and the environment
+		}
+		return os.Getenv(k)
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	return validatord.Run(ctx, cfg, validatord.Options{
+		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
+		Ready:  func(addr netip.AddrPort) { fmt.Fprintf(stdout, "horde validator: job API on %s\n", addr) },
+	})
+}

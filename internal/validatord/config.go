@@ -1,0 +1,109 @@
+// Package validatord assembles a standalone validator process from its configuration file:
+// the wallet hotkey, the chain (embedded, `horde chain sim` or Pylon) with its metagraph
+// cache, the database, the validator that routes jobs to miners, its local job API, and a
+// clean shutdown. `horde validator run` is this package behind a flag parser.
+package validatord
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"time"
+
+	"github.com/computehorde/horde/internal/chain/backend"
+	"github.com/computehorde/horde/internal/config"
+	"github.com/computehorde/horde/internal/keys"
+)
+
+// EnvPrefix prefixes the environment variable of every key: HORDE_VALIDATOR_CHAIN_TOKEN is
+// [chain] token.
+const EnvPrefix = "HORDE_VALIDATOR"
+
+// Config is the validator's configuration file (examples/validator.toml documents it).
+type Config struct {
+	// APIListen is where the local job API listens (jobs for tests and private use; the
+	// facilitator link comes later).
+	APIListen string `toml:"api_listen"`
+	// APIToken is the bearer token the API requires; it may be empty only on loopback.
+	APIToken string `toml:"api_token" secret:"true"`
+	// DataDir holds the database by default.
+	DataDir string `toml:"data_dir"`
+	// Database is "sqlite:PATH" or a postgres:// DSN; empty means DataDir/validator.db.
+	Database string `toml:"database" secret:"true"`
+	// ShutdownGrace is how long a stopping validator waits for the jobs it drives.
+	ShutdownGrace config.Duration `toml:"shutdown_grace"`
+	// MaxJobs bounds the jobs the API runs at once.
+	MaxJobs int `toml:"max_jobs"`
+
+	Wallet struct {
+		Path   string `toml:"path"`
+		Name   string `toml:"name"`
+		Hotkey string `toml:"hotkey"`
+	} `toml:"wallet"`
+
+	Chain backend.Table `toml:"chain"`
+}
+
+// Defaults returns the configuration every key starts from.
+func Defaults() Config {
+	var c Config
+	c.APIListen = "127.0.0.1:8100"
+	c.DataDir = "horde-validator"
+	c.ShutdownGrace = config.Duration(5 * time.Minute)
+	c.MaxJobs = 256
+	c.Wallet.Path = keys.DefaultWalletsDir()
+	c.Wallet.Name = "default"
+	c.Wallet.Hotkey = "default"
+	c.Chain = backend.DefaultTable()
+	return c
+}
+
+// Load reads the configuration file at path (none when empty) over the defaults, then the
+// environment, and checks the result.
+func Load(path string, getenv func(string) string) (Config, error) {
+	c := Defaults()
+	if err := config.Load(path, &c, EnvPrefix, getenv); err != nil {
+		return Config{}, err
+	}
+	return c, c.Validate()
+}
+
+// Validate checks every key, naming the key and the fix.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
+	}
+	ap, err := netip.ParseAddrPort(c.APIListen)
+	switch {
+	case err != nil:
+		bad("api_listen", "%q is not IP:PORT, e.g. 127.0.0.1:8100", c.APIListen)
+	case c.APIToken == "" && !ap.Addr().IsLoopback():
+		bad("api_token", "the job API listens on %s, beyond this machine: set a token ($%s_API_TOKEN) or listen on 127.0.0.1", ap, EnvPrefix)
+	}
+	if c.DataDir == "" {
+		bad("data_dir", "empty; name the directory for the database")
+	}
+	if c.ShutdownGrace < 0 {
+		bad("shutdown_grace", "%v is negative", c.ShutdownGrace)
+	}
+	if c.MaxJobs <= 0 {
+		bad("max_jobs", "%d must be positive", c.MaxJobs)
+	}
+	if c.Wallet.Name == "" || c.Wallet.Hotkey == "" {
+		bad("wallet", "name and hotkey are required, as btcli names them (--wallet.name, --wallet.hotkey)")
+	}
+	if err := c.Chain.Check(EnvPrefix + "_CHAIN_TOKEN"); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// DSN is the database to open.
+func (c *Config) DSN() string {
+	if c.Database != "" {
+		return c.Database
+	}
+	return "sqlite:" + filepath.Join(c.DataDir, "validator.db")
+}

@@ -1,0 +1,284 @@
+package validatord
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/computehorde/horde/internal/chain"
+	"github.com/computehorde/horde/internal/chain/backend"
+	"github.com/computehorde/horde/internal/config"
+	"github.com/computehorde/horde/internal/keys"
+	"github.com/computehorde/horde/internal/protocol"
+	"github.com/computehorde/horde/internal/store"
+	"github.com/computehorde/horde/internal/validator"
+)
+
+// maxJobBody bounds a job submitted to the API.
+const maxJobBody = 1 << 20
+
+// Options are what the command adds to the configuration.
+type Options struct {
+	Logger *slog.Logger
+	// Ready is called once the API serves, with its address.
+	Ready func(addr netip.AddrPort)
+}
+
+// Run runs the validator until ctx ends, then shuts it down: the API stops taking jobs,
+// running ones get ShutdownGrace, and the database is closed.
+func Run(ctx context.Context, cfg Config, o Options) error {
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if abs, err := filepath.Abs(cfg.DataDir); err == nil {
+		cfg.DataDir = abs
+	}
+	key, err := keys.LoadHotkey(cfg.Wallet.Path, cfg.Wallet.Name, cfg.Wallet.Hotkey)
+	if err != nil {
+		return fmt.Errorf("wallet %s hotkey %s: %w", cfg.Wallet.Name, cfg.Wallet.Hotkey, err)
+	}
+	log.Info("validator starting", "hotkey", key.SS58(), "config", strings.TrimSpace(config.Describe(&cfg)))
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data_dir: %w", err)
+	}
+	op, err := backend.Open(ctx, cfg.Chain.Settings(), backend.Options{Hotkey: chain.Hotkey(key.SS58()), Logger: log})
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	runCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	defer func() { stopBackground(); wg.Wait() }()
+	cache, err := chain.NewMetagraphCache(chain.CacheConfig{Chain: op.Chain, NetUID: op.NetUID, Interval: op.Interval, Logger: log})
+	if err != nil {
+		return err
+	}
+	wg.Go(func() { _ = cache.Run(runCtx) })
+	log.Info("waiting for the first metagraph")
+	if err := cache.Wait(ctx); err != nil {
+		return fmt.Errorf("no metagraph from the chain before the validator was stopped: %w", err)
+	}
+	if n, ok := cache.Neuron(chain.Hotkey(key.SS58())); !ok || !n.ValidatorPermit {
+		log.Warn("this hotkey holds no validator permit on the subnet: miners will refuse it until it does",
+			"hotkey", key.SS58(), "netuid", op.NetUID, "registered", ok)
+	}
+	db, err := store.Open(ctx, store.Config{DSN: cfg.DSN(), Logger: log})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	v, err := validator.New(validator.Config{Keypair: key, Chain: op.Chain, Metagraph: cache, NetUID: op.NetUID, Store: db, Logger: log})
+	if err != nil {
+		return err
+	}
+
+	api := &jobAPI{v: v, db: db, token: cfg.APIToken, log: log, jobs: map[string]*apiJob{}, slots: make(chan struct{}, cfg.MaxJobs), ctx: runCtx}
+	ln, err := net.Listen("tcp", cfg.APIListen)
+	if err != nil {
+		return fmt.Errorf("api_listen %s: %w", cfg.APIListen, err)
+	}
+	addr := netip.MustParseAddrPort(ln.Addr().String())
+	srv := &http.Server{Handler: api.handler(), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	log.Info("validator serving its job API", "listen", addr, "hyperparameters_from", op.HyperparamsSource)
+	if o.Ready != nil {
+		o.Ready(addr)
+	}
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-served:
+		serveErr = fmt.Errorf("serving on %s: %w", addr, serveErr)
+	}
+	grace := time.Duration(cfg.ShutdownGrace)
+	log.Info("validator stopping: no new jobs", "running_jobs", api.running(), "grace", grace)
+	shCtx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	_ = srv.Shutdown(shCtx)
+	if !api.wait(shCtx) {
+		log.Warn("stopping with jobs still running; they end as horde failures", "running_jobs", api.running())
+		stopBackground()
+		api.wg.Wait()
+	}
+	return serveErr
+}
+
+// jobAPI is the local job API: POST /api/v1/jobs takes an upstream V2JobRequest and routes
+// it to a miner in the background; GET /api/v1/jobs/{uuid} tells how it went.
+type jobAPI struct {
+	v     *validator.Validator
+	db    *store.DB
+	token string
+	log   *slog.Logger
+	ctx   context.Context // jobs run under it: the process's, not the request's
+	slots chan struct{}
+	wg    sync.WaitGroup
+
+	mu   sync.Mutex
+	jobs map[string]*apiJob // guarded by mu
+}
+
+// apiJob is a job submitted through the API, as GET shows it.
+type apiJob struct {
+	UUID     string               `json:"uuid"`
+	Status   string               `json:"status"` // "routing" until it ends, then the result's status
+	Result   *validator.JobResult `json:"result,omitempty"`
+	Attempts []apiAttempt         `json:"attempts,omitempty"`
+	Error    string               `json:"error,omitempty"`
+}
+
+type apiAttempt struct {
+	Miner  string `json:"miner"`
+	UUID   string `json:"uuid"`
+	Status string `json:"status"`
+	Reason string `json:"reason,omitempty"`
+}
+
+func (a *jobAPI) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /api/v1/jobs", a.auth(a.submit))
+	mux.HandleFunc("GET /api/v1/jobs/{uuid}", a.auth(a.get))
+	return mux
+}
+
+func (a *jobAPI) auth(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if a.token != "" {
+			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(a.token)) != 1 {
+				writeJSON(w, http.StatusUnauthorized, map[string]string{"detail": "a valid bearer token (api_token) is required"})
+				return
+			}
+		}
+		next(w, r)
+	}
+}
+
+func (a *jobAPI) submit(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxJobBody))
+	if err != nil {
+		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"detail": fmt.Sprintf("the job is larger than %d bytes", maxJobBody)})
+		return
+	}
+	msg, err := protocol.DecodeFacilitatorToValidator(body)
+	spec, ok := msg.(*protocol.V2JobRequest)
+	if err != nil || !ok {
+		detail := "the body must be an upstream V2JobRequest"
+		if err != nil {
+			detail += ": " + err.Error()
+		}
+		writeJSON(w, http.StatusBadRequest, map[string]string{"detail": detail})
+		return
+	}
+	if spec.UUID == "" {
+		spec.UUID = uuid.NewString()
+	}
+	select {
+	case a.slots <- struct{}{}:
+	default:
+		w.Header().Set("Retry-After", "10")
+		writeJSON(w, http.StatusTooManyRequests, map[string]string{"detail": "the validator runs max_jobs jobs already; retry later"})
+		return
+	}
+	a.mu.Lock()
+	if _, dup := a.jobs[spec.UUID]; dup {
+		a.mu.Unlock()
+		<-a.slots
+		writeJSON(w, http.StatusConflict, map[string]string{"detail": "a job with this uuid was already submitted"})
+		return
+	}
+	j := &apiJob{UUID: spec.UUID, Status: "routing"}
+	a.jobs[spec.UUID] = j
+	a.mu.Unlock()
+	a.wg.Go(func() {
+		defer func() { <-a.slots }()
+		a.run(j, *spec)
+	})
+	writeJSON(w, http.StatusAccepted, map[string]string{"uuid": spec.UUID, "status": "routing"})
+}
+
+// run routes the job, leaving it time for a few attempts.
+func (a *jobAPI) run(j *apiJob, spec protocol.V2JobRequest) {
+	limits := time.Duration(spec.DownloadTimeLimit+spec.ExecutionTimeLimit+spec.UploadTimeLimit) * time.Second
+	deadline := time.Now().Add(max(10*time.Minute, 3*limits))
+	res, attempts, err := a.v.Route(a.ctx, spec, deadline)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, at := range attempts {
+		j.Attempts = append(j.Attempts, apiAttempt{Miner: at.Miner, UUID: at.Result.UUID, Status: string(at.Result.Status), Reason: at.Result.Reason})
+	}
+	switch {
+	case err != nil:
+		j.Status, j.Error = string(protocol.JobStatusHordeFailed), err.Error()
+		a.log.Warn("job could not be routed", "job", j.UUID, "err", err)
+	default:
+		j.Status, j.Result = string(res.Status), res
+	}
+}
+
+func (a *jobAPI) get(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("uuid")
+	a.mu.Lock()
+	j, ok := a.jobs[id]
+	var out apiJob
+	if ok {
+		out = *j
+		out.Attempts = append([]apiAttempt(nil), j.Attempts...)
+	}
+	a.mu.Unlock()
+	if ok {
+		writeJSON(w, http.StatusOK, out)
+		return
+	}
+	// Jobs of an earlier run of this process are in the database.
+	sj, err := a.db.GetJob(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && sj.Role != store.RoleValidator) {
+		writeJSON(w, http.StatusNotFound, map[string]string{"detail": "no job with this uuid"})
+		return
+	}
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"detail": "cannot read the job"})
+		return
+	}
+	resp := map[string]any{"uuid": sj.UUID, "status": sj.Status, "miner": sj.MinerHotkey}
+	if len(sj.Result) > 0 {
+		resp["result"] = json.RawMessage(sj.Result)
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (a *jobAPI) running() int { return len(a.slots) }
+
+// wait waits for the running jobs until ctx ends; it reports whether they all ended.
+func (a *jobAPI) wait(ctx context.Context) bool {
+	done := make(chan struct{})
+	go func() { a.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
