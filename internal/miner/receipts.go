@@ -28,6 +28,7 @@ func (m *Miner) storeReceipt(ctx context.Context, s *validatorSession, p protoco
 	_, err = m.cfg.Store.InsertReceipt(ctx, store.Receipt{
 		Type:               string(p.ReceiptType()),
 		JobUUID:            c.JobUUID,
+		Seq:                protocol.ReceiptSeq(p),
 		ValidatorHotkey:    c.ValidatorHotkey,
 		MinerHotkey:        c.MinerHotkey,
 		Timestamp:          c.Timestamp.Time,

@@ -233,6 +233,8 @@ func (m *Miner) handleValidatorMessage(ctx context.Context, s *validatorSession,
 		m.storeReceipt(ctx, s, msg.Payload, msg.Signature)
 	case *protocol.V0JobFinishedReceiptRequest:
 		m.storeReceipt(ctx, s, msg.Payload, msg.Signature)
+	case *protocol.V0WorkIntervalReceiptRequest:
+		m.storeWorkInterval(ctx, s, msg)
 	case *protocol.V0MainHotkeyMessage:
 		s.send(ctx, &protocol.V0MainHotkeyMessage{MainHotkey: new(m.hotkey)})
 	case *protocol.V0ClassValuesMessage:

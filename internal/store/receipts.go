@@ -12,7 +12,10 @@ import (
 // Receipt is one stored receipt (protocol §7): the payload bytes as received or issued,
 // with the fields the store indexes copied out of it. There is one row per (Type, JobUUID).
 type Receipt struct {
-	Type            string // receipt_type, e.g. "JobStartedReceipt"
+	Type string // receipt_type, e.g. "JobStartedReceipt"
+	// Seq tells apart receipts of one type for one job: a WorkInterval receipt's interval
+	// index (protocol.ReceiptSeq); 0 for every other type.
+	Seq             int
 	JobUUID         string
 	ValidatorHotkey string
 	MinerHotkey     string
@@ -33,15 +36,17 @@ type ReceiptFilter struct {
 	Limit       int    // at most this many; 0 means no limit
 }
 
-const receiptColumns = `receipt_type, job_uuid, validator_hotkey, miner_hotkey, timestamp, payload, validator_signature, miner_signature, created_at`
+const receiptColumns = `receipt_type, job_uuid, seq, validator_hotkey, miner_hotkey, timestamp, payload, validator_signature, miner_signature, created_at`
 
-// InsertReceipt stores r unless a receipt with the same (Type, JobUUID) is already stored:
+// InsertReceipt stores r unless a receipt with the same (Type, JobUUID, Seq) is already stored:
 // the first copy wins and later ones are ignored (inserted is false, err nil), as when a
 // validator keeps its own copy and later pulls the miner's.
 func (db *DB) InsertReceipt(ctx context.Context, r Receipt) (inserted bool, err error) {
 	switch {
 	case r.Type == "" || r.JobUUID == "":
 		return false, fmt.Errorf("%w: receipt needs a type and a job UUID", ErrInvalid)
+	case r.Seq < 0:
+		return false, fmt.Errorf("%w: %s %s has a negative seq", ErrInvalid, r.Type, r.JobUUID)
 	case r.Timestamp.IsZero():
 		return false, fmt.Errorf("%w: %s %s has no timestamp", ErrInvalid, r.Type, r.JobUUID)
 	case r.ValidatorSignature == "":
@@ -50,9 +55,9 @@ func (db *DB) InsertReceipt(ctx context.Context, r Receipt) (inserted bool, err 
 		return false, fmt.Errorf("%w: %s %s: payload is not valid JSON", ErrInvalid, r.Type, r.JobUUID)
 	}
 	return execOne(ctx, db, fmt.Sprintf("insert %s %s", r.Type, r.JobUUID), `INSERT INTO receipts (`+receiptColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (receipt_type, job_uuid) DO NOTHING`,
-		r.Type, r.JobUUID, r.ValidatorHotkey, r.MinerHotkey, db.dialect.timeArg(r.Timestamp), string(r.Payload),
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (receipt_type, job_uuid, seq) DO NOTHING`,
+		r.Type, r.JobUUID, r.Seq, r.ValidatorHotkey, r.MinerHotkey, db.dialect.timeArg(r.Timestamp), string(r.Payload),
 		r.ValidatorSignature, nullString(r.MinerSignature), db.dialect.timeArg(db.now()))
 }
 
@@ -65,12 +70,12 @@ func (db *DB) SetMinerSignature(ctx context.Context, receiptType, jobUUID, sig s
 	}
 	what := fmt.Sprintf("set miner signature on %s %s", receiptType, jobUUID)
 	if ok, err := execOne(ctx, db, what, `UPDATE receipts SET miner_signature = ?
-		WHERE receipt_type = ? AND job_uuid = ? AND (miner_signature IS NULL OR miner_signature = ?)`,
+		WHERE receipt_type = ? AND job_uuid = ? AND seq = 0 AND (miner_signature IS NULL OR miner_signature = ?)`,
 		sig, receiptType, jobUUID, sig); ok || err != nil {
 		return err
 	}
 	var exists int
-	err := db.w.QueryRowContext(ctx, db.dialect.rebind(`SELECT 1 FROM receipts WHERE receipt_type = ? AND job_uuid = ?`),
+	err := db.w.QueryRowContext(ctx, db.dialect.rebind(`SELECT 1 FROM receipts WHERE receipt_type = ? AND job_uuid = ? AND seq = 0`),
 		receiptType, jobUUID).Scan(&exists)
 	if errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("%w: %s %s", ErrNotFound, receiptType, jobUUID)
@@ -84,7 +89,7 @@ func (db *DB) SetMinerSignature(ctx context.Context, receiptType, jobUUID, sig s
 // GetReceipt returns the receipt of that type for the job, or an error wrapping [ErrNotFound].
 func (db *DB) GetReceipt(ctx context.Context, receiptType, jobUUID string) (Receipt, error) {
 	row := db.r.QueryRowContext(ctx, db.dialect.rebind(`SELECT `+receiptColumns+` FROM receipts
-		WHERE receipt_type = ? AND job_uuid = ?`), receiptType, jobUUID)
+		WHERE receipt_type = ? AND job_uuid = ? AND seq = 0`), receiptType, jobUUID)
 	r, err := scanReceipt(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Receipt{}, fmt.Errorf("%w: %s %s", ErrNotFound, receiptType, jobUUID)
@@ -110,7 +115,7 @@ func (db *DB) ListReceipts(ctx context.Context, f ReceiptFilter) ([]Receipt, err
 	if f.Type != "" {
 		q.add(`receipt_type = ?`, f.Type)
 	}
-	return list(ctx, db, "receipts", `SELECT `+receiptColumns+` FROM receipts`, `timestamp, receipt_type, job_uuid`, q, f.Limit, scanReceipt)
+	return list(ctx, db, "receipts", `SELECT `+receiptColumns+` FROM receipts`, `timestamp, receipt_type, job_uuid, seq`, q, f.Limit, scanReceipt)
 }
 
 // ReceiptsStoredBetween returns the receipts the store inserted at a CreatedAt in
@@ -123,14 +128,14 @@ func (db *DB) ReceiptsStoredBetween(ctx context.Context, from, to time.Time) ([]
 	q.add(`created_at >= ?`, db.dialect.timeArg(from))
 	q.add(`created_at < ?`, db.dialect.timeArg(to))
 	return list(ctx, db, "receipts stored between", `SELECT `+receiptColumns+` FROM receipts`,
-		`created_at, receipt_type, job_uuid`, q, 0, scanReceipt)
+		`created_at, receipt_type, job_uuid, seq`, q, 0, scanReceipt)
 }
 
 func scanReceipt(s scanner) (Receipt, error) {
 	var r Receipt
 	var payload string
 	var minerSig sql.NullString
-	err := s.Scan(&r.Type, &r.JobUUID, &r.ValidatorHotkey, &r.MinerHotkey, timeCol{&r.Timestamp}, &payload,
+	err := s.Scan(&r.Type, &r.JobUUID, &r.Seq, &r.ValidatorHotkey, &r.MinerHotkey, timeCol{&r.Timestamp}, &payload,
 		&r.ValidatorSignature, &minerSig, timeCol{&r.CreatedAt})
 	if err != nil {
 		return Receipt{}, err

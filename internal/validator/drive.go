@@ -173,12 +173,29 @@ func stageEnded(msg protocol.Message) (s stage, ok bool) {
 // messages have come, and stage messages out of order are not lost.
 func (d *driver) followStages(ctx context.Context, deadline time.Time) *JobResult {
 	var ended [numStages]protocol.Message
+	// While the job executes (from volumes ready to execution done) its work is accounted
+	// in intervals; however it ends, the intervals it completed are signed.
+	defer func() {
+		if d.work.running() {
+			d.accountWork(ctx, d.v.cfg.Clock.Now(), false)
+		}
+	}()
 	for s := range numStages {
 		deadline = deadline.Add(secs(s.budget(&d.spec)))
 		for ended[s] == nil {
-			msg, fail := d.await(ctx, deadline, stages[s].timeout, stages[s].ends.MessageType())
-			if fail != nil {
+			wait := deadline
+			if d.work.running() && d.work.boundary().Before(wait) {
+				wait = d.work.boundary()
+			}
+			msg, timedOut, fail := d.awaitUntil(ctx, wait)
+			switch {
+			case fail != nil:
 				return fail
+			case timedOut && wait.Before(deadline):
+				d.accountWork(ctx, wait, false)
+				continue
+			case timedOut:
+				return hordeFailure(stages[s].timeout, "miner did not send "+stages[s].ends.MessageType()+" in time")
 			}
 			if res, done := failure(msg); done {
 				return res
@@ -186,6 +203,15 @@ func (d *driver) followStages(ctx context.Context, deadline time.Time) *JobResul
 			// A repeated stage message keeps the first.
 			if e, ok := stageEnded(msg); ok && ended[e] == nil {
 				ended[e] = msg
+				switch e {
+				case stageVolumes:
+					d.work.start(d.v.cfg.Clock.Now())
+				case stageExecution:
+					if !d.work.running() { // execution done came before volumes ready
+						d.work.start(d.v.cfg.Clock.Now())
+					}
+					d.accountWork(ctx, d.v.cfg.Clock.Now(), true)
+				}
 			}
 		}
 		if stages[s].status != "" {

@@ -102,6 +102,7 @@ type driver struct {
 	msgs        chan protocol.Message // closed by readLoop after it has set readErr
 	readErr     chan error            // buffered; readLoop sends exactly one error before closing msgs
 	initialSent bool                  // a JobFinished receipt is owed from here on, whatever the outcome
+	work        workAccount           // the job's execution, accounted in intervals
 }
 
 func hordeFailure(reason protocol.HordeFailureReason, msg string) *JobResult {
@@ -192,22 +193,32 @@ func (d *driver) readLoop(ctx context.Context) {
 // await returns the next message about this job, or a horde failure on timeout or a dropped
 // connection. Manifests, errors and other jobs' messages are logged and skipped.
 func (d *driver) await(ctx context.Context, deadline time.Time, onTimeout protocol.HordeFailureReason, what string) (protocol.Message, *JobResult) {
+	msg, timedOut, fail := d.awaitUntil(ctx, deadline)
+	if timedOut {
+		return nil, hordeFailure(onTimeout, "miner did not send "+what+" in time")
+	}
+	return msg, fail
+}
+
+// awaitUntil is await that reports reaching deadline as timedOut instead of failing, for
+// waits that end at a point in time (a work interval's end) rather than at a limit.
+func (d *driver) awaitUntil(ctx context.Context, deadline time.Time) (_ protocol.Message, timedOut bool, _ *JobResult) {
 	// The deadline comes from the injected clock, so the wait must too: time.Until would mix
 	// the real clock in and fire at once (or never) under a clock that is not the real one.
 	timeout := d.v.cfg.Clock.After(deadline.Sub(d.v.cfg.Clock.Now()))
 	for {
 		select {
 		case <-ctx.Done():
-			return nil, hordeFailure(protocol.HordeFailureReasonUnhandledException, "validator stopped: "+ctx.Err().Error())
+			return nil, false, hordeFailure(protocol.HordeFailureReasonUnhandledException, "validator stopped: "+ctx.Err().Error())
 		case <-timeout:
-			return nil, hordeFailure(onTimeout, "miner did not send "+what+" in time")
+			return nil, true, nil
 		case msg, ok := <-d.msgs:
 			if !ok {
 				err := <-d.readErr
 				if ctx.Err() != nil { // the reader stopped because the validator did
-					return nil, hordeFailure(protocol.HordeFailureReasonUnhandledException, "validator stopped: "+ctx.Err().Error())
+					return nil, false, hordeFailure(protocol.HordeFailureReasonUnhandledException, "validator stopped: "+ctx.Err().Error())
 				}
-				return nil, hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, "connection to miner lost: "+err.Error())
+				return nil, false, hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, "connection to miner lost: "+err.Error())
 			}
 			switch m := msg.(type) {
 			case *protocol.V0ExecutorManifestRequest, *protocol.V0MainHotkeyMessage:
@@ -216,13 +227,13 @@ func (d *driver) await(ctx context.Context, deadline time.Time, onTimeout protoc
 				d.log.Warn("miner reported an error", "details", ptr.Deref(m.Details))
 				continue
 			case *protocol.UnauthorizedError:
-				return nil, hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, "miner refused the validator: "+string(m.Code))
+				return nil, false, hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, "miner refused the validator: "+string(m.Code))
 			}
 			if id, _ := protocol.JobUUIDOf(msg); id != d.spec.UUID {
 				d.log.Warn("message for another job ignored", "message", msg.MessageType(), "job_uuid", id)
 				continue
 			}
-			return msg, nil
+			return msg, false, nil
 		}
 	}
 }
