@@ -38,10 +38,12 @@ type ReceiptFilter struct {
 
 const receiptColumns = `receipt_type, job_uuid, seq, validator_hotkey, miner_hotkey, timestamp, payload, validator_signature, miner_signature, created_at`
 
-// InsertReceipt stores r unless a receipt with the same (Type, JobUUID, Seq) is already stored:
-// the first copy wins and later ones are ignored (inserted is false, err nil), as when a
-// validator keeps its own copy and later pulls the miner's.
-func (db *DB) InsertReceipt(ctx context.Context, r Receipt) (inserted bool, err error) {
+// InsertReceipt stores r unless a receipt with the same (Type, JobUUID, Seq) is already
+// stored: the first copy wins and later ones are ignored (stored is false, err nil), with one
+// exception: a copy carrying the miner's countersignature completes a stored copy of the same
+// signed receipt (same validator signature) that had none, as when a validator keeps its own
+// copy and later pulls the miner's; stored is then true. Callers verify both signatures first.
+func (db *DB) InsertReceipt(ctx context.Context, r Receipt) (stored bool, err error) {
 	switch {
 	case r.Type == "" || r.JobUUID == "":
 		return false, fmt.Errorf("%w: receipt needs a type and a job UUID", ErrInvalid)
@@ -56,7 +58,9 @@ func (db *DB) InsertReceipt(ctx context.Context, r Receipt) (inserted bool, err 
 	}
 	return execOne(ctx, db, fmt.Sprintf("insert %s %s", r.Type, r.JobUUID), `INSERT INTO receipts (`+receiptColumns+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (receipt_type, job_uuid, seq) DO NOTHING`,
+		ON CONFLICT (receipt_type, job_uuid, seq) DO UPDATE SET miner_signature = excluded.miner_signature
+		WHERE receipts.miner_signature IS NULL AND excluded.miner_signature IS NOT NULL
+			AND receipts.validator_signature = excluded.validator_signature`,
 		r.Type, r.JobUUID, r.Seq, r.ValidatorHotkey, r.MinerHotkey, db.dialect.timeArg(r.Timestamp), string(r.Payload),
 		r.ValidatorSignature, nullString(r.MinerSignature), db.dialect.timeArg(db.now()))
 }

@@ -55,8 +55,9 @@ func TestReceipts(t *testing.T) {
 			t.Errorf("payload bytes changed: %s", got.Payload)
 		}
 
-		// Second copy (e.g. pulled from the miner, counter-signed): ignored.
+		// A second copy of another signing (another validator signature): ignored.
 		second := testReceipt(r.Type, r.JobUUID, ts.Add(time.Hour))
+		second.ValidatorSignature = "0x" + strings.Repeat("aa", 64)
 		second.MinerSignature = "0x" + strings.Repeat("cd", 64)
 		if ins, err := db.InsertReceipt(ctx, second); err != nil || ins {
 			t.Errorf("second InsertReceipt = %v, %v; want false, nil", ins, err)
@@ -351,6 +352,39 @@ func TestReceiptsStoredBetween(t *testing.T) {
 		if err != nil || len(rs) != 1 || rs[0].MinerSignature == "" || !rs[0].CreatedAt.Equal(page) ||
 			string(rs[0].Payload) != string(testReceipt("JobStartedReceipt", "a", page.Add(-10*time.Second)).Payload) {
 			t.Errorf("full row = %+v, %v", rs, err)
+		}
+	})
+}
+
+// TestInsertReceiptCompletesCountersignature: the validator's own copy of a receipt gets the
+// miner's countersignature from a pulled copy of the same signing, once; each interval of a
+// job is its own row.
+func TestInsertReceiptCompletesCountersignature(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, db *DB) {
+		ctx := testContext(t)
+		ts := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+		own := testReceipt("WorkInterval", "0e1d6c2a-93b4-4f7e-8d26-6e1b7ad0c9f3", ts)
+		for seq := range 2 {
+			own.Seq = seq
+			if ok, err := db.InsertReceipt(ctx, own); err != nil || !ok {
+				t.Fatalf("interval %d: %v, %v", seq, ok, err)
+			}
+		}
+		pulled := own
+		pulled.Seq = 1
+		pulled.MinerSignature = "0x" + strings.Repeat("cd", 64)
+		if ok, err := db.InsertReceipt(ctx, pulled); err != nil || !ok {
+			t.Fatalf("countersigned copy: %v, %v; want stored", ok, err)
+		}
+		again := pulled
+		again.MinerSignature = "0x" + strings.Repeat("ee", 64)
+		if ok, err := db.InsertReceipt(ctx, again); err != nil || ok {
+			t.Errorf("a second countersignature: %v, %v; want ignored", ok, err)
+		}
+		rows, err := db.ListReceipts(ctx, ReceiptFilter{Type: "WorkInterval"})
+		if err != nil || len(rows) != 2 || rows[0].MinerSignature != "" || rows[1].MinerSignature != pulled.MinerSignature {
+			t.Errorf("rows %+v, %v; want interval 0 alone and interval 1 countersigned", rows, err)
 		}
 	})
 }
