@@ -388,3 +388,28 @@ func TestInsertReceiptCompletesCountersignature(t *testing.T) {
 		}
 	})
 }
+
+func TestInsertReceipts(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, db *DB) {
+		ctx := testContext(t)
+		ts := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+		var rs []Receipt
+		for i := range 50 {
+			rs = append(rs, testReceipt("JobStartedReceipt", fmt.Sprintf("job-%02d", i), ts))
+		}
+		if n, err := db.InsertReceipts(ctx, rs); err != nil || n != 50 {
+			t.Fatalf("InsertReceipts = %d, %v", n, err)
+		}
+		if n, err := db.InsertReceipts(ctx, rs[:10]); err != nil || n != 0 {
+			t.Errorf("again: %d, %v; want 0 stored", n, err)
+		}
+		bad := append([]Receipt{testReceipt("JobStartedReceipt", "job-new", ts)}, Receipt{Type: "X"})
+		if n, err := db.InsertReceipts(ctx, bad); !errors.Is(err, ErrInvalid) || n != 0 {
+			t.Errorf("a batch with an invalid receipt: %d, %v", n, err)
+		}
+		if _, err := db.GetReceipt(ctx, "JobStartedReceipt", "job-new"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("part of a refused batch was written: %v", err)
+		}
+	})
+}
