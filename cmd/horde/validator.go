@@ -13,10 +13,11 @@ import (
 
 func runValidator(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	usage := "Usage: horde validator <command> [flags]\n\n" +
-		"  run    run the validator: follow the chain, route jobs to miners\n"
+		"  run     run the validator: follow the chain, route jobs to miners, account work, set weights\n" +
+		"  scores  the points formula from the database: every factor, the points and the weight per miner\n"
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return fmt.Errorf("%w: name a command (run)", errUsage)
+		return fmt.Errorf("%w: name a command (run, scores)", errUsage)
 	}
 	if args[0] == "-h" || args[0] == "--help" {
 		fmt.Fprint(stdout, usage)
@@ -25,8 +26,10 @@ func runValidator(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	switch args[0] {
 	case "run":
 		return runValidatorRun(ctx, args[1:], stdout, stderr)
+	case "scores":
+		return runValidatorScores(ctx, args[1:], stdout, stderr)
 	default:
-		return fmt.Errorf("%w: unknown command %q (run)", errUsage, args[0])
+		return fmt.Errorf("%w: unknown command %q (run, scores)", errUsage, args[0])
 	}
 }
 

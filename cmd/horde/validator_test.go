@@ -46,6 +46,8 @@ func TestCLIValidatorRoutesToMinerProcess(t *testing.T) {
 api_listen = "127.0.0.1:0"
 data_dir = "`+filepath.Join(vdir, "data")+`"
 shutdown_grace = "20s"
+receipts_interval = "500ms"
+allow_egress = ["127.0.0.1/32"]
 [wallet]
 path = "`+filepath.Join(vdir, "wallets")+`"
 name = "validator"
@@ -94,7 +96,7 @@ identity = "validator"
 
 	spec, err := protocol.Encode(&protocol.V2JobRequest{
 		UUID:          uuid.NewString(),
-		ExecutorClass: protocol.ExecutorClassAlwaysOnTest, DockerImage: image, Args: []string{"routed", "by", "a", "validator", "process"},
+		ExecutorClass: protocol.ExecutorClassAlwaysOnTest, DockerImage: image, Args: []string{"--sleep", "2s", "routed", "by", "a", "validator", "process"},
 		DownloadTimeLimit: 30, ExecutionTimeLimit: 60, UploadTimeLimit: 30,
 	})
 	if err != nil {
@@ -128,6 +130,17 @@ identity = "validator"
 	if job.Status != string(protocol.JobStatusCompleted) || !strings.Contains(job.Result.Stdout, "routed by a validator process") {
 		t.Fatalf("job %+v\n--- validator ---\n%s\n--- miner ---\n%s", job, stderr.String(), m.stderr.String())
 	}
+	// The validator signed the job's work interval, the miner countersigned it, and the
+	// validator pulled it back from the miner's receipts pages: the scores show the seconds.
+	var scores result
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		scores = horde(t, runOpts{}, "validator", "scores", "--config", cfg)
+		if strings.Contains(scores.stdout, devBob) || time.Now().After(deadline) {
+			break
+		}
+	}
+	wantContains(t, "horde validator scores", scores.stdout, devBob, "always_on.test", "relative_value")
+
 	bad, err := http.Post(api+"/api/v1/jobs", "application/json", strings.NewReader(`{"message_type":"V2JobRequest"}`))
 	if err != nil {
 		t.Fatal(err)

@@ -36,6 +36,9 @@ type Config struct {
 	// Leeway is sent to the executor as allowed_leeway and added to the validator's own
 	// deadline; zero means upstream's 5 s.
 	Leeway time.Duration
+	// ScoreWindow is the stretch of countersigned work each tempo's weights reward; zero
+	// means DefaultScoreWindow.
+	ScoreWindow time.Duration
 	// Clock is the time source of every deadline; nil means the real clock.
 	Clock  clock.Clock
 	Logger *slog.Logger // nil means slog.Default()

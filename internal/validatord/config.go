@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/computehorde/horde/internal/chain/backend"
 	"github.com/computehorde/horde/internal/config"
+	"github.com/computehorde/horde/internal/egress"
 	"github.com/computehorde/horde/internal/keys"
 )
 
@@ -35,6 +37,13 @@ type Config struct {
 	ShutdownGrace config.Duration `toml:"shutdown_grace"`
 	// MaxJobs bounds the jobs the API runs at once.
 	MaxJobs int `toml:"max_jobs"`
+	// ScoreWindow is the stretch of countersigned work each tempo's weights reward.
+	ScoreWindow config.Duration `toml:"score_window"`
+	// ReceiptsInterval is how often miners' receipts pages are pulled.
+	ReceiptsInterval config.Duration `toml:"receipts_interval"`
+	// AllowEgress lists internal CIDRs miners may announce and still be pulled from
+	// (loopback or private networks of a devnet); none by default.
+	AllowEgress []string `toml:"allow_egress"`
 
 	Wallet struct {
 		Path   string `toml:"path"`
@@ -52,6 +61,8 @@ func Defaults() Config {
 	c.DataDir = "horde-validator"
 	c.ShutdownGrace = config.Duration(5 * time.Minute)
 	c.MaxJobs = 256
+	c.ScoreWindow = config.Duration(72 * time.Minute)
+	c.ReceiptsInterval = config.Duration(10 * time.Second)
 	c.Wallet.Path = keys.DefaultWalletsDir()
 	c.Wallet.Name = "default"
 	c.Wallet.Hotkey = "default"
@@ -88,6 +99,15 @@ func (c *Config) Validate() error {
 	if c.ShutdownGrace < 0 {
 		bad("shutdown_grace", "%v is negative", c.ShutdownGrace)
 	}
+	if c.ScoreWindow <= 0 {
+		bad("score_window", "must be positive, e.g. 72m (one tempo)")
+	}
+	if c.ReceiptsInterval <= 0 {
+		bad("receipts_interval", "must be positive, e.g. 10s")
+	}
+	if _, err := egress.ParseAllow(strings.Join(c.AllowEgress, ",")); err != nil {
+		bad("allow_egress", "%v", err)
+	}
 	if c.MaxJobs <= 0 {
 		bad("max_jobs", "%d must be positive", c.MaxJobs)
 	}
@@ -106,4 +126,17 @@ func (c *Config) DSN() string {
 		return c.Database
 	}
 	return "sqlite:" + filepath.Join(c.DataDir, "validator.db")
+}
+
+// LoadLocal reads the configuration like Load but checks only what local tools (`horde
+// validator scores`) need, the data directory and database: they run without secrets.
+func LoadLocal(path string, getenv func(string) string) (Config, error) {
+	c := Defaults()
+	if err := config.Load(path, &c, EnvPrefix, getenv); err != nil {
+		return Config{}, err
+	}
+	if c.DataDir == "" {
+		return Config{}, errors.New("data_dir: empty; name the validator's data directory")
+	}
+	return c, nil
 }

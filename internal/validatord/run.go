@@ -21,9 +21,12 @@ import (
 
 	"github.com/computehorde/horde/internal/chain"
 	"github.com/computehorde/horde/internal/chain/backend"
+	"github.com/computehorde/horde/internal/clock"
 	"github.com/computehorde/horde/internal/config"
+	"github.com/computehorde/horde/internal/egress"
 	"github.com/computehorde/horde/internal/keys"
 	"github.com/computehorde/horde/internal/protocol"
+	"github.com/computehorde/horde/internal/receiptsync"
 	"github.com/computehorde/horde/internal/store"
 	"github.com/computehorde/horde/internal/validator"
 )
@@ -81,10 +84,28 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 		return err
 	}
 	defer db.Close()
-	v, err := validator.New(validator.Config{Keypair: key, Chain: op.Chain, Metagraph: cache, NetUID: op.NetUID, Store: db, Logger: log})
+	v, err := validator.New(validator.Config{Keypair: key, Chain: op.Chain, Metagraph: cache, NetUID: op.NetUID, Store: db,
+		ScoreWindow: time.Duration(cfg.ScoreWindow), Logger: log})
 	if err != nil {
 		return err
 	}
+	allow, _ := egress.ParseAllow(strings.Join(cfg.AllowEgress, ",")) // checked by Validate
+	syncer, err := receiptsync.New(receiptsync.Config{
+		Store: db, Egress: egress.Policy{Allow: allow}, Logger: log,
+		IsValidator: func(h string) bool {
+			n, ok := cache.Neuron(chain.Hotkey(h))
+			return ok && n.ValidatorPermit
+		},
+	})
+	if err != nil {
+		return err
+	}
+	// Every validator's receipts count, pulled from every miner, so that all validators agree
+	// on each miner's worked seconds; weights follow once per tempo.
+	wg.Go(func() {
+		clock.Every(runCtx, time.Duration(cfg.ReceiptsInterval), func() { pullReceipts(runCtx, syncer, cache, key.SS58(), log) })
+	})
+	wg.Go(func() { _ = v.RunWeights(runCtx) })
 
 	api := &jobAPI{v: v, db: db, token: cfg.APIToken, log: log, jobs: map[string]*apiJob{}, slots: make(chan struct{}, cfg.MaxJobs), ctx: runCtx}
 	ln, err := net.Listen("tcp", cfg.APIListen)
@@ -281,4 +302,26 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// pullReceipts pulls the active receipts pages of every miner serving an axon.
+func pullReceipts(ctx context.Context, s *receiptsync.Syncer, cache *chain.MetagraphCache, self string, log *slog.Logger) {
+	mg := cache.Latest()
+	if mg == nil {
+		return
+	}
+	var miners []receiptsync.Miner
+	for _, n := range mg.Neurons {
+		if n.Axon.IsServing() && string(n.Hotkey) != self {
+			miners = append(miners, receiptsync.Miner{Hotkey: string(n.Hotkey), Base: "http://" + n.Axon.AddrPort().String()})
+		}
+	}
+	st, err := s.SyncAll(ctx, miners)
+	if err != nil && ctx.Err() == nil {
+		// Miners that are down are normal; the stats say how many pages failed.
+		log.Debug("receipts pull incomplete", "err", err)
+	}
+	if st.Imported > 0 {
+		log.Info("receipts imported", "receipts", st.Imported, "duplicates", st.Duplicates, "miners", len(miners))
+	}
 }

@@ -1,0 +1,99 @@
+package validator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/computehorde/horde/internal/chain"
+	"github.com/computehorde/horde/internal/protocol"
+	"github.com/computehorde/horde/internal/scoring"
+)
+
+// DefaultScoreWindow is the stretch of countersigned work each tempo's weights reward: one
+// mainnet tempo (360 blocks of 12 s).
+const DefaultScoreWindow = 72 * time.Minute
+
+// ErrNoWork reports a scoring window in which no registered miner has countersigned work:
+// there are no weights to set.
+var ErrNoWork = errors.New("validator: no countersigned work in the scoring window; no weights to set")
+
+// Scores applies the points formula to the countersigned work of the window ending at now.
+// Demand multipliers, efficiency factors and penalties are 1 until the validator measures
+// them.
+func (v *Validator) Scores(ctx context.Context, now time.Time) (scoring.Result, error) {
+	totals, err := v.cfg.Store.WorkedSeconds(ctx, now.Add(-v.scoreWindow()), now)
+	if err != nil {
+		return scoring.Result{}, err
+	}
+	work := make([]scoring.Work, 0, len(totals))
+	for _, t := range totals {
+		work = append(work, scoring.Work{Miner: t.MinerHotkey, Class: protocol.ExecutorClass(t.ExecutorClass), WorkedSeconds: t.WorkedSeconds})
+	}
+	factors, err := scoring.Assemble(work, scoring.Sources{RelativeValues: v.cfg.Classes.RelativeValues()})
+	if err != nil {
+		return scoring.Result{}, err
+	}
+	return scoring.Score(scoring.Inputs{Factors: factors, Metagraph: v.cfg.Metagraph.Latest()})
+}
+
+func (v *Validator) scoreWindow() time.Duration {
+	if v.cfg.ScoreWindow > 0 {
+		return v.cfg.ScoreWindow
+	}
+	return DefaultScoreWindow
+}
+
+// SetWeights scores the window ending now and sets the weights on chain, retrying
+// transient failures until block until (the end of the epoch).
+func (v *Validator) SetWeights(ctx context.Context, until uint64) (scoring.Result, chain.WeightsReceipt, error) {
+	r, err := v.Scores(ctx, v.cfg.Clock.Now())
+	if err != nil {
+		return r, chain.WeightsReceipt{}, err
+	}
+	weights := map[chain.Hotkey]float64{}
+	for h, w := range r.WeightsByHotkey() {
+		weights[chain.Hotkey(h)] = float64(w)
+	}
+	if len(weights) == 0 {
+		return r, chain.WeightsReceipt{}, ErrNoWork
+	}
+	rec, err := chain.SubmitWeights(ctx, chain.WeightsTask{
+		Chain: v.cfg.Chain, Hotkey: chain.Hotkey(v.hotkey), NetUID: v.cfg.NetUID, Weights: weights, Until: until,
+		Logger: v.log,
+	})
+	return r, rec, err
+}
+
+// RunWeights sets weights once per tempo until ctx ends: at the first head of every epoch
+// it scores the window and sets the weights, retrying until that epoch ends. It returns nil
+// when ctx ends.
+func (v *Validator) RunWeights(ctx context.Context) error {
+	last := uint64(0)
+	first := true
+	for h := range v.cfg.Chain.WatchHeads(ctx) {
+		hp, err := v.cfg.Chain.Hyperparams(ctx, v.cfg.NetUID)
+		if err != nil {
+			v.log.Warn("cannot read the tempo; weights wait for the next head", "err", err)
+			continue
+		}
+		idx := chain.EpochIndex(h.Number, v.cfg.NetUID, hp.Tempo)
+		if !first && idx == last {
+			continue
+		}
+		first, last = false, idx
+		_, end := chain.EpochBounds(h.Number, v.cfg.NetUID, hp.Tempo)
+		r, rec, err := v.SetWeights(ctx, end)
+		switch {
+		case errors.Is(err, ErrNoWork):
+			v.log.Info("no weights this tempo: no countersigned work in the window", "block", h.Number)
+		case err != nil:
+			v.log.Warn("weights not set this tempo", "block", h.Number, "epoch_end", end, "err", err)
+		default:
+			v.log.Info("weights set for the tempo", "block", rec.Block, "miners", len(r.WeightsByHotkey()),
+				"total_points", fmt.Sprint(r.TotalPoints))
+		}
+	}
+	return nil
+}
