@@ -19,13 +19,23 @@ func TestRouteRetriesOnAnotherMiner(t *testing.T) {
 	if _, err := e.chain.Register(chain.Hotkey(charlie.SS58()), "c3"); err != nil {
 		t.Fatal(err)
 	}
-	// Charlie announces a loopback port nobody listens on.
+	// Charlie announces a loopback port that drops every connection. It stays bound for the
+	// whole test, so that the port cannot be handed to Bob's server.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
 	dead := l.Addr().(*net.TCPAddr).Port
-	l.Close()
 	if err := e.chain.ServeAxon(t.Context(), chain.Hotkey(charlie.SS58()), netuid, netip.MustParseAddr("127.0.0.1"), uint16(dead)); err != nil {
 		t.Fatal(err)
 	}
