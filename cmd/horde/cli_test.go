@@ -240,7 +240,7 @@ func TestCLIUsageErrors(t *testing.T) {
 		want []string
 	}{
 		{[]string{"frobnicate"}, []string{`unknown command "frobnicate"`, "horde --help"}},
-		{[]string{"validator"}, []string{"horde validator:", "name a command (run, scores)"}},
+		{[]string{"validator"}, []string{"horde validator:", "name a command (run, scores, miners)"}},
 		{[]string{"validator", "run", "--config", "/nonexistent/validator.toml"}, []string{"horde validator:", "/nonexistent/validator.toml"}},
 		{[]string{"miner", "--netuid", "12"}, []string{"horde miner:", `unknown command "--netuid"`}},
 		{[]string{"miner"}, []string{"horde miner:", "name a command (run, status, jobs, hash-password)"}},

@@ -14,10 +14,11 @@ import (
 func runValidator(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	usage := "Usage: horde validator <command> [flags]\n\n" +
 		"  run     run the validator: follow the chain, route jobs to miners, account work, set weights\n" +
-		"  scores  the points formula from the database: every factor, the points and the weight per miner\n"
+		"  scores  the points formula from the database: every factor, the points and the weight per miner\n" +
+		"  miners  the manifests the running validator honours, and the changes it ignored (2-hour rule)\n"
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return fmt.Errorf("%w: name a command (run, scores)", errUsage)
+		return fmt.Errorf("%w: name a command (run, scores, miners)", errUsage)
 	}
 	if args[0] == "-h" || args[0] == "--help" {
 		fmt.Fprint(stdout, usage)
@@ -28,8 +29,10 @@ func runValidator(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return runValidatorRun(ctx, args[1:], stdout, stderr)
 	case "scores":
 		return runValidatorScores(ctx, args[1:], stdout, stderr)
+	case "miners":
+		return runValidatorMiners(ctx, args[1:], stdout, stderr)
 	default:
-		return fmt.Errorf("%w: unknown command %q (run, scores)", errUsage, args[0])
+		return fmt.Errorf("%w: unknown command %q (run, scores, miners)", errUsage, args[0])
 	}
 }
 

@@ -140,6 +140,8 @@ identity = "validator"
 		}
 	}
 	wantContains(t, "horde validator scores", scores.stdout, devBob, "always_on.test", "relative_value")
+	miners := horde(t, runOpts{}, "validator", "miners", "--config", cfg)
+	wantContains(t, "horde validator miners", miners.stdout, devBob, "always_on.test", "1 miners heard from")
 
 	bad, err := http.Post(api+"/api/v1/jobs", "application/json", strings.NewReader(`{"message_type":"V2JobRequest"}`))
 	if err != nil {

@@ -221,7 +221,12 @@ func (d *driver) awaitUntil(ctx context.Context, deadline time.Time) (_ protocol
 				return nil, false, hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, "connection to miner lost: "+err.Error())
 			}
 			switch m := msg.(type) {
-			case *protocol.V0ExecutorManifestRequest, *protocol.V0MainHotkeyMessage:
+			case *protocol.V0ExecutorManifestRequest:
+				if d.v.manifests.announce(d.miner, m.Manifest, d.v.cfg.Clock.Now()) {
+					d.log.Info("manifest change ignored: the miner changed its manifest less than 2 hours ago", "announced", m.Manifest)
+				}
+				continue
+			case *protocol.V0MainHotkeyMessage:
 				continue
 			case *protocol.GenericError:
 				d.log.Warn("miner reported an error", "details", ptr.Deref(m.Details))

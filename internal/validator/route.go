@@ -33,7 +33,7 @@ func (v *Validator) Route(ctx context.Context, spec protocol.V2JobRequest, deadl
 	if spec.UUID == "" {
 		spec.UUID = uuid.NewString()
 	}
-	candidates := v.candidates()
+	candidates := v.candidates(spec.ExecutorClass)
 	var attempts []Attempt
 	for i, miner := range candidates {
 		if i > 0 {
@@ -69,17 +69,22 @@ func (v *Validator) minAttempt(spec protocol.V2JobRequest) time.Duration {
 }
 
 // candidates are the miners of the cached metagraph serving an axon, other than this
-// validator, in random order so that load spreads.
-func (v *Validator) candidates() []string {
+// validator, whose honoured manifest offers class (or that the validator has not heard
+// from yet), in random order so that load spreads.
+func (v *Validator) candidates(class protocol.ExecutorClass) []string {
 	mg := v.cfg.Metagraph.Latest()
 	if mg == nil {
 		return nil
 	}
 	var out []string
 	for _, n := range mg.Neurons {
-		if n.Axon.IsServing() && n.Hotkey != chain.Hotkey(v.hotkey) {
-			out = append(out, string(n.Hotkey))
+		if !n.Axon.IsServing() || n.Hotkey == chain.Hotkey(v.hotkey) {
+			continue
 		}
+		if m, ok := v.manifests.honoured(string(n.Hotkey)); ok && m.Count(class) == 0 {
+			continue
+		}
+		out = append(out, string(n.Hotkey))
 	}
 	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
 	return out

@@ -46,9 +46,10 @@ type Config struct {
 
 // Validator drives jobs on miners. It is safe for concurrent use.
 type Validator struct {
-	cfg    Config
-	hotkey string
-	log    *slog.Logger
+	cfg       Config
+	hotkey    string
+	log       *slog.Logger
+	manifests manifestBook // the miners' manifests under the 2-hour rule
 }
 
 // New validates cfg and returns a validator.

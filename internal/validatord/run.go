@@ -27,6 +27,7 @@ import (
 	"github.com/computehorde/horde/internal/keys"
 	"github.com/computehorde/horde/internal/protocol"
 	"github.com/computehorde/horde/internal/receiptsync"
+	"github.com/computehorde/horde/internal/statussock"
 	"github.com/computehorde/horde/internal/store"
 	"github.com/computehorde/horde/internal/validator"
 )
@@ -106,6 +107,14 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 		clock.Every(runCtx, time.Duration(cfg.ReceiptsInterval), func() { pullReceipts(runCtx, syncer, cache, key.SS58(), log) })
 	})
 	wg.Go(func() { _ = v.RunWeights(runCtx) })
+
+	stopStatus, err := statussock.Serve(runCtx, &wg, StatusSocket(cfg.DataDir), log, map[string]func(context.Context) (any, error){
+		"/miners": func(context.Context) (any, error) { return v.Manifests(), nil },
+	})
+	if err != nil {
+		return err
+	}
+	defer stopStatus()
 
 	api := &jobAPI{v: v, db: db, token: cfg.APIToken, log: log, jobs: map[string]*apiJob{}, slots: make(chan struct{}, cfg.MaxJobs), ctx: runCtx}
 	ln, err := net.Listen("tcp", cfg.APIListen)
@@ -324,4 +333,14 @@ func pullReceipts(ctx context.Context, s *receiptsync.Syncer, cache *chain.Metag
 	if st.Imported > 0 {
 		log.Info("receipts imported", "receipts", st.Imported, "duplicates", st.Duplicates, "miners", len(miners))
 	}
+}
+
+// StatusSocket is where a running validator answers `horde validator miners`.
+func StatusSocket(dataDir string) string { return filepath.Join(dataDir, "validator.sock") }
+
+// ReadMiners asks the validator running on dataDir for its miners' manifests.
+func ReadMiners(ctx context.Context, dataDir string) ([]validator.MinerManifest, error) {
+	var out []validator.MinerManifest
+	err := statussock.Get(ctx, StatusSocket(dataDir), "/miners", &out)
+	return out, err
 }
