@@ -72,6 +72,8 @@ func (v *Validator) RunJob(ctx context.Context, minerHotkey string, spec protoco
 		return nil, fmt.Errorf("validator: record job %s: %w", spec.UUID, err)
 	}
 
+	v.countInFlight(minerHotkey, spec.ExecutorClass, 1)
+	defer v.countInFlight(minerHotkey, spec.ExecutorClass, -1)
 	d := &driver{v: v, spec: spec, miner: minerHotkey, log: log, class: cls, started: start}
 	res := d.run(ctx)
 	res.UUID = spec.UUID
@@ -237,6 +239,9 @@ func (d *driver) awaitUntil(ctx context.Context, deadline time.Time) (_ protocol
 			if id, _ := protocol.JobUUIDOf(msg); id != d.spec.UUID {
 				d.log.Warn("message for another job ignored", "message", msg.MessageType(), "job_uuid", id)
 				continue
+			}
+			if dec, ok := msg.(*protocol.V0DeclineJobRequest); ok {
+				d.v.judgeDecline(d.miner, d.spec.ExecutorClass, dec, d.v.inFlight(d.miner, d.spec.ExecutorClass)-1)
 			}
 			return msg, false, nil
 		}

@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/computehorde/horde/internal/chain"
 	"github.com/computehorde/horde/internal/clock"
 	"github.com/computehorde/horde/internal/hwclass"
 	"github.com/computehorde/horde/internal/keys"
+	"github.com/computehorde/horde/internal/scoring"
 	"github.com/computehorde/horde/internal/store"
 )
 
@@ -39,6 +41,11 @@ type Config struct {
 	// ScoreWindow is the stretch of countersigned work each tempo's weights reward; zero
 	// means DefaultScoreWindow.
 	ScoreWindow time.Duration
+	// PenaltyFactor multiplies a miner's class multiplier at each decline it is not
+	// excused for; zero means DefaultPenaltyFactor. PenaltyHalfLife is how fast a penalty
+	// fades; zero means DefaultPenaltyHalfLife.
+	PenaltyFactor   float64
+	PenaltyHalfLife time.Duration
 	// Clock is the time source of every deadline; nil means the real clock.
 	Clock  clock.Clock
 	Logger *slog.Logger // nil means slog.Default()
@@ -50,6 +57,10 @@ type Validator struct {
 	hotkey    string
 	log       *slog.Logger
 	manifests manifestBook // the miners' manifests under the 2-hour rule
+	penalties penaltyBook  // the miners' decline penalties
+
+	mu       sync.Mutex
+	inflight map[scoring.MinerClass]int // this validator's jobs per miner and class; guarded by mu
 }
 
 // New validates cfg and returns a validator.

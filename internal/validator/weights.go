@@ -20,8 +20,8 @@ const DefaultScoreWindow = 72 * time.Minute
 var ErrNoWork = errors.New("validator: no countersigned work in the scoring window; no weights to set")
 
 // Scores applies the points formula to the countersigned work of the window ending at now.
-// Demand multipliers, efficiency factors and penalties are 1 until the validator measures
-// them.
+// Penalties come from the declines the validator judged; demand multipliers and efficiency
+// factors are 1 until the validator measures them.
 func (v *Validator) Scores(ctx context.Context, now time.Time) (scoring.Result, error) {
 	totals, err := v.cfg.Store.WorkedSeconds(ctx, now.Add(-v.scoreWindow()), now)
 	if err != nil {
@@ -31,7 +31,10 @@ func (v *Validator) Scores(ctx context.Context, now time.Time) (scoring.Result, 
 	for _, t := range totals {
 		work = append(work, scoring.Work{Miner: t.MinerHotkey, Class: protocol.ExecutorClass(t.ExecutorClass), WorkedSeconds: t.WorkedSeconds})
 	}
-	factors, err := scoring.Assemble(work, scoring.Sources{RelativeValues: v.cfg.Classes.RelativeValues()})
+	factors, err := scoring.Assemble(work, scoring.Sources{
+		RelativeValues: v.cfg.Classes.RelativeValues(),
+		Penalty:        v.penalties.snapshot(now, v.penaltyHalfLife()),
+	})
 	if err != nil {
 		return scoring.Result{}, err
 	}
