@@ -158,6 +158,11 @@ func (d *driver) run(ctx context.Context) *JobResult {
 	if res := d.send(ctx, auth); res != nil {
 		return res
 	}
+	// The values the miner judges its classes' profitability by (extension; an upstream
+	// miner ignores it).
+	if res := d.send(ctx, d.v.ClassValues()); res != nil {
+		return res
+	}
 	res := d.drive(ctx)
 	d.sendFinishedReceipt(ctx, res)
 	_ = d.conn.Close("job done")

@@ -34,6 +34,8 @@ func (v *Validator) Route(ctx context.Context, spec protocol.V2JobRequest, deadl
 		spec.UUID = uuid.NewString()
 	}
 	candidates := v.candidates(spec.ExecutorClass)
+	served := false
+	defer func() { v.demand.record(spec.ExecutorClass, v.cfg.Clock.Now(), !served) }()
 	var attempts []Attempt
 	for i, miner := range candidates {
 		if i > 0 {
@@ -48,6 +50,7 @@ func (v *Validator) Route(ctx context.Context, spec protocol.V2JobRequest, deadl
 		}
 		attempts = append(attempts, Attempt{Miner: miner, Result: res})
 		if res.Status != protocol.JobStatusRejected && res.Status != protocol.JobStatusHordeFailed {
+			served = true
 			return res, attempts, nil
 		}
 		v.log.Info("job not done by this miner; trying another", "job", spec.UUID, "miner", miner[:min(10, len(miner))],

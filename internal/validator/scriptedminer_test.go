@@ -103,7 +103,9 @@ type minerPeer struct {
 	ws      *websocket.Conn
 	conn    *wsconn.Conn
 	initial *protocol.V0InitialJobRequest
-	got     []protocol.Message // everything the validator sent, in order
+	got     []protocol.Message // everything the validator sent, in order, but the class values
+	// classValues is the V0ClassValuesMessage the validator sent after auth.
+	classValues *protocol.V0ClassValuesMessage
 }
 
 // fail reports a script failure and ends the script's goroutine.
@@ -122,6 +124,11 @@ func (p *minerPeer) read() (protocol.Message, error) {
 	msg, err := protocol.DecodeValidatorToMiner(frame)
 	if err != nil {
 		p.fail("miner: the validator sent a frame outside its union: %s: %v", frame, err)
+	}
+	if cv, ok := msg.(*protocol.V0ClassValuesMessage); ok {
+		// The class values follow the auth; the scripts play the job exchange.
+		p.classValues = cv
+		return p.read()
 	}
 	p.got = append(p.got, msg)
 	return msg, nil

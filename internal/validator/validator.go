@@ -41,6 +41,9 @@ type Config struct {
 	// ScoreWindow is the stretch of countersigned work each tempo's weights reward; zero
 	// means DefaultScoreWindow.
 	ScoreWindow time.Duration
+	// RewardRate is the reward (alpha) per executor-hour of value 1.0 published to miners;
+	// zero means DefaultRewardRate.
+	RewardRate float64
 	// PenaltyFactor multiplies a miner's class multiplier at each decline it is not
 	// excused for; zero means DefaultPenaltyFactor. PenaltyHalfLife is how fast a penalty
 	// fades; zero means DefaultPenaltyHalfLife.
@@ -58,6 +61,7 @@ type Validator struct {
 	log       *slog.Logger
 	manifests manifestBook // the miners' manifests under the 2-hour rule
 	penalties penaltyBook  // the miners' decline penalties
+	demand    demandBook   // demand per class, for the demand multipliers
 
 	mu       sync.Mutex
 	inflight map[scoring.MinerClass]int // this validator's jobs per miner and class; guarded by mu

@@ -37,6 +37,9 @@ type Config struct {
 	ShutdownGrace config.Duration `toml:"shutdown_grace"`
 	// MaxJobs bounds the jobs the API runs at once.
 	MaxJobs int `toml:"max_jobs"`
+	// RewardRate is the reward (alpha) per executor-hour of value 1.0 published to miners,
+	// by which they judge which classes pay for themselves.
+	RewardRate float64 `toml:"reward_rate"`
 	// ScoreWindow is the stretch of countersigned work each tempo's weights reward.
 	ScoreWindow config.Duration `toml:"score_window"`
 	// ReceiptsInterval is how often miners' receipts pages are pulled.
@@ -61,6 +64,7 @@ func Defaults() Config {
 	c.DataDir = "horde-validator"
 	c.ShutdownGrace = config.Duration(5 * time.Minute)
 	c.MaxJobs = 256
+	c.RewardRate = 1
 	c.ScoreWindow = config.Duration(72 * time.Minute)
 	c.ReceiptsInterval = config.Duration(10 * time.Second)
 	c.Wallet.Path = keys.DefaultWalletsDir()
@@ -98,6 +102,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownGrace < 0 {
 		bad("shutdown_grace", "%v is negative", c.ShutdownGrace)
+	}
+	if c.RewardRate <= 0 || c.RewardRate != c.RewardRate {
+		bad("reward_rate", "must be a positive number (alpha per executor-hour of value 1.0)")
 	}
 	if c.ScoreWindow <= 0 {
 		bad("score_window", "must be positive, e.g. 72m (one tempo)")

@@ -86,7 +86,7 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 	}
 	defer db.Close()
 	v, err := validator.New(validator.Config{Keypair: key, Chain: op.Chain, Metagraph: cache, NetUID: op.NetUID, Store: db,
-		ScoreWindow: time.Duration(cfg.ScoreWindow), Logger: log})
+		ScoreWindow: time.Duration(cfg.ScoreWindow), RewardRate: cfg.RewardRate, Logger: log})
 	if err != nil {
 		return err
 	}
