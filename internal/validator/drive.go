@@ -210,6 +210,7 @@ func (d *driver) followStages(ctx context.Context, deadline time.Time) *JobResul
 					if !d.work.running() { // execution done came before volumes ready
 						d.work.start(d.v.cfg.Clock.Now())
 					}
+					d.executed = d.v.cfg.Clock.Now().Sub(d.work.from)
 					d.accountWork(ctx, d.v.cfg.Clock.Now(), true)
 				}
 			}
@@ -219,5 +220,5 @@ func (d *driver) followStages(ctx context.Context, deadline time.Time) *JobResul
 		}
 	}
 	fin := ended[stageUpload].(*protocol.V0JobFinishedRequest)
-	return &JobResult{Status: protocol.JobStatusCompleted, Stdout: fin.DockerProcessStdout, Stderr: fin.DockerProcessStderr}
+	return &JobResult{Status: protocol.JobStatusCompleted, Stdout: fin.DockerProcessStdout, Stderr: fin.DockerProcessStderr, Executed: d.executed}
 }

@@ -36,6 +36,9 @@ type JobResult struct {
 	Message    string
 	ExitStatus *int
 	Took       time.Duration
+	// Executed is how long the job's container ran (volumes ready to execution done), for
+	// jobs that completed.
+	Executed time.Duration
 }
 
 // Failed reports whether the job did not complete.
@@ -105,6 +108,7 @@ type driver struct {
 	readErr     chan error            // buffered; readLoop sends exactly one error before closing msgs
 	initialSent bool                  // a JobFinished receipt is owed from here on, whatever the outcome
 	work        workAccount           // the job's execution, accounted in intervals
+	executed    time.Duration         // how long the container ran, once execution is done
 }
 
 func hordeFailure(reason protocol.HordeFailureReason, msg string) *JobResult {

@@ -73,7 +73,7 @@ func (v *Validator) minAttempt(spec protocol.V2JobRequest) time.Duration {
 
 // candidates are the miners of the cached metagraph serving an axon, other than this
 // validator, whose honoured manifest offers class (or that the validator has not heard
-// from yet), in random order so that load spreads.
+// from yet; any class when class is empty), in random order so that load spreads.
 func (v *Validator) candidates(class protocol.ExecutorClass) []string {
 	mg := v.cfg.Metagraph.Latest()
 	if mg == nil {
@@ -84,7 +84,7 @@ func (v *Validator) candidates(class protocol.ExecutorClass) []string {
 		if !n.Axon.IsServing() || n.Hotkey == chain.Hotkey(v.hotkey) {
 			continue
 		}
-		if m, ok := v.manifests.honoured(string(n.Hotkey)); ok && m.Count(class) == 0 {
+		if m, ok := v.manifests.honoured(string(n.Hotkey)); ok && class != "" && m.Count(class) == 0 {
 			continue
 		}
 		out = append(out, string(n.Hotkey))

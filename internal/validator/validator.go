@@ -41,6 +41,12 @@ type Config struct {
 	// ScoreWindow is the stretch of countersigned work each tempo's weights reward; zero
 	// means DefaultScoreWindow.
 	ScoreWindow time.Duration
+	// BenchImage is the benchmark job's image (jobs/bench); empty disables benchmarks.
+	// BenchRate (hashes per second of the reference machine) and BenchSeconds (the
+	// reference duration) size each run; zero means DefaultBenchRate and DefaultBenchSeconds.
+	BenchImage   string
+	BenchRate    float64
+	BenchSeconds int
 	// RewardRate is the reward (alpha) per executor-hour of value 1.0 published to miners;
 	// zero means DefaultRewardRate.
 	RewardRate float64
@@ -56,12 +62,13 @@ type Config struct {
 
 // Validator drives jobs on miners. It is safe for concurrent use.
 type Validator struct {
-	cfg       Config
-	hotkey    string
-	log       *slog.Logger
-	manifests manifestBook // the miners' manifests under the 2-hour rule
-	penalties penaltyBook  // the miners' decline penalties
-	demand    demandBook   // demand per class, for the demand multipliers
+	cfg        Config
+	hotkey     string
+	log        *slog.Logger
+	manifests  manifestBook   // the miners' manifests under the 2-hour rule
+	penalties  penaltyBook    // the miners' decline penalties
+	demand     demandBook     // demand per class, for the demand multipliers
+	efficiency efficiencyBook // benchmark results per miner and class
 
 	mu       sync.Mutex
 	inflight map[scoring.MinerClass]int // this validator's jobs per miner and class; guarded by mu

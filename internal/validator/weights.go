@@ -20,8 +20,8 @@ const DefaultScoreWindow = 72 * time.Minute
 var ErrNoWork = errors.New("validator: no countersigned work in the scoring window; no weights to set")
 
 // Scores applies the points formula to the countersigned work of the window ending at now.
-// Penalties come from the declines the validator judged and demand multipliers from the
-// jobs asked of it; efficiency factors are 1 until the validator benchmarks miners.
+// Penalties come from the declines the validator judged, demand multipliers from the jobs
+// asked of it, efficiency factors from its benchmarks (1 until a miner is benchmarked).
 func (v *Validator) Scores(ctx context.Context, now time.Time) (scoring.Result, error) {
 	totals, err := v.cfg.Store.WorkedSeconds(ctx, now.Add(-v.scoreWindow()), now)
 	if err != nil {
@@ -34,6 +34,7 @@ func (v *Validator) Scores(ctx context.Context, now time.Time) (scoring.Result, 
 	factors, err := scoring.Assemble(work, scoring.Sources{
 		RelativeValues: v.cfg.Classes.RelativeValues(),
 		Demand:         v.demand.multipliers(now, v.supply),
+		Efficiency:     v.efficiency.snapshot(),
 		Penalty:        v.penalties.snapshot(now, v.penaltyHalfLife()),
 	})
 	if err != nil {

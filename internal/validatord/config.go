@@ -37,6 +37,11 @@ type Config struct {
 	ShutdownGrace config.Duration `toml:"shutdown_grace"`
 	// MaxJobs bounds the jobs the API runs at once.
 	MaxJobs int `toml:"max_jobs"`
+	// BenchmarkImage is the benchmark job's image (jobs/bench, pullable by miners); empty
+	// disables benchmarks (every efficiency factor stays 1). BenchmarkInterval is how often
+	// new miners and classes are looked for.
+	BenchmarkImage    string          `toml:"benchmark_image"`
+	BenchmarkInterval config.Duration `toml:"benchmark_interval"`
 	// RewardRate is the reward (alpha) per executor-hour of value 1.0 published to miners,
 	// by which they judge which classes pay for themselves.
 	RewardRate float64 `toml:"reward_rate"`
@@ -65,6 +70,7 @@ func Defaults() Config {
 	c.ShutdownGrace = config.Duration(5 * time.Minute)
 	c.MaxJobs = 256
 	c.RewardRate = 1
+	c.BenchmarkInterval = config.Duration(10 * time.Minute)
 	c.ScoreWindow = config.Duration(72 * time.Minute)
 	c.ReceiptsInterval = config.Duration(10 * time.Second)
 	c.Wallet.Path = keys.DefaultWalletsDir()
@@ -105,6 +111,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RewardRate <= 0 || c.RewardRate != c.RewardRate {
 		bad("reward_rate", "must be a positive number (alpha per executor-hour of value 1.0)")
+	}
+	if c.BenchmarkInterval <= 0 {
+		bad("benchmark_interval", "must be positive, e.g. 10m")
 	}
 	if c.ScoreWindow <= 0 {
 		bad("score_window", "must be positive, e.g. 72m (one tempo)")

@@ -86,7 +86,7 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 	}
 	defer db.Close()
 	v, err := validator.New(validator.Config{Keypair: key, Chain: op.Chain, Metagraph: cache, NetUID: op.NetUID, Store: db,
-		ScoreWindow: time.Duration(cfg.ScoreWindow), RewardRate: cfg.RewardRate, Logger: log})
+		ScoreWindow: time.Duration(cfg.ScoreWindow), RewardRate: cfg.RewardRate, BenchImage: cfg.BenchmarkImage, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -107,6 +107,11 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 		clock.Every(runCtx, time.Duration(cfg.ReceiptsInterval), func() { pullReceipts(runCtx, syncer, cache, key.SS58(), log) })
 	})
 	wg.Go(func() { _ = v.RunWeights(runCtx) })
+	if cfg.BenchmarkImage != "" {
+		wg.Go(func() { _ = v.RunBenchmarks(runCtx, time.Duration(cfg.BenchmarkInterval)) })
+	} else {
+		log.Warn("benchmarks are off (no benchmark_image): every miner's efficiency factor stays 1")
+	}
 
 	stopStatus, err := statussock.Serve(runCtx, &wg, StatusSocket(cfg.DataDir), log, map[string]func(context.Context) (any, error){
 		"/miners": func(context.Context) (any, error) { return v.Manifests(), nil },
