@@ -94,6 +94,18 @@ identity = "validator"
 		t.Fatalf("the validator did not serve within 30 s\n%s", stderr.String())
 	}
 
+	// The validator links to the miner as soon as it sees its axon, and learns its manifest
+	// before any job.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		miners := horde(t, runOpts{}, "validator", "miners", "--config", cfg)
+		if strings.Contains(miners.stdout, devBob) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the validator never learned the miner's manifest:\n%s\n%s", miners, stderr.String())
+		}
+	}
+
 	spec, err := protocol.Encode(&protocol.V2JobRequest{
 		UUID:          uuid.NewString(),
 		ExecutorClass: protocol.ExecutorClassAlwaysOnTest, DockerImage: image, Args: []string{"--sleep", "2s", "routed", "by", "a", "validator", "process"},

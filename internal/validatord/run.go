@@ -107,6 +107,7 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 		clock.Every(runCtx, time.Duration(cfg.ReceiptsInterval), func() { pullReceipts(runCtx, syncer, cache, key.SS58(), log) })
 	})
 	wg.Go(func() { _ = v.RunWeights(runCtx) })
+	wg.Go(func() { _ = v.RunMinerLinks(runCtx) })
 	if cfg.BenchmarkImage != "" {
 		wg.Go(func() { _ = v.RunBenchmarks(runCtx, time.Duration(cfg.BenchmarkInterval)) })
 	} else {

@@ -128,6 +128,10 @@ func (c *Conn) Close(reason string) error {
 	return c.ws.Close(websocket.StatusNormalClosure, reason)
 }
 
+// Ping sends a websocket ping and waits for the pong; a reader must be running (ReadFrame)
+// for the pong to arrive. Peers count pings as activity.
+func (c *Conn) Ping(ctx context.Context) error { return c.ws.Ping(ctx) }
+
 // CloseNow drops the connection without the closing handshake.
 func (c *Conn) CloseNow() error { return c.ws.CloseNow() }
 
