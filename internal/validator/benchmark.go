@@ -170,24 +170,49 @@ func (v *Validator) Benchmark(ctx context.Context, miner string, class protocol.
 // nil when ctx ends.
 func (v *Validator) RunBenchmarks(ctx context.Context, interval time.Duration) error {
 	for {
-		for _, miner := range v.candidates("") {
-			m, ok := v.manifests.honoured(miner)
-			if !ok {
-				continue
-			}
-			for _, e := range m {
-				if e.Count == 0 || v.efficiency.benchmarked(scoring.MinerClass{Miner: miner, Class: e.Class}) {
-					continue
-				}
-				if _, err := v.Benchmark(ctx, miner, e.Class); err != nil && ctx.Err() == nil {
-					v.log.Warn("benchmark failed", "miner", miner[:min(10, len(miner))], "class", e.Class, "err", err)
-				}
-			}
-		}
+		v.BenchmarkRound(ctx)
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-v.cfg.Clock.After(interval):
 		}
 	}
+}
+
+// benchConcurrency bounds the benchmarks a round runs at once: each one is a job on a
+// different miner, so a round over many miners takes about as long as its slowest few.
+const benchConcurrency = 64
+
+// BenchmarkRound benchmarks, concurrently, every class of every miner's honoured manifest
+// not benchmarked yet, and returns the runs.
+func (v *Validator) BenchmarkRound(ctx context.Context) []BenchRun {
+	var todo []scoring.MinerClass
+	for _, miner := range v.candidates("") {
+		m, ok := v.manifests.honoured(miner)
+		if !ok {
+			continue
+		}
+		for _, e := range m {
+			k := scoring.MinerClass{Miner: miner, Class: e.Class}
+			if e.Count > 0 && !v.efficiency.benchmarked(k) {
+				todo = append(todo, k)
+			}
+		}
+	}
+	runs := make([]BenchRun, len(todo))
+	sem := make(chan struct{}, benchConcurrency)
+	var wg sync.WaitGroup
+	for i, k := range todo {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			run, err := v.Benchmark(ctx, k.Miner, k.Class)
+			if err != nil && ctx.Err() == nil {
+				v.log.Warn("benchmark failed", "miner", k.Miner[:min(10, len(k.Miner))], "class", k.Class, "err", err)
+			}
+			runs[i] = run
+		})
+	}
+	wg.Wait()
+	return runs
 }
