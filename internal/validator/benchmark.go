@@ -159,6 +159,7 @@ func (v *Validator) Benchmark(ctx context.Context, miner string, class protocol.
 		run.Factor = min(max(float64(seconds)*float64(time.Second)/float64(measured), EfficiencyMin), EfficiencyMax)
 	}
 	run.Smoothed = v.efficiency.update(k, run.Factor, !run.Correct)
+	v.reliability.record(miner, run.Correct)
 	v.log.Info("benchmark", "miner", miner[:min(10, len(miner))], "class", class, "correct", run.Correct,
 		"executed", res.Executed, "factor", run.Factor, "efficiency", run.Smoothed)
 	return run, nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -48,6 +49,7 @@ func (v *Validator) Route(ctx context.Context, spec protocol.V2JobRequest, deadl
 		if err != nil {
 			return nil, attempts, err
 		}
+		v.reliability.record(miner, res.Status != protocol.JobStatusRejected && res.Status != protocol.JobStatusHordeFailed)
 		attempts = append(attempts, Attempt{Miner: miner, Result: res})
 		if res.Status != protocol.JobStatusRejected && res.Status != protocol.JobStatusHordeFailed {
 			served = true
@@ -73,8 +75,36 @@ func (v *Validator) minAttempt(spec protocol.V2JobRequest) time.Duration {
 
 // candidates are the miners of the cached metagraph serving an axon, other than this
 // validator, whose honoured manifest offers class (or that the validator has not heard
-// from yet; any class when class is empty), in random order so that load spreads.
+// from yet; any class when class is empty). Their order is random, weighted by each miner's
+// efficiency for the class times its reliability, so that load spreads and better miners
+// get more of it (a weighted shuffle: each next miner is drawn with probability
+// proportional to its weight among those left).
 func (v *Validator) candidates(class protocol.ExecutorClass) []string {
+	miners := v.servingMiners(class)
+	weights := make([]float64, len(miners))
+	for i, m := range miners {
+		weights[i] = max(v.Efficiency(m, class)*v.Reliability(m), 0.01)
+	}
+	out := make([]string, 0, len(miners))
+	for len(miners) > 0 {
+		total := 0.0
+		for _, w := range weights {
+			total += w
+		}
+		r := rand.Float64() * total
+		i := 0
+		for ; i < len(weights)-1 && r >= weights[i]; i++ {
+			r -= weights[i]
+		}
+		out = append(out, miners[i])
+		miners = append(miners[:i], miners[i+1:]...)
+		weights = append(weights[:i], weights[i+1:]...)
+	}
+	return out
+}
+
+// servingMiners are the candidates before ordering.
+func (v *Validator) servingMiners(class protocol.ExecutorClass) []string {
 	mg := v.cfg.Metagraph.Latest()
 	if mg == nil {
 		return nil
@@ -89,6 +119,49 @@ func (v *Validator) candidates(class protocol.ExecutorClass) []string {
 		}
 		out = append(out, string(n.Hotkey))
 	}
-	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
 	return out
+}
+
+// reliabilityBook counts, per miner, the jobs it took and did (completed, or failed by the
+// job's own fault) against those it declined or failed on the horde's side.
+type reliabilityBook struct {
+	mu sync.Mutex
+	m  map[string]*[2]float64 // good, bad, decayed so that recent jobs count most
+}
+
+// reliabilityDecay is how much earlier outcomes still count at each new one.
+const reliabilityDecay = 0.95
+
+func (b *reliabilityBook) record(miner string, good bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.m == nil {
+		b.m = map[string]*[2]float64{}
+	}
+	c := b.m[miner]
+	if c == nil {
+		c = &[2]float64{}
+		b.m[miner] = c
+	}
+	c[0] *= reliabilityDecay
+	c[1] *= reliabilityDecay
+	if good {
+		c[0]++
+	} else {
+		c[1]++
+	}
+}
+
+// Reliability returns the share of miner's recent jobs it did, with a prior of one good
+// job so that a new miner starts near 1 and one failure does not sink it.
+func (v *Validator) Reliability(miner string) float64 {
+	b := &v.reliability
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	good, bad := 1.0, 0.0
+	if c := b.m[miner]; c != nil {
+		good += c[0]
+		bad += c[1]
+	}
+	return good / (good + bad)
 }

@@ -62,13 +62,14 @@ type Config struct {
 
 // Validator drives jobs on miners. It is safe for concurrent use.
 type Validator struct {
-	cfg        Config
-	hotkey     string
-	log        *slog.Logger
-	manifests  manifestBook   // the miners' manifests under the 2-hour rule
-	penalties  penaltyBook    // the miners' decline penalties
-	demand     demandBook     // demand per class, for the demand multipliers
-	efficiency efficiencyBook // benchmark results per miner and class
+	cfg         Config
+	hotkey      string
+	log         *slog.Logger
+	manifests   manifestBook    // the miners' manifests under the 2-hour rule
+	penalties   penaltyBook     // the miners' decline penalties
+	demand      demandBook      // demand per class, for the demand multipliers
+	efficiency  efficiencyBook  // benchmark results per miner and class
+	reliability reliabilityBook // jobs done against declined or failed, per miner
 
 	mu       sync.Mutex
 	inflight map[scoring.MinerClass]int // this validator's jobs per miner and class; guarded by mu
