@@ -50,6 +50,12 @@ func (r *JobResult) Failed() bool { return r.Status != protocol.JobStatusComplet
 // effect (as upstream: the class decides). An error is returned only when the job could not be
 // recorded; every outcome of the job itself, failures included, is in the result.
 func (v *Validator) RunJob(ctx context.Context, minerHotkey string, spec protocol.V2JobRequest) (*JobResult, error) {
+	return v.runJob(ctx, minerHotkey, "", spec)
+}
+
+// runJob is RunJob on the miner at base (ws://host:port) when base is set, else where the
+// metagraph says the miner serves.
+func (v *Validator) runJob(ctx context.Context, minerHotkey, base string, spec protocol.V2JobRequest) (*JobResult, error) {
 	if spec.UUID == "" {
 		spec.UUID = uuid.NewString()
 	}
@@ -77,7 +83,7 @@ func (v *Validator) RunJob(ctx context.Context, minerHotkey string, spec protoco
 
 	v.countInFlight(minerHotkey, spec.ExecutorClass, 1)
 	defer v.countInFlight(minerHotkey, spec.ExecutorClass, -1)
-	d := &driver{v: v, spec: spec, miner: minerHotkey, log: log, class: cls, started: start}
+	d := &driver{v: v, spec: spec, miner: minerHotkey, log: log, class: cls, started: start, base: base}
 	res := d.run(ctx)
 	res.UUID = spec.UUID
 	res.Took = v.cfg.Clock.Now().Sub(start)
@@ -109,6 +115,7 @@ type driver struct {
 	initialSent bool                  // a JobFinished receipt is owed from here on, whatever the outcome
 	work        workAccount           // the job's execution, accounted in intervals
 	executed    time.Duration         // how long the container ran, once execution is done
+	base        string                // the miner's ws:// base when not from the metagraph (the trusted miner)
 }
 
 func hordeFailure(reason protocol.HordeFailureReason, msg string) *JobResult {
@@ -119,23 +126,27 @@ func hordeFailure(reason protocol.HordeFailureReason, msg string) *JobResult {
 }
 
 func (d *driver) run(ctx context.Context) *JobResult {
-	mc := d.v.cfg.Metagraph
-	if mc.Latest() == nil {
-		// Only before the cache's first refresh: afterwards it serves its last good metagraph.
-		msg := "cannot read metagraph: the validator has not read the chain yet; retry once it has"
-		if err := mc.Status().LastError; err != nil {
-			msg += " (" + err.Error() + ")"
+	base := d.base
+	if base == "" {
+		mc := d.v.cfg.Metagraph
+		if mc.Latest() == nil {
+			// Only before the cache's first refresh: afterwards it serves its last good metagraph.
+			msg := "cannot read metagraph: the validator has not read the chain yet; retry once it has"
+			if err := mc.Status().LastError; err != nil {
+				msg += " (" + err.Error() + ")"
+			}
+			return hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, msg)
 		}
-		return hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, msg)
+		n, ok := mc.Neuron(chain.Hotkey(d.miner))
+		if !ok {
+			return hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, "miner is not registered on the subnet")
+		}
+		var err error
+		if base, err = minerURL(n); err != nil {
+			return hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, err.Error())
+		}
 	}
-	n, ok := mc.Neuron(chain.Hotkey(d.miner))
-	if !ok {
-		return hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, "miner is not registered on the subnet")
-	}
-	base, err := minerURL(n)
-	if err != nil {
-		return hordeFailure(protocol.HordeFailureReasonMinerConnectionFailed, err.Error())
-	}
+	var err error
 	dialCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	d.conn, err = wsconn.Dial(dialCtx, base+"/v0.1/validator_interface/"+d.v.hotkey)
 	cancel()

@@ -53,6 +53,15 @@ func (v *Validator) Route(ctx context.Context, spec protocol.V2JobRequest, deadl
 		attempts = append(attempts, Attempt{Miner: miner, Result: res})
 		if res.Status != protocol.JobStatusRejected && res.Status != protocol.JobStatusHordeFailed {
 			served = true
+			if res.Status == protocol.JobStatusCompleted && v.shouldCrossCheck() {
+				// In the background: the user's result does not wait for the check; it ends
+				// with ctx (the process).
+				go func() {
+					if _, _, err := v.CrossCheck(ctx, miner, spec, res); err != nil {
+						v.log.Warn("cross-check failed", "job", spec.UUID, "err", err)
+					}
+				}()
+			}
 			return res, attempts, nil
 		}
 		v.log.Info("job not done by this miner; trying another", "job", spec.UUID, "miner", miner[:min(10, len(miner))],

@@ -47,6 +47,10 @@ type Config struct {
 	BenchImage   string
 	BenchRate    float64
 	BenchSeconds int
+	// TrustedMiner, when set, re-runs CrossCheckFraction of the completed organic jobs so
+	// that their outputs can be compared.
+	TrustedMiner       *TrustedMiner
+	CrossCheckFraction float64
 	// RewardRate is the reward (alpha) per executor-hour of value 1.0 published to miners;
 	// zero means DefaultRewardRate.
 	RewardRate float64
@@ -70,6 +74,7 @@ type Validator struct {
 	demand      demandBook      // demand per class, for the demand multipliers
 	efficiency  efficiencyBook  // benchmark results per miner and class
 	reliability reliabilityBook // jobs done against declined or failed, per miner
+	cheats      cheatBook       // cross-check mismatches
 
 	mu       sync.Mutex
 	inflight map[scoring.MinerClass]int // this validator's jobs per miner and class; guarded by mu

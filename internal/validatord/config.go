@@ -42,6 +42,13 @@ type Config struct {
 	// new miners and classes are looked for.
 	BenchmarkImage    string          `toml:"benchmark_image"`
 	BenchmarkInterval config.Duration `toml:"benchmark_interval"`
+	// CrossCheckFraction of the completed organic jobs is re-run on the trusted miner
+	// (a miner this operator runs, not registered on chain) and the outputs compared.
+	CrossCheckFraction float64 `toml:"cross_check_fraction"`
+	TrustedMiner       struct {
+		Hotkey  string `toml:"hotkey"`
+		Address string `toml:"address"`
+	} `toml:"trusted_miner"`
 	// RewardRate is the reward (alpha) per executor-hour of value 1.0 published to miners,
 	// by which they judge which classes pay for themselves.
 	RewardRate float64 `toml:"reward_rate"`
@@ -111,6 +118,19 @@ func (c *Config) Validate() error {
 	}
 	if c.RewardRate <= 0 || c.RewardRate != c.RewardRate {
 		bad("reward_rate", "must be a positive number (alpha per executor-hour of value 1.0)")
+	}
+	if c.CrossCheckFraction < 0 || c.CrossCheckFraction > 1 || c.CrossCheckFraction != c.CrossCheckFraction {
+		bad("cross_check_fraction", "%v is outside 0..1", c.CrossCheckFraction)
+	}
+	if (c.TrustedMiner.Hotkey == "") != (c.TrustedMiner.Address == "") {
+		bad("trusted_miner", "set both hotkey and address, or neither")
+	} else if c.TrustedMiner.Address != "" {
+		if _, err := netip.ParseAddrPort(c.TrustedMiner.Address); err != nil {
+			bad("trusted_miner.address", "%q is not IP:PORT", c.TrustedMiner.Address)
+		}
+	}
+	if c.CrossCheckFraction > 0 && c.TrustedMiner.Hotkey == "" {
+		bad("cross_check_fraction", "needs a [trusted_miner] to re-run jobs on")
 	}
 	if c.BenchmarkInterval <= 0 {
 		bad("benchmark_interval", "must be positive, e.g. 10m")

@@ -85,7 +85,12 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 		return err
 	}
 	defer db.Close()
+	var trusted *validator.TrustedMiner
+	if cfg.TrustedMiner.Hotkey != "" {
+		trusted = &validator.TrustedMiner{Hotkey: cfg.TrustedMiner.Hotkey, Addr: netip.MustParseAddrPort(cfg.TrustedMiner.Address)}
+	}
 	v, err := validator.New(validator.Config{Keypair: key, Chain: op.Chain, Metagraph: cache, NetUID: op.NetUID, Store: db,
+		TrustedMiner: trusted, CrossCheckFraction: cfg.CrossCheckFraction,
 		ScoreWindow: time.Duration(cfg.ScoreWindow), RewardRate: cfg.RewardRate, BenchImage: cfg.BenchmarkImage, Logger: log})
 	if err != nil {
 		return err
