@@ -75,7 +75,7 @@ func (v *Validator) CrossCheck(ctx context.Context, miner string, spec protocol.
 	}
 	check := spec
 	check.UUID = uuid.NewString()
-	trusted, err := v.runJob(ctx, t.Hotkey, "ws://"+t.Addr.String(), check)
+	trusted, err := v.runJob(ctx, t.Hotkey, "ws://"+t.Addr.String(), check, nil)
 	if err != nil {
 		return false, false, err
 	}

@@ -31,6 +31,12 @@ type Attempt struct {
 // by it. It returns the last attempt's result and every attempt; the result is that of the
 // attempt that completed or failed by the job's own fault, when one did.
 func (v *Validator) Route(ctx context.Context, spec protocol.V2JobRequest, deadline time.Time) (*JobResult, []Attempt, error) {
+	return v.RouteWith(ctx, spec, deadline, nil)
+}
+
+// RouteWith is Route telling onStatus each intermediate status of the attempt under way
+// (accepted, executor_ready, volumes_ready, execution_done), as the facilitator relays them.
+func (v *Validator) RouteWith(ctx context.Context, spec protocol.V2JobRequest, deadline time.Time, onStatus func(protocol.JobStatus)) (*JobResult, []Attempt, error) {
 	if spec.UUID == "" {
 		spec.UUID = uuid.NewString()
 	}
@@ -45,7 +51,7 @@ func (v *Validator) Route(ctx context.Context, spec protocol.V2JobRequest, deadl
 			}
 			spec.UUID = uuid.NewString()
 		}
-		res, err := v.RunJob(ctx, miner, spec)
+		res, err := v.runJob(ctx, miner, "", spec, onStatus)
 		if err != nil {
 			return nil, attempts, err
 		}

@@ -42,6 +42,9 @@ type Config struct {
 	// new miners and classes are looked for.
 	BenchmarkImage    string          `toml:"benchmark_image"`
 	BenchmarkInterval config.Duration `toml:"benchmark_interval"`
+	// FacilitatorURL is the facilitator's validator channel (upstream's fv protocol), e.g.
+	// wss://facilitator.example/ws/v0/; empty means jobs come from the local API only.
+	FacilitatorURL string `toml:"facilitator_url"`
 	// CrossCheckFraction of the completed organic jobs is re-run on the trusted miner
 	// (a miner this operator runs, not registered on chain) and the outputs compared.
 	CrossCheckFraction float64 `toml:"cross_check_fraction"`
@@ -118,6 +121,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RewardRate <= 0 || c.RewardRate != c.RewardRate {
 		bad("reward_rate", "must be a positive number (alpha per executor-hour of value 1.0)")
+	}
+	if u := c.FacilitatorURL; u != "" && !strings.HasPrefix(u, "ws://") && !strings.HasPrefix(u, "wss://") {
+		bad("facilitator_url", "%q is not a ws:// or wss:// URL", u)
 	}
 	if c.CrossCheckFraction < 0 || c.CrossCheckFraction > 1 || c.CrossCheckFraction != c.CrossCheckFraction {
 		bad("cross_check_fraction", "%v is outside 0..1", c.CrossCheckFraction)

@@ -113,6 +113,9 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 	})
 	wg.Go(func() { _ = v.RunWeights(runCtx) })
 	wg.Go(func() { _ = v.RunMinerLinks(runCtx) })
+	if cfg.FacilitatorURL != "" {
+		wg.Go(func() { _ = v.RunFacilitatorLink(runCtx, cfg.FacilitatorURL) })
+	}
 	if cfg.BenchmarkImage != "" {
 		wg.Go(func() { _ = v.RunBenchmarks(runCtx, time.Duration(cfg.BenchmarkInterval)) })
 	} else {
