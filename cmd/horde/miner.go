@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
-	"os"
 
 	"github.com/computehorde/horde/internal/minerd"
 )
@@ -41,37 +40,19 @@ func runMiner(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 func runMinerRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("miner run", "miner run --config miner.toml [--wallet NAME --hotkey NAME] [-v]", stderr)
-	path := fs.String("config", "", "the miner's configuration file (examples/miner.toml documents every key; each is also $"+minerd.EnvPrefix+"_<TABLE>_<KEY>)")
-	wallet := fs.String("wallet", "", "wallet name, as btcli's --wallet.name (overrides [wallet] name)")
-	hotkey := fs.String("hotkey", "", "hotkey name, as btcli's --wallet.hotkey (overrides [wallet] hotkey)")
-	walletPath := fs.String("wallet-path", "", "wallets directory (overrides [wallet] path; default ~/.bittensor/wallets)")
-	verbose := fs.Bool("v", false, "log every event (default: info)")
+	rf := addRoleFlags(fs, "miner", minerd.EnvPrefix)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
-	env := os.Getenv
-	overrides := map[string]string{}
-	for flagVal, envName := range map[*string]string{
-		wallet: minerd.EnvPrefix + "_WALLET_NAME", hotkey: minerd.EnvPrefix + "_WALLET_HOTKEY", walletPath: minerd.EnvPrefix + "_WALLET_PATH",
-	} {
-		if *flagVal != "" {
-			overrides[envName] = *flagVal
-		}
-	}
-	cfg, err := minerd.Load(*path, func(k string) string {
-		if v, ok := overrides[k]; ok {
-			return v // flags win over the file and the environment
-		}
-		return env(k)
-	})
+	cfg, err := minerd.Load(*rf.config, rf.getenv())
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	level := slog.LevelInfo
-	if *verbose {
+	if *rf.verbose {
 		level = slog.LevelDebug
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))

@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
-	"os"
 
 	"github.com/computehorde/horde/internal/validatord"
 )
@@ -38,36 +37,19 @@ func runValidator(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 func runValidatorRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("validator run", "validator run --config validator.toml [--wallet NAME --hotkey NAME] [-v]", stderr)
-	path := fs.String("config", "", "the validator's configuration file (examples/validator.toml documents every key; each is also $"+validatord.EnvPrefix+"_<TABLE>_<KEY>)")
-	wallet := fs.String("wallet", "", "wallet name, as btcli's --wallet.name (overrides [wallet] name)")
-	hotkey := fs.String("hotkey", "", "hotkey name, as btcli's --wallet.hotkey (overrides [wallet] hotkey)")
-	walletPath := fs.String("wallet-path", "", "wallets directory (overrides [wallet] path; default ~/.bittensor/wallets)")
-	verbose := fs.Bool("v", false, "log every event (default: info)")
+	rf := addRoleFlags(fs, "validator", validatord.EnvPrefix)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
-	overrides := map[string]string{}
-	for v, env := range map[*string]string{
-		wallet: validatord.EnvPrefix + "_WALLET_NAME", hotkey: validatord.EnvPrefix + "_WALLET_HOTKEY", walletPath: validatord.EnvPrefix + "_WALLET_PATH",
-	} {
-		if *v != "" {
-			overrides[env] = *v
-		}
-	}
-	cfg, err := validatord.Load(*path, func(k string) string {
-		if v, ok := overrides[k]; ok {
-			return v // flags win over the file and the environment
-		}
-		return os.Getenv(k)
-	})
+	cfg, err := validatord.Load(*rf.config, rf.getenv())
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	level := slog.LevelInfo
-	if *verbose {
+	if *rf.verbose {
 		level = slog.LevelDebug
 	}
 	return validatord.Run(ctx, cfg, validatord.Options{

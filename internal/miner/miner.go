@@ -305,6 +305,12 @@ func (m *Miner) accept(w http.ResponseWriter, r *http.Request, peer string) (con
 		m.log.Warn(peer+" websocket upgrade failed", "err", err)
 		return nil, nil
 	}
+	return m.track(conn)
+}
+
+// track registers an accepted conn so Close can drop it; it returns a nil conn when the
+// miner is closed, else the release to call when the handler returns.
+func (m *Miner) track(conn *wsconn.Conn) (_ *wsconn.Conn, release func()) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {

@@ -177,19 +177,7 @@ func (m *Miner) acceptValidator(w http.ResponseWriter, r *http.Request, act *act
 		m.logNoisy(m.log, slog.LevelWarn, "validator-upgrade-failed", "validator websocket upgrade failed", "err", err)
 		return nil, nil
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		conn.CloseNow()
-		return nil, nil
-	}
-	m.conns[conn] = struct{}{}
-	return conn, func() {
-		conn.CloseNow()
-		m.mu.Lock()
-		delete(m.conns, conn)
-		m.mu.Unlock()
-	}
+	return m.track(conn)
 }
 
 // watchIdle closes conn, with a GenericError, once the validator has sent nothing, pings

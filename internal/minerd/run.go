@@ -72,14 +72,9 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 	runCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	defer func() { stopBackground(); wg.Wait() }()
 
-	cache, err := chain.NewMetagraphCache(chain.CacheConfig{Chain: op.Chain, NetUID: op.NetUID, Interval: op.Interval, Logger: log})
+	cache, err := op.Follow(ctx, runCtx, &wg, log)
 	if err != nil {
 		return err
-	}
-	wg.Go(func() { _ = cache.Run(runCtx) })
-	log.Info("waiting for the first metagraph")
-	if err := cache.Wait(ctx); err != nil {
-		return fmt.Errorf("no metagraph from the chain before the miner was stopped: %w", err)
 	}
 	if _, ok := cache.Neuron(chain.Hotkey(key.SS58())); !ok {
 		log.Warn("this hotkey is not registered on the subnet: validators will not find the miner until it is",

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/computehorde/horde/internal/chain"
@@ -242,4 +243,20 @@ func (t Table) Check(envToken string) error {
 		return fmt.Errorf("chain.token: identity %q needs its token; set $%s", t.Identity, envToken)
 	}
 	return nil
+}
+
+// Follow creates the process's metagraph cache over the opened chain, keeps it fresh in wg
+// until runCtx ends, and waits (until ctx ends) for its first metagraph: every role reads
+// the chain through it and starts only once it has one.
+func (op *Opened) Follow(ctx, runCtx context.Context, wg *sync.WaitGroup, log *slog.Logger) (*chain.MetagraphCache, error) {
+	cache, err := chain.NewMetagraphCache(chain.CacheConfig{Chain: op.Chain, NetUID: op.NetUID, Interval: op.Interval, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	wg.Go(func() { _ = cache.Run(runCtx) })
+	log.Info("waiting for the first metagraph")
+	if err := cache.Wait(ctx); err != nil {
+		return nil, fmt.Errorf("no metagraph from the chain before the process was stopped: %w", err)
+	}
+	return cache, nil
 }
