@@ -90,6 +90,11 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 	if err != nil {
 		return err
 	}
+	if n, err := v.Recover(ctx); err != nil {
+		return err
+	} else if n > 0 {
+		log.Warn("jobs of an earlier run are horde_failed", "jobs", n)
+	}
 	allow, _ := egress.ParseAllow(strings.Join(cfg.AllowEgress, ",")) // checked by Validate
 	syncer, err := receiptsync.New(receiptsync.Config{
 		Store: db, Egress: egress.Policy{Allow: allow}, Logger: log,
