@@ -47,3 +47,30 @@ func TestRouteSkipsMinersWithoutTheClass(t *testing.T) {
 		t.Errorf("Route to a class no honoured manifest offers: %v", err)
 	}
 }
+
+// TestRouteSkipsMinersWithoutAFreeExecutor: a miner whose honoured manifest is filled by
+// this validator's own jobs of the class is not offered another one.
+func TestRouteSkipsMinersWithoutAFreeExecutor(t *testing.T) {
+	e := newEnv(t, nil)
+	e.serveAxon(9)
+	bob := e.bob.SS58()
+	e.v.manifests.announce(bob, protocol.Manifest{{Class: protocol.ExecutorClassAlwaysOnTest, Count: 2}}, e.clock.Now())
+	if got := e.v.servingMiners(protocol.ExecutorClassAlwaysOnTest); len(got) != 1 {
+		t.Fatalf("a miner with two free executors: candidates %v", got)
+	}
+	e.v.countInFlight(bob, protocol.ExecutorClassAlwaysOnTest, 1)
+	if got := e.v.servingMiners(protocol.ExecutorClassAlwaysOnTest); len(got) != 1 {
+		t.Fatalf("a miner with one free executor: candidates %v", got)
+	}
+	e.v.countInFlight(bob, protocol.ExecutorClassAlwaysOnTest, 1)
+	if got := e.v.servingMiners(protocol.ExecutorClassAlwaysOnTest); len(got) != 0 {
+		t.Errorf("a miner both of whose executors run this validator's jobs is still a candidate: %v", got)
+	}
+	if _, _, err := e.v.Route(t.Context(), testSpec(protocol.ExecutorClassAlwaysOnTest), e.clock.Now().Add(time.Hour)); !errors.Is(err, ErrNoMiner) {
+		t.Errorf("Route with every executor busy: %v", err)
+	}
+	e.v.countInFlight(bob, protocol.ExecutorClassAlwaysOnTest, -1)
+	if got := e.v.servingMiners(protocol.ExecutorClassAlwaysOnTest); len(got) != 1 {
+		t.Errorf("after a job ended: candidates %v", got)
+	}
+}

@@ -89,8 +89,8 @@ func (v *Validator) minAttempt(spec protocol.V2JobRequest) time.Duration {
 }
 
 // candidates are the miners of the cached metagraph serving an axon, other than this
-// validator, whose honoured manifest offers class (or that the validator has not heard
-// from yet; any class when class is empty). Their order is random, weighted by each miner's
+// validator, whose honoured manifest has an executor of class free of this validator's own
+// jobs (or that the validator has not heard from yet; any class when class is empty). Their order is random, weighted by each miner's
 // efficiency for the class times its reliability, so that load spreads and better miners
 // get more of it (a weighted shuffle: each next miner is drawn with probability
 // proportional to its weight among those left).
@@ -129,7 +129,7 @@ func (v *Validator) servingMiners(class protocol.ExecutorClass) []string {
 		if !n.Axon.IsServing() || n.Hotkey == chain.Hotkey(v.hotkey) {
 			continue
 		}
-		if m, ok := v.manifests.honoured(string(n.Hotkey)); ok && class != "" && m.Count(class) == 0 {
+		if m, ok := v.manifests.honoured(string(n.Hotkey)); ok && class != "" && m.Count(class)-v.inFlight(string(n.Hotkey), class) <= 0 {
 			continue
 		}
 		out = append(out, string(n.Hotkey))
