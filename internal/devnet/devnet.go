@@ -65,7 +65,20 @@ type Config struct {
 	ExecutorClass protocol.ExecutorClass
 	// Executors is how many executors of that class the miner offers; zero means 1.
 	Executors int
-	Logger    *slog.Logger // nil means slog.Default()
+	// BenchBinary, when set, is a static executable of the benchmark job (jobs/bench) that
+	// the validator's benchmark image is assembled from, started as BenchEntrypoint; the
+	// image is tagged BenchImage (empty means "horde-jobs/bench:dev"). BenchRate and
+	// BenchSeconds size each run as validator.Config says.
+	BenchBinary     string
+	BenchEntrypoint []string
+	BenchImage      string
+	BenchRate       float64
+	BenchSeconds    int
+	// Clock is the validator's time source and the miner's for the checks of the
+	// validator's timestamps and its manifest rules; nil means the real clock. Scenario
+	// tests compress time with a fake one. Executors and the Docker engine keep real time.
+	Clock  clock.Clock
+	Logger *slog.Logger // nil means slog.Default()
 }
 
 // Devnet is a running subnet. Close it to stop everything it started.
@@ -145,7 +158,8 @@ func Start(ctx context.Context, cfg Config) (_ *Devnet, err error) {
 	}
 	d.Validator, err = validator.New(validator.Config{
 		Keypair: alice, Chain: d.Chain, Metagraph: d.validatorMetagraph, NetUID: NetUID, Store: d.ValidatorStore,
-		Classes: classes, Logger: cfg.Logger,
+		Classes: classes, Clock: cfg.Clock, Logger: cfg.Logger,
+		BenchImage: d.benchImage(), BenchRate: cfg.BenchRate, BenchSeconds: cfg.BenchSeconds,
 	})
 	if err != nil {
 		return nil, err
@@ -169,6 +183,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Executors == 0 {
 		c.Executors = 1
+	}
+	if c.BenchBinary != "" && c.BenchImage == "" {
+		c.BenchImage = "horde-jobs/bench:dev"
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -220,7 +237,22 @@ func (d *Devnet) startRuntime(ctx, runCtx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("devnet: build job image: %w", err)
 	}
+	if d.cfg.BenchBinary != "" {
+		if err := jobimage.Build(ctx, d.runtime.Client(), jobimage.Spec{
+			Tag: d.cfg.BenchImage, Binary: d.cfg.BenchBinary, Entrypoint: d.cfg.BenchEntrypoint,
+		}); err != nil {
+			return fmt.Errorf("devnet: build benchmark image: %w", err)
+		}
+	}
 	return nil
+}
+
+// benchImage is the validator's benchmark image: empty (benchmarks off) without BenchBinary.
+func (d *Devnet) benchImage() string {
+	if d.cfg.BenchBinary == "" {
+		return ""
+	}
+	return d.cfg.BenchImage
 }
 
 // startMetagraphCaches creates the roles' metagraph caches, refreshes them on every block
@@ -261,6 +293,7 @@ func (d *Devnet) startMiner(ctx, runCtx context.Context, key *keys.Keypair, clas
 		// Upstream's miners serve validators with at least 1000 stake.
 		MinValidatorStake: 1000 * raoPerTAO,
 		Axon:              d.MinerAddr,
+		Clock:             d.cfg.Clock,
 		Logger:            d.log,
 	})
 	if err != nil {

@@ -20,7 +20,7 @@ import (
 
 // startDevnet builds the hello job from jobs/hello and starts a devnet on the local Docker
 // engine, with logs going to the test's output.
-func startDevnet(t *testing.T) *Devnet {
+func startDevnet(t *testing.T, opts ...func(*Config)) *Devnet {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end test: needs the Docker engine; skipped with -short")
@@ -30,13 +30,17 @@ func startDevnet(t *testing.T) *Devnet {
 	if err := jobimage.CompileStatic(ctx, "github.com/computehorde/horde/jobs/hello", bin); err != nil {
 		t.Fatalf("compile jobs/hello: %v", err)
 	}
-	d, err := Start(ctx, Config{
+	cfg := Config{
 		BlockTime:     100 * time.Millisecond,
 		JobBinary:     bin,
 		JobEntrypoint: []string{"/bin/hello"},
 		JobImage:      "horde-test/hello:e2e",
 		Logger:        slog.New(slog.NewTextHandler(t.Output(), nil)),
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	d, err := Start(ctx, cfg)
 	if err != nil {
 		t.Fatalf("devnet.Start: %v", err)
 	}

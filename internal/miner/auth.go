@@ -49,7 +49,7 @@ func (m *Miner) checkAuth(pathHotkey string, a *protocol.ValidatorAuthForMiner) 
 	if a.ValidatorHotkey != pathHotkey {
 		return errAuthWrongVal
 	}
-	now := time.Now()
+	now := m.now()
 	ts := time.Unix(a.Timestamp, 0)
 	if ts.Before(now.Add(-m.cfg.AuthMaxAge)) || ts.After(now.Add(m.cfg.AuthMaxAge)) {
 		return errAuthStale

@@ -169,9 +169,12 @@ func TestManifestFollowsProfitability(t *testing.T) {
 	h := newHarness(t, readyThenHold, protocol.ManifestEntry{Class: classTest, Count: 1}, protocol.ManifestEntry{Class: classGPU, Count: 1})
 	ctx := t.Context()
 	fake := clocktest.NewFake(manifestStart)
-	h.miner.cfg.Clock = fake
 	h.miner.cfg.ClassCosts = map[protocol.ExecutorClass]float64{classGPU: 2, classTest: 1}
-	h.miner.offer = newManifestManager(&h.miner.cfg, h.miner.log)
+	// Only the manifest rules run on the fake clock: the test's validator signs its auth
+	// with the real time.
+	rules := h.miner.cfg
+	rules.Clock = fake
+	h.miner.offer = newManifestManager(&rules, h.miner.log)
 	commits := make(chan string, 16)
 	h.miner.offer.onCommit = func(data string) { commits <- data }
 

@@ -125,8 +125,9 @@ type Config struct {
 	// not a manifest change (the 2-hour rule); empty keeps nothing, and the manifest at
 	// start then counts as a change at start time.
 	ManifestStatePath string
-	// Clock is the time of the manifest rules (the 2-hour window, rate freshness); nil
-	// means the real clock.
+	// Clock is the time of the manifest rules (the 2-hour window, rate freshness) and the
+	// time the validators' own timestamps are checked against (auth freshness, work
+	// intervals); nil means the real clock.
 	Clock clock.Clock
 
 	Logger *slog.Logger // nil means slog.Default()
@@ -345,4 +346,12 @@ func shortKey(ss58 string) string {
 		return ss58[:10]
 	}
 	return ss58
+}
+
+// now is the time validators' timestamps are checked against.
+func (m *Miner) now() time.Time {
+	if m.cfg.Clock != nil {
+		return m.cfg.Clock.Now()
+	}
+	return time.Now()
 }

@@ -36,7 +36,7 @@ func (m *Miner) checkWorkInterval(ctx context.Context, validator string, p *prot
 		return fmt.Errorf("interval of %v; intervals are at most %v", length, WorkInterval)
 	case p.WorkedSeconds < 0 || time.Duration(p.WorkedSeconds)*time.Second > length+workSlack:
 		return fmt.Errorf("%d worked seconds in an interval of %v", p.WorkedSeconds, length)
-	case p.IntervalEnd.After(time.Now().Add(workSlack)):
+	case p.IntervalEnd.After(m.now().Add(workSlack)):
 		return errors.New("the interval ends in the future")
 	}
 	j, err := m.cfg.Store.GetJob(ctx, p.JobUUID)
