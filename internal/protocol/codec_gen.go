@@ -42,6 +42,8 @@ func DecodeValidatorToFacilitator(data []byte) (Message, error) {
 var registry = map[string]msgSpec{
 	"V0WorkIntervalReceiptRequest":  {UnionValidatorToMiner, decoderFor[V0WorkIntervalReceiptRequest]()},
 	"V0ClassValuesMessage":          {UnionValidatorToMiner, decoderFor[V0ClassValuesMessage]()},
+	"V0ClassValuesUpdate":           {UnionValidatorToFacilitator, decoderFor[V0ClassValuesUpdate]()},
+	"V0JobCheatDetected":            {UnionValidatorToFacilitator, decoderFor[V0JobCheatDetected]()},
 	"V0Heartbeat":                   {UnionValidatorToFacilitator, decoderFor[V0Heartbeat]()},
 	"V0AuthenticationRequest":       {UnionValidatorToFacilitator, decoderFor[V0AuthenticationRequest]()},
 	"V0JobStatusUpdate":             {UnionValidatorToFacilitator, decoderFor[V0JobStatusUpdate]()},
@@ -404,6 +406,96 @@ func (m V0ClassValuesMessage) MarshalJSON() ([]byte, error) { return marshalMode
 // UnmarshalJSON decodes strictly (see the package documentation).
 func (m *V0ClassValuesMessage) UnmarshalJSON(data []byte) error {
 	return unmarshalInto(data, "V0ClassValuesMessage", m)
+}
+
+// MessageType returns "V0ClassValuesUpdate".
+func (V0ClassValuesUpdate) MessageType() string { return "V0ClassValuesUpdate" }
+
+var v0ClassValuesUpdateKeys = []string{"message_type", "class_values", "reward_rate"}
+
+func (m *V0ClassValuesUpdate) decode(r *reader) error {
+	var seen uint64
+	err := r.object(func(k []byte) error {
+		switch string(k) {
+		case "message_type":
+			return fLiteral(r, &seen, 0, "message_type", "V0ClassValuesUpdate")
+		case "class_values":
+			return fVia(r, &seen, 1, "class_values", &m.ClassValues, decodeClassValues)
+		case "reward_rate":
+			return fVal(r, &seen, 2, "reward_rate", &m.RewardRate, (*reader).readFloat)
+		}
+		return r.skipValue()
+	})
+	if err != nil {
+		return err
+	}
+	return checkRequired(seen, 0b110, v0ClassValuesUpdateKeys)
+}
+
+func (m V0ClassValuesUpdate) encode(e *encoder) {
+	e.raw(`{"message_type":"V0ClassValuesUpdate","class_values":`)
+	encodeClassValues(e, m.ClassValues)
+	e.raw(`,"reward_rate":`)
+	e.float("reward_rate", m.RewardRate)
+	e.byte1('}')
+}
+
+// MarshalJSON returns the pydantic-compatible encoding.
+func (m V0ClassValuesUpdate) MarshalJSON() ([]byte, error) { return marshalModel(m) }
+
+// UnmarshalJSON decodes strictly (see the package documentation).
+func (m *V0ClassValuesUpdate) UnmarshalJSON(data []byte) error {
+	return unmarshalInto(data, "V0ClassValuesUpdate", m)
+}
+
+// MessageType returns "V0JobCheatDetected".
+func (V0JobCheatDetected) MessageType() string { return "V0JobCheatDetected" }
+
+func (m V0JobCheatDetected) jobUUID() string { return m.JobUUID }
+
+var v0JobCheatDetectedKeys = []string{"message_type", "job_uuid", "trusted_job_uuid", "miner_hotkey", "details"}
+
+func (m *V0JobCheatDetected) decode(r *reader) error {
+	var seen uint64
+	err := r.object(func(k []byte) error {
+		switch string(k) {
+		case "message_type":
+			return fLiteral(r, &seen, 0, "message_type", "V0JobCheatDetected")
+		case "job_uuid":
+			return fVal(r, &seen, 1, "job_uuid", &m.JobUUID, readID)
+		case "trusted_job_uuid":
+			return fVal(r, &seen, 2, "trusted_job_uuid", &m.TrustedJobUUID, (*reader).readString)
+		case "miner_hotkey":
+			return fVal(r, &seen, 3, "miner_hotkey", &m.MinerHotkey, (*reader).readString)
+		case "details":
+			return fRaw(r, &seen, 4, "details", rawAny, &m.Details)
+		}
+		return r.skipValue()
+	})
+	if err != nil {
+		return err
+	}
+	return checkRequired(seen, 0b11110, v0JobCheatDetectedKeys)
+}
+
+func (m V0JobCheatDetected) encode(e *encoder) {
+	e.raw(`{"message_type":"V0JobCheatDetected","job_uuid":`)
+	e.str(m.JobUUID)
+	e.raw(`,"trusted_job_uuid":`)
+	e.str(m.TrustedJobUUID)
+	e.raw(`,"miner_hotkey":`)
+	e.str(m.MinerHotkey)
+	e.raw(`,"details":`)
+	e.rawJSON("details", m.Details, rawAny)
+	e.byte1('}')
+}
+
+// MarshalJSON returns the pydantic-compatible encoding.
+func (m V0JobCheatDetected) MarshalJSON() ([]byte, error) { return marshalModel(m) }
+
+// UnmarshalJSON decodes strictly (see the package documentation).
+func (m *V0JobCheatDetected) UnmarshalJSON(data []byte) error {
+	return unmarshalInto(data, "V0JobCheatDetected", m)
 }
 
 var signatureKeys = []string{"signature_type", "signatory", "timestamp_ns", "signature", "signature_scope"}

@@ -1,5 +1,7 @@
 package protocol
 
+import "encoding/json"
+
 // horde's protocol extensions, in upstream style. Upstream peers do not know
 // these message types or values; they reject the frames and carry on.
 
@@ -71,4 +73,30 @@ func decodeClassValues(r *reader, dst *OrderedMap[ClassValue]) error {
 
 func encodeClassValues(e *encoder, m OrderedMap[ClassValue]) {
 	encodeClassMap(e, "class_values", m, func(e *encoder, v ClassValue) { v.encode(e) })
+}
+
+// V0ClassValuesUpdate (extension, validator → facilitator, after authentication and
+// whenever the values change) publishes the same per-class values miners receive, so the
+// facilitator can price each class by its current demand multiplier. Like every message a
+// validator sends the facilitator but the heartbeat, it is answered with one Response (an
+// upstream facilitator, which does not know it, answers with a parse error).
+//
+//wire:message ValidatorToFacilitator
+type V0ClassValuesUpdate struct {
+	ClassValues OrderedMap[ClassValue] `wire:"class_values,via=ClassValues"` // executor class → value
+	RewardRate  float64                `wire:"reward_rate"`                  // reward (alpha) per executor-hour of value 1.0
+}
+
+// V0JobCheatDetected (extension, validator → facilitator) reports that a job the
+// facilitator sent gave an output that differs from the same job re-run on the validator's
+// trusted miner (a cross-check), or that a user's cheat report (V0JobCheated) was
+// confirmed. The facilitator can refund or flag the job; the validator has already
+// lowered the miner's standing.
+//
+//wire:message ValidatorToFacilitator
+type V0JobCheatDetected struct {
+	JobUUID        string          `wire:"job_uuid,id,job"`  // the job as the facilitator sent it
+	TrustedJobUUID string          `wire:"trusted_job_uuid"` // the re-run on the trusted miner
+	MinerHotkey    string          `wire:"miner_hotkey"`     // the miner whose output differed
+	Details        json.RawMessage `wire:"details,any"`      // what differed (any JSON)
 }

@@ -14,8 +14,8 @@ import (
 
 // Cross-checks (mission rule 5): a fraction of organic jobs is run again on the validator's
 // trusted miner — one it runs itself, not registered on chain — and the outputs compared. A
-// mismatch is recorded against the miner and lowers its reliability; the facilitator link
-// (upstream's V0JobCheated) will report it once it exists. Only completed jobs are checked,
+// mismatch is recorded against the miner and lowers its reliability, and reported to the
+// facilitator when the job came from it (V0JobCheatDetected). Only completed jobs are checked,
 // and only their stdout is compared: a job that is not deterministic will mismatch, so the
 // fraction should stay small and mismatches are evidence to weigh, not proof.
 
@@ -30,6 +30,7 @@ type Cheat struct {
 	At            time.Time
 	Miner         string
 	JobUUID       string // the job on the miner
+	RequestUUID   string // the job as requested (a retried job's attempts get new UUIDs)
 	CheckUUID     string // the re-run on the trusted miner
 	Class         protocol.ExecutorClass
 	MinerStdout   string
@@ -69,6 +70,11 @@ func (v *Validator) shouldCrossCheck() bool {
 // miner's completed result. It reports whether they differed; a trusted run that does not
 // complete is no evidence either way (ok false).
 func (v *Validator) CrossCheck(ctx context.Context, miner string, spec protocol.V2JobRequest, res *JobResult) (mismatch, ok bool, err error) {
+	return v.crossCheck(ctx, miner, spec.UUID, spec, res)
+}
+
+// crossCheck is CrossCheck of an attempt of the job requested as requestUUID.
+func (v *Validator) crossCheck(ctx context.Context, miner, requestUUID string, spec protocol.V2JobRequest, res *JobResult) (mismatch, ok bool, err error) {
 	t := v.cfg.TrustedMiner
 	if t == nil {
 		return false, false, nil
@@ -86,12 +92,21 @@ func (v *Validator) CrossCheck(ctx context.Context, miner string, spec protocol.
 	if trusted.Stdout == res.Stdout {
 		return false, true, nil
 	}
-	v.reliability.record(miner, false)
-	v.cheats.add(Cheat{At: v.cfg.Clock.Now(), Miner: miner, JobUUID: spec.UUID, CheckUUID: check.UUID, Class: spec.ExecutorClass,
-		MinerStdout: truncate(res.Stdout, 1024), TrustedStdout: truncate(trusted.Stdout, 1024)})
+	c := Cheat{At: v.cfg.Clock.Now(), Miner: miner, JobUUID: spec.UUID, RequestUUID: requestUUID, CheckUUID: check.UUID,
+		Class: spec.ExecutorClass, MinerStdout: truncate(res.Stdout, 1024), TrustedStdout: truncate(trusted.Stdout, 1024)}
+	v.recordCheat(c)
+	if l := v.facilitator.Load(); l != nil {
+		l.cheatDetected(c)
+	}
 	v.log.Warn("cross-check mismatch: the miner's output differs from the trusted miner's", "miner", miner[:min(10, len(miner))],
 		"job", spec.UUID, "check", check.UUID)
 	return true, true, nil
+}
+
+// recordCheat counts a confirmed cheat against the miner.
+func (v *Validator) recordCheat(c Cheat) {
+	v.reliability.record(c.Miner, false)
+	v.cheats.add(c)
 }
 
 func truncate(s string, n int) string {

@@ -3,6 +3,7 @@ package validator
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -19,37 +20,66 @@ import (
 // The facilitator link (upstream's fv channel, reference/protocol.md §1): the validator
 // connects to the facilitator, authenticates by signing its own public key, sends a heartbeat
 // every minute, runs the signed V2JobRequests it receives through Route and reports each
-// job's statuses in order. Status updates wait in an outbox until the facilitator answers
-// them, so those unanswered when a connection drops are sent again after the reconnect.
+// job's statuses in order. Beyond upstream it publishes the class values (V0ClassValuesUpdate,
+// for pricing), reports cross-check mismatches of the facilitator's jobs (V0JobCheatDetected)
+// and judges users' cheat reports (V0JobCheated) against the outputs it saw. Everything but
+// the heartbeat waits in an outbox until the facilitator answers it (one Response each, as
+// upstream's facilitator answers even what it cannot parse), so what is unanswered when a
+// connection drops is sent again after the reconnect.
 const (
 	facilitatorHeartbeat  = time.Minute
 	facilitatorBackoffMin = 2 * time.Second
 	facilitatorBackoffMax = 10 * time.Second
 	// organicJobWindow is how long a facilitator job may be retried on other miners.
 	organicJobWindow = 10 * time.Minute
+	// classValuesCheck is how often changed class values are published.
+	classValuesCheck = time.Minute
+	// facilitatorJobMemory is how long a facilitator job's outcome is kept for cheat
+	// reports and cross-checks.
+	facilitatorJobMemory = 24 * time.Hour
 )
 
 // ErrFacilitatorRefused reports a facilitator that answered the authentication with an
 // error (an unknown validator, a bad signature).
 var ErrFacilitatorRefused = errors.New("validator: the facilitator refused the authentication")
 
-// facilitatorLink is the state that survives reconnects: the outbox and the running jobs.
+// facilitatorLink is the state that survives reconnects: the outbox, the running jobs and
+// the recent jobs' outcomes.
 type facilitatorLink struct {
 	v  *Validator
 	mu sync.Mutex
-	// outbox holds the status updates not answered yet, in order; sent counts those of
-	// them written on the current connection.
-	outbox []*protocol.V0JobStatusUpdate
+	// outbox holds the messages not answered yet, in order; sent counts those of them
+	// written on the current connection.
+	outbox []protocol.Message
 	sent   int
 	wake   chan struct{}
 	jobs   sync.WaitGroup
+	// values is the class values last queued (encoded), to publish changes only.
+	values string
+	// book holds the facilitator's jobs by the UUID it sent.
+	book map[string]*facilitatorJob
+}
+
+// facilitatorJob is what the link remembers of a facilitator job, to judge cheat reports.
+type facilitatorJob struct {
+	signatory string // the user who signed it
+	trusted   bool   // run on the trusted miner at the user's request
+	at        time.Time
+	done      bool
+	status    protocol.JobStatus
+	miner     string // the miner of the attempt that ended it
+	minerUUID string // that attempt's UUID
+	stdout    string
+	cheated   bool
 }
 
 // RunFacilitatorLink keeps the link to the facilitator at url up until ctx ends,
 // reconnecting with backoff; jobs it received are finished (or stopped by ctx) before it
 // returns nil.
 func (v *Validator) RunFacilitatorLink(ctx context.Context, url string) error {
-	l := &facilitatorLink{v: v, wake: make(chan struct{}, 1)}
+	l := &facilitatorLink{v: v, wake: make(chan struct{}, 1), book: map[string]*facilitatorJob{}}
+	v.facilitator.Store(l)
+	defer v.facilitator.CompareAndSwap(l, nil)
 	defer l.jobs.Wait()
 	wait := facilitatorBackoffMin
 	for ctx.Err() == nil {
@@ -98,8 +128,9 @@ func (l *facilitatorLink) connectOnce(ctx context.Context, url string) error {
 	defer stop()
 	l.mu.Lock()
 	l.sent = 0 // everything unanswered goes again on this connection
+	l.values = ""
 	l.mu.Unlock()
-	l.kick()
+	l.publishValues()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer stop()
@@ -121,18 +152,20 @@ func (l *facilitatorLink) connectOnce(ctx context.Context, url string) error {
 			job := *m
 			l.jobs.Go(func() { l.runJob(ctx, job) })
 		case *protocol.V0JobCheated:
-			v.log.Warn("the facilitator reports a cheated job", "job", m.JobUUID, "trusted_job", m.TrustedJobUUID)
+			l.judgeCheatReport(m)
 		}
 	}
 }
 
-// write sends heartbeats and the outbox in order until ctx ends.
+// write sends heartbeats, changed class values and the outbox in order until ctx ends.
 func (l *facilitatorLink) write(ctx context.Context, conn *wsconn.Conn) {
 	beat := time.NewTicker(facilitatorHeartbeat)
 	defer beat.Stop()
+	values := time.NewTicker(classValuesCheck)
+	defer values.Stop()
 	for {
 		l.mu.Lock()
-		var next *protocol.V0JobStatusUpdate
+		var next protocol.Message
 		if l.sent < len(l.outbox) {
 			next = l.outbox[l.sent]
 		}
@@ -155,12 +188,14 @@ func (l *facilitatorLink) write(ctx context.Context, conn *wsconn.Conn) {
 				conn.CloseNow()
 				return
 			}
+		case <-values.C:
+			l.publishValues()
 		case <-l.wake:
 		}
 	}
 }
 
-// answered pops the oldest sent status update: the facilitator answers each in order.
+// answered pops the oldest sent message: the facilitator answers each in order.
 func (l *facilitatorLink) answered(r *protocol.Response) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -168,16 +203,46 @@ func (l *facilitatorLink) answered(r *protocol.Response) {
 		return
 	}
 	if r.Status != protocol.ResponseStatusSuccess {
-		l.v.log.Info("the facilitator answered a status update with an error", "job", l.outbox[0].UUID,
-			"status", l.outbox[0].Status, "errors", fmt.Sprint(r.Errors))
+		m := l.outbox[0]
+		id, _ := protocol.JobUUIDOf(m)
+		l.v.log.Info("the facilitator answered with an error", "message", m.MessageType(), "job", id, "errors", fmt.Sprint(r.Errors))
 	}
 	l.outbox = l.outbox[1:]
 	l.sent--
 }
 
-func (l *facilitatorLink) report(u *protocol.V0JobStatusUpdate) {
+func (l *facilitatorLink) report(m protocol.Message) {
 	l.mu.Lock()
-	l.outbox = append(l.outbox, u)
+	l.outbox = append(l.outbox, m)
+	l.mu.Unlock()
+	l.kick()
+}
+
+// publishValues queues the validator's class values when they differ from those last
+// queued; an unsent older copy is replaced rather than followed.
+func (l *facilitatorLink) publishValues() {
+	cv := l.v.ClassValues()
+	msg := &protocol.V0ClassValuesUpdate{ClassValues: cv.ClassValues, RewardRate: cv.RewardRate}
+	enc, err := protocol.Encode(msg)
+	if err != nil {
+		l.v.log.Error("cannot encode the class values", "err", err)
+		return
+	}
+	l.mu.Lock()
+	if string(enc) == l.values {
+		l.mu.Unlock()
+		return
+	}
+	l.values = string(enc)
+	replaced := false
+	for i := l.sent; i < len(l.outbox); i++ {
+		if _, ok := l.outbox[i].(*protocol.V0ClassValuesUpdate); ok {
+			l.outbox[i], replaced = msg, true
+		}
+	}
+	if !replaced {
+		l.outbox = append(l.outbox, msg)
+	}
 	l.mu.Unlock()
 	l.kick()
 }
@@ -200,14 +265,120 @@ func (l *facilitatorLink) runJob(ctx context.Context, spec protocol.V2JobRequest
 			RejectedBy: protocol.JobParticipantTypeValidator, Reason: protocol.JobRejectionReasonInvalidSignature, Message: err.Error()}})
 		return
 	}
+	if !l.remember(spec) {
+		l.v.log.Warn("facilitator job sent twice; the second is ignored", "job", spec.UUID)
+		return
+	}
 	status(protocol.JobStatusReceived, nil)
-	res, _, err := l.v.RouteWith(ctx, spec, l.v.cfg.Clock.Now().Add(organicJobWindow), func(s protocol.JobStatus) { status(s, nil) })
+	res, attempts, err := l.v.RouteWith(ctx, spec, l.v.cfg.Clock.Now().Add(organicJobWindow), func(s protocol.JobStatus) { status(s, nil) })
 	if err != nil {
+		l.ended(spec.UUID, nil, nil)
 		status(protocol.JobStatusRejected, &protocol.JobStatusMetadata{JobRejectionDetails: &protocol.JobRejectionDetails{
 			RejectedBy: protocol.JobParticipantTypeValidator, Reason: protocol.JobRejectionReasonNoMinerForJob, Message: err.Error()}})
 		return
 	}
+	l.ended(spec.UUID, res, attempts)
 	status(res.Status, resultMetadata(res))
+}
+
+// remember records a facilitator job as it starts, and forgets those older than
+// facilitatorJobMemory. It reports false for a UUID already known.
+func (l *facilitatorLink) remember(spec protocol.V2JobRequest) bool {
+	now := l.v.cfg.Clock.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, dup := l.book[spec.UUID]; dup {
+		return false
+	}
+	for id, j := range l.book {
+		if now.Sub(j.at) > facilitatorJobMemory {
+			delete(l.book, id)
+		}
+	}
+	l.book[spec.UUID] = &facilitatorJob{signatory: spec.Signature.Signatory, trusted: spec.OnTrustedMiner, at: now}
+	return true
+}
+
+// ended records a facilitator job's outcome (nil when no miner took it).
+func (l *facilitatorLink) ended(id string, res *JobResult, attempts []Attempt) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	j := l.book[id]
+	if j == nil {
+		return
+	}
+	j.done = true
+	if res == nil {
+		return
+	}
+	j.status, j.stdout, j.minerUUID = res.Status, res.Stdout, res.UUID
+	if len(attempts) > 0 {
+		j.miner = attempts[len(attempts)-1].Miner
+	}
+}
+
+// cheatDetected reports a cross-check mismatch of one of the facilitator's jobs.
+func (l *facilitatorLink) cheatDetected(c Cheat) {
+	l.mu.Lock()
+	j := l.book[c.RequestUUID]
+	if j == nil || j.cheated {
+		l.mu.Unlock()
+		return
+	}
+	j.cheated = true
+	l.mu.Unlock()
+	l.report(&protocol.V0JobCheatDetected{JobUUID: c.RequestUUID, TrustedJobUUID: c.CheckUUID, MinerHotkey: c.Miner,
+		Details: cheatDetails("cross_check", c.MinerStdout, c.TrustedStdout)})
+}
+
+// judgeCheatReport checks a user's report that a job's output differs from the same job run
+// on the trusted miner at their request: signed by the user who signed both jobs, both
+// completed here, the first on a miner and the second on the trusted miner, and not
+// reported before. Unlike upstream, which takes the user's word, the outputs are compared:
+// a report of identical outputs is unfounded. A confirmed report counts against the miner
+// like a cross-check mismatch and is confirmed to the facilitator.
+func (l *facilitatorLink) judgeCheatReport(m *protocol.V0JobCheated) {
+	log := l.v.log.With("job", m.JobUUID, "trusted_job", m.TrustedJobUUID)
+	if err := verifySignature(m.Signature, m.SignedPayloadDigest); err != nil {
+		log.Warn("cheat report refused: bad signature", "err", err)
+		return
+	}
+	l.mu.Lock()
+	j, tj := l.book[m.JobUUID], l.book[m.TrustedJobUUID]
+	var why string
+	switch {
+	case j == nil || tj == nil:
+		why = "this validator did not run both jobs (or forgot them after 24 h)"
+	case j.signatory != m.Signature.Signatory || tj.signatory != m.Signature.Signatory:
+		why = "the report is not signed by the user of both jobs"
+	case j.trusted || !tj.trusted:
+		why = "the first job must have run on a miner and the second on the trusted miner"
+	case j.status != protocol.JobStatusCompleted || tj.status != protocol.JobStatusCompleted:
+		why = "both jobs must have completed"
+	case j.cheated:
+		why = "the job is already marked cheated"
+	case j.stdout == tj.stdout:
+		why = "unfounded: both jobs printed the same output"
+	}
+	if why != "" {
+		l.mu.Unlock()
+		log.Warn("cheat report refused", "why", why)
+		return
+	}
+	j.cheated = true
+	c := Cheat{At: l.v.cfg.Clock.Now(), Miner: j.miner, JobUUID: j.minerUUID, RequestUUID: m.JobUUID, CheckUUID: m.TrustedJobUUID,
+		MinerStdout: truncate(j.stdout, 1024), TrustedStdout: truncate(tj.stdout, 1024)}
+	l.mu.Unlock()
+	l.v.recordCheat(c)
+	log.Warn("cheat report confirmed: the miner's output differs from the trusted miner's", "miner", c.Miner[:min(10, len(c.Miner))])
+	l.report(&protocol.V0JobCheatDetected{JobUUID: m.JobUUID, TrustedJobUUID: m.TrustedJobUUID, MinerHotkey: c.Miner,
+		Details: cheatDetails("user_report", c.MinerStdout, c.TrustedStdout)})
+}
+
+// cheatDetails says how a cheat was found and what each side printed.
+func cheatDetails(how, minerStdout, trustedStdout string) json.RawMessage {
+	d, _ := json.Marshal(map[string]string{"found_by": how, "miner_stdout": minerStdout, "trusted_stdout": trustedStdout})
+	return d
 }
 
 // resultMetadata is a terminal status's details. Failures the validator detected itself are
@@ -231,14 +402,18 @@ func resultMetadata(res *JobResult) *protocol.JobStatusMetadata {
 // verifyJobSignature checks the facilitator job's signature (scope SignedFields) by its
 // signatory.
 func verifyJobSignature(spec *protocol.V2JobRequest) error {
-	sig := spec.Signature
+	return verifySignature(spec.Signature, spec.SignedPayloadDigest)
+}
+
+// verifySignature checks a user's signature over the digest by its signatory.
+func verifySignature(sig *protocol.Signature, payloadDigest func() ([64]byte, error)) error {
 	if sig == nil || len(sig.Signature) != 64 || sig.Signatory == "" {
 		return errors.New("the job carries no signature")
 	}
 	if sig.SignatureType != "" && !strings.EqualFold(sig.SignatureType, "bittensor") {
 		return fmt.Errorf("signature type %q is not bittensor", sig.SignatureType)
 	}
-	digest, err := spec.SignedPayloadDigest()
+	digest, err := payloadDigest()
 	if err != nil {
 		return err
 	}

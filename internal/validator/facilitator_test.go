@@ -36,6 +36,11 @@ type fakeFacilitator struct {
 	t       *testing.T
 	jobs    []protocol.V2JobRequest
 	updates chan *protocol.V0JobStatusUpdate
+	// values and cheats, when set, receive the class values and cheat reports.
+	values chan *protocol.V0ClassValuesUpdate
+	cheats chan *protocol.V0JobCheatDetected
+	// out, when set, carries more messages to the validator (cheat reports).
+	out chan protocol.Message
 	// dropFirst drops the first connection at its first status update, unanswered.
 	dropFirst bool
 	conns     atomic.Int32
@@ -73,6 +78,18 @@ func (f *fakeFacilitator) serve(w http.ResponseWriter, r *http.Request) {
 		for i := range f.jobs {
 			_ = conn.Send(ctx, &f.jobs[i])
 		}
+		if f.out != nil {
+			go func() {
+				for {
+					select {
+					case m := <-f.out:
+						_ = conn.Send(ctx, m)
+					case <-ctx.Done():
+						return
+					}
+				}
+			}()
+		}
 	}
 	for {
 		frame, err := conn.ReadFrame(ctx)
@@ -84,13 +101,186 @@ func (f *fakeFacilitator) serve(w http.ResponseWriter, r *http.Request) {
 			f.t.Errorf("facilitator: %s: %v", frame, err)
 			continue
 		}
-		if u, ok := msg.(*protocol.V0JobStatusUpdate); ok {
-			f.updates <- u
+		switch m := msg.(type) {
+		case *protocol.V0Heartbeat:
+			continue // not answered
+		case *protocol.V0JobStatusUpdate:
+			f.updates <- m
 			if first && f.dropFirst {
 				return // unanswered: the validator must send it again
 			}
-			_ = conn.Send(ctx, &protocol.Response{Status: protocol.ResponseStatusSuccess, Errors: []protocol.ResponseError{}})
+		case *protocol.V0ClassValuesUpdate:
+			if f.values != nil {
+				f.values <- m
+			}
+		case *protocol.V0JobCheatDetected:
+			if f.cheats != nil {
+				f.cheats <- m
+			}
 		}
+		// Everything else is answered, in order, as upstream's facilitator does.
+		_ = conn.Send(ctx, &protocol.Response{Status: protocol.ResponseStatusSuccess, Errors: []protocol.ResponseError{}})
+	}
+}
+
+// startLink runs the validator's facilitator link to f until the test ends.
+func startLink(t *testing.T, e *env, f *fakeFacilitator) {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(f.serve))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- e.v.RunFacilitatorLink(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		srv.Close()
+	})
+}
+
+// awaitStatus waits for job's update with status s.
+func awaitStatus(t *testing.T, f *fakeFacilitator, job string, s protocol.JobStatus) *protocol.V0JobStatusUpdate {
+	t.Helper()
+	for deadline := time.After(20 * time.Second); ; {
+		select {
+		case u := <-f.updates:
+			if u.UUID == job && u.Status == s {
+				return u
+			}
+		case <-deadline:
+			t.Fatalf("job %s never reached %s", job, s)
+		}
+	}
+}
+
+// TestFacilitatorLinkPublishesClassValues: after authenticating, the validator sends the
+// facilitator the class values its miners receive, for pricing.
+func TestFacilitatorLinkPublishesClassValues(t *testing.T) {
+	e := newEnv(t, nil)
+	f := &fakeFacilitator{t: t, updates: make(chan *protocol.V0JobStatusUpdate, 32), values: make(chan *protocol.V0ClassValuesUpdate, 4)}
+	startLink(t, e, f)
+	select {
+	case got := <-f.values:
+		want := e.v.ClassValues()
+		if got.RewardRate != want.RewardRate || got.ClassValues.Len() != want.ClassValues.Len() || got.ClassValues.Len() == 0 {
+			t.Errorf("class values sent %+v, want %+v", got, want)
+		}
+		for class, w := range want.ClassValues.All() {
+			if g, ok := got.ClassValues.Get(class); !ok || g != w {
+				t.Errorf("class %s: sent %+v, want %+v", class, g, w)
+			}
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no class values after authentication")
+	}
+}
+
+// TestFacilitatorCrossCheckReported: a facilitator job whose cross-check on the trusted
+// miner prints something else is reported to the facilitator under the UUID it sent.
+func TestFacilitatorCrossCheckReported(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.CrossCheckFraction = 1 })
+	e.startMiner(stdoutMiner("42\n"))
+	_, trusted := e.startTrusted(stdoutMiner("41\n"))
+	e.v.cfg.TrustedMiner = trusted
+	job := testSpec(protocol.ExecutorClassAlwaysOnTest)
+	signJob(t, mustKey(t, "//Ferdie"), &job)
+	f := &fakeFacilitator{t: t, jobs: []protocol.V2JobRequest{job}, updates: make(chan *protocol.V0JobStatusUpdate, 32),
+		cheats: make(chan *protocol.V0JobCheatDetected, 4)}
+	startLink(t, e, f)
+	awaitStatus(t, f, job.UUID, protocol.JobStatusCompleted)
+	select {
+	case c := <-f.cheats:
+		if c.JobUUID != job.UUID || c.MinerHotkey != e.bob.SS58() || c.TrustedJobUUID == "" || c.TrustedJobUUID == job.UUID {
+			t.Errorf("cheat report %+v", c)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the cross-check mismatch was not reported to the facilitator")
+	}
+}
+
+// signReport signs a cheat report as the facilitator relays a user's (scope FullRequest).
+func signReport(t *testing.T, k *keys.Keypair, r *protocol.V0JobCheated) {
+	t.Helper()
+	r.Signature = &protocol.Signature{SignatureType: "bittensor", Signatory: k.SS58(), TimestampNS: time.Now().UnixNano(),
+		SignatureScope: protocol.SignatureScopeFullRequest}
+	digest, err := r.SignedPayloadDigest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := k.Sign(digest[:])
+	r.Signature.Signature = sig[:]
+}
+
+// TestFacilitatorCheatReport: a user who ran a job on a miner and again on the trusted
+// miner reports the outputs differ. The validator compares the outputs it saw: a report
+// with a bad signature, by another user or of identical outputs is refused; a true one
+// counts against the miner and is confirmed to the facilitator.
+func TestFacilitatorCheatReport(t *testing.T) {
+	for _, tc := range []struct {
+		name, trusted string
+		signer        string
+		forge         bool
+		confirmed     bool
+	}{
+		{"outputs differ", "41\n", "//Ferdie", false, true},
+		{"outputs equal", "42\n", "//Ferdie", false, false},
+		{"another user", "41\n", "//Eve", false, false},
+		{"forged signature", "41\n", "//Ferdie", true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, nil)
+			e.startMiner(stdoutMiner("42\n"))
+			_, trusted := e.startTrusted(stdoutMiner(tc.trusted))
+			e.v.cfg.TrustedMiner = trusted
+			user := mustKey(t, "//Ferdie")
+			job, onTrusted := testSpec(protocol.ExecutorClassAlwaysOnTest), testSpec(protocol.ExecutorClassAlwaysOnTest)
+			onTrusted.OnTrustedMiner = true
+			signJob(t, user, &job)
+			signJob(t, user, &onTrusted)
+			f := &fakeFacilitator{t: t, jobs: []protocol.V2JobRequest{job, onTrusted}, updates: make(chan *protocol.V0JobStatusUpdate, 32),
+				cheats: make(chan *protocol.V0JobCheatDetected, 4), out: make(chan protocol.Message, 2)}
+			startLink(t, e, f)
+			done := map[string]bool{}
+			for len(done) < 2 {
+				select {
+				case u := <-f.updates:
+					if u.Status == protocol.JobStatusCompleted {
+						done[u.UUID] = true
+					}
+				case <-time.After(20 * time.Second):
+					t.Fatalf("jobs completed: %v", done)
+				}
+			}
+			report := &protocol.V0JobCheated{JobUUID: job.UUID, TrustedJobUUID: onTrusted.UUID, Details: []byte(`{"why":"wrong answer"}`)}
+			signReport(t, mustKey(t, tc.signer), report)
+			if tc.forge {
+				report.TrustedJobUUID, report.JobUUID = report.JobUUID, report.TrustedJobUUID
+			}
+			f.out <- report
+			// A job without a signature after the report: once its rejection arrives, the
+			// report has been judged and any confirmation sent before it.
+			probe := testSpec(protocol.ExecutorClassAlwaysOnTest)
+			f.out <- &probe
+			awaitStatus(t, f, probe.UUID, protocol.JobStatusRejected)
+			select {
+			case c := <-f.cheats:
+				if !tc.confirmed {
+					t.Fatalf("report confirmed: %+v", c)
+				}
+				if c.JobUUID != job.UUID || c.TrustedJobUUID != onTrusted.UUID || c.MinerHotkey != e.bob.SS58() {
+					t.Errorf("confirmation %+v", c)
+				}
+				if cs := e.v.Cheats(); len(cs) != 1 || cs[0].Miner != e.bob.SS58() || e.v.Reliability(e.bob.SS58()) >= 1 {
+					t.Errorf("cheats %+v, reliability %v", cs, e.v.Reliability(e.bob.SS58()))
+				}
+			default:
+				if tc.confirmed {
+					t.Fatal("a true report was not confirmed")
+				}
+				if cs := e.v.Cheats(); len(cs) != 0 {
+					t.Errorf("a refused report recorded %+v", cs)
+				}
+			}
+		})
 	}
 }
 

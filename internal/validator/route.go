@@ -40,6 +40,10 @@ func (v *Validator) RouteWith(ctx context.Context, spec protocol.V2JobRequest, d
 	if spec.UUID == "" {
 		spec.UUID = uuid.NewString()
 	}
+	if spec.OnTrustedMiner {
+		return v.runOnTrustedMiner(ctx, spec, onStatus)
+	}
+	requestUUID := spec.UUID
 	candidates := v.candidates(spec.ExecutorClass)
 	served := false
 	defer func() { v.demand.record(spec.ExecutorClass, v.cfg.Clock.Now(), !served) }()
@@ -63,7 +67,7 @@ func (v *Validator) RouteWith(ctx context.Context, spec protocol.V2JobRequest, d
 				// In the background: the user's result does not wait for the check; it ends
 				// with ctx (the process).
 				go func() {
-					if _, _, err := v.CrossCheck(ctx, miner, spec, res); err != nil {
+					if _, _, err := v.crossCheck(ctx, miner, requestUUID, spec, res); err != nil {
 						v.log.Warn("cross-check failed", "job", spec.UUID, "err", err)
 					}
 				}()
@@ -80,6 +84,23 @@ func (v *Validator) RouteWith(ctx context.Context, spec protocol.V2JobRequest, d
 		return nil, nil, fmt.Errorf("%w (%d miners serve an axon)", ErrNoMiner, len(candidates))
 	}
 	return attempts[len(attempts)-1].Result, attempts, nil
+}
+
+// ErrNoTrustedMiner reports a job asked for the trusted miner of a validator that has none.
+var ErrNoTrustedMiner = errors.New("validator: the job asks for the trusted miner, and this validator has none configured")
+
+// runOnTrustedMiner runs a job the user asked to run on the validator's trusted miner (to
+// compare with a run on the subnet's miners), without retries.
+func (v *Validator) runOnTrustedMiner(ctx context.Context, spec protocol.V2JobRequest, onStatus func(protocol.JobStatus)) (*JobResult, []Attempt, error) {
+	t := v.cfg.TrustedMiner
+	if t == nil {
+		return nil, nil, ErrNoTrustedMiner
+	}
+	res, err := v.runJob(ctx, t.Hotkey, "ws://"+t.Addr.String(), spec, onStatus)
+	if err != nil {
+		return nil, nil, err
+	}
+	return res, []Attempt{{Miner: t.Hotkey, Result: res}}, nil
 }
 
 // minAttempt is the least time one more attempt needs: the reservation and the job's own

@@ -76,3 +76,21 @@ func TestRouteWithoutMiners(t *testing.T) {
 		t.Errorf("no miner serving: %v", err)
 	}
 }
+
+// TestRouteOnTrustedMiner: a job that asks for the trusted miner runs there, not on the
+// subnet's miners, and is refused by a validator that has none.
+func TestRouteOnTrustedMiner(t *testing.T) {
+	e := newEnv(t, nil)
+	spec := testSpec(protocol.ExecutorClassAlwaysOnTest)
+	spec.OnTrustedMiner = true
+	if _, _, err := e.v.Route(t.Context(), spec, e.clock.Now().Add(time.Hour)); !errors.Is(err, ErrNoTrustedMiner) {
+		t.Fatalf("without a trusted miner: %v", err)
+	}
+	tm, trusted := e.startTrusted(stdoutMiner("trusted\n"))
+	e.v.cfg.TrustedMiner = trusted
+	res, attempts, err := e.v.Route(t.Context(), spec, e.clock.Now().Add(time.Hour))
+	tm.wait()
+	if err != nil || res.Status != protocol.JobStatusCompleted || res.Stdout != "trusted\n" || len(attempts) != 1 {
+		t.Errorf("on the trusted miner: %+v, %d attempts, %v", res, len(attempts), err)
+	}
+}

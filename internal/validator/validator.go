@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/computehorde/horde/internal/chain"
@@ -69,12 +70,13 @@ type Validator struct {
 	cfg         Config
 	hotkey      string
 	log         *slog.Logger
-	manifests   manifestBook    // the miners' manifests under the 2-hour rule
-	penalties   penaltyBook     // the miners' decline penalties
-	demand      demandBook      // demand per class, for the demand multipliers
-	efficiency  efficiencyBook  // benchmark results per miner and class
-	reliability reliabilityBook // jobs done against declined or failed, per miner
-	cheats      cheatBook       // cross-check mismatches
+	manifests   manifestBook                    // the miners' manifests under the 2-hour rule
+	penalties   penaltyBook                     // the miners' decline penalties
+	demand      demandBook                      // demand per class, for the demand multipliers
+	efficiency  efficiencyBook                  // benchmark results per miner and class
+	reliability reliabilityBook                 // jobs done against declined or failed, per miner
+	cheats      cheatBook                       // cross-check mismatches
+	facilitator atomic.Pointer[facilitatorLink] // the facilitator link while it runs
 
 	mu       sync.Mutex
 	inflight map[scoring.MinerClass]int // this validator's jobs per miner and class; guarded by mu
