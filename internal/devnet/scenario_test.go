@@ -43,14 +43,14 @@ func TestBenchmarkOnRealMiner(t *testing.T) {
 		t.Fatalf("benchmark on the real executor: %s (%s: %s), correct %v, stdout %q", run.Result.Status,
 			run.Result.Reason, run.Result.Message, run.Correct, run.Result.Stdout)
 	}
-	want := min(max(float64(time.Second)/float64(run.Result.Executed), validator.EfficiencyMin), validator.EfficiencyMax)
-	if run.Factor != want || run.Result.Executed <= 0 {
-		t.Errorf("factor %v for a run of %v, want reference ÷ measured = %v", run.Factor, run.Result.Executed, want)
+	want := min(max(float64(run.Reference)/float64(run.Result.Executed), validator.EfficiencyMin), validator.EfficiencyMax)
+	if run.Factor != want || run.Result.Executed <= 0 || run.Reference <= 0 {
+		t.Errorf("factor %v for a run of %v, want reference %v ÷ measured = %v", run.Factor, run.Result.Executed, run.Reference, want)
 	}
 	if f := d.Validator.Efficiency(miner, class); f != run.Smoothed || f == 1 {
 		t.Errorf("efficiency after the benchmark = %v, want the measured run's %v", f, run.Smoothed)
 	}
-	t.Logf("benchmark ran %v on the real executor: factor %.3f", run.Result.Executed, run.Factor)
+	t.Logf("benchmark ran %v on the real executor for a reference of %v: factor %.3f", run.Result.Executed, run.Reference, run.Factor)
 }
 
 // runCompressed runs a hello job that sleeps 12 s of real time on the devnet's real miner,

@@ -13,24 +13,32 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/computehorde/horde/internal/hwclass"
 	"github.com/computehorde/horde/internal/protocol"
 	"github.com/computehorde/horde/internal/scoring"
 	"github.com/computehorde/horde/jobs/bench/benchjob"
 )
 
 // Benchmarks (mission rules 8 and 9): a validator runs jobs/bench on every class a miner
-// offers — find the secret behind a hash in a search space it chose, so the answer is known
-// — and turns the time the container ran into the miner's efficiency factor for the class:
-// reference time ÷ measured time, bounded to [EfficiencyMin, EfficiencyMax], smoothed across
-// runs. A wrong answer scores zero for its run. Until benchmarked a miner's factor is 1.
+// offers — find the secrets behind benchSearches hashes in search spaces it chose, so the
+// answers are known — and turns the time the container ran into the miner's efficiency
+// factor for the class: reference time ÷ measured time, bounded to [EfficiencyMin,
+// EfficiencyMax], smoothed across runs. The reference time is what the run's searches cost
+// (each secret+1 hashes, scanned in order) at the reference rate on the class's cores, so
+// the factor does not depend on where the secrets fell. The spaces scale with the class's
+// cores, so a run takes BenchSeconds on a reference machine of the class, on average. A wrong
+// answer scores zero for its run. Until benchmarked a miner's factor is 1.
 const (
 	// DefaultBenchRate is the reference search speed, in hashes per second on one core: a
 	// reference machine searches DefaultBenchRate × BenchSeconds candidates in BenchSeconds.
 	DefaultBenchRate = 10_000_000
-	// DefaultBenchSeconds is how long a benchmark takes a reference machine.
+	// DefaultBenchSeconds is how long a benchmark takes a reference machine, on average.
 	DefaultBenchSeconds = 10
-	EfficiencyMin       = 0.1
-	EfficiencyMax       = 3.0
+	// benchSearches is how many searches a run holds: enough that a miner's luck (or an
+	// order of search other than the reference's) evens out.
+	benchSearches = 16
+	EfficiencyMin = 0.1
+	EfficiencyMax = 3.0
 	// EfficiencySmoothing is the weight of the newest run in the factor.
 	EfficiencySmoothing = 0.5
 	// newMinerTimeFactor extends a first benchmark's limits: a new miner may still pull
@@ -40,12 +48,14 @@ const (
 
 // BenchRun is one benchmark's outcome.
 type BenchRun struct {
-	Miner    string
-	Class    protocol.ExecutorClass
-	Result   *JobResult
-	Correct  bool
-	Factor   float64 // this run's factor (0 for a wrong answer)
-	Smoothed float64 // the miner's efficiency factor for the class after this run
+	Miner   string
+	Class   protocol.ExecutorClass
+	Result  *JobResult
+	Correct bool
+	// Reference is how long the run's searches take a reference machine of the class.
+	Reference time.Duration
+	Factor    float64 // this run's factor (0 for a wrong answer)
+	Smoothed  float64 // the miner's efficiency factor for the class after this run
 }
 
 // efficiencyBook keeps each (miner, class)'s efficiency factor and run counts.
@@ -118,6 +128,29 @@ func (v *Validator) benchSeconds() int {
 	return DefaultBenchSeconds
 }
 
+// benchAnswered reports whether stdout holds exactly the secrets, one per line.
+func benchAnswered(stdout string, secrets []uint64) bool {
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	if len(lines) != len(secrets) {
+		return false
+	}
+	for i, l := range lines {
+		if got, err := strconv.ParseUint(strings.TrimSpace(l), 10, 64); err != nil || got != secrets[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// classCores is how many cores a benchmark of the class searches with: the class's CPU
+// limit, which the job container gets.
+func classCores(c hwclass.Class) int {
+	if c.Limits.NanoCPUs > 0 {
+		return max(int((c.Limits.NanoCPUs+999_999_999)/1_000_000_000), 1)
+	}
+	return max(c.CPUCores, 1)
+}
+
 // Benchmark runs one benchmark of class on miner and updates its efficiency factor. A job
 // that does not complete leaves the factor as it was (the failure is the job's record); a
 // wrong answer is a run of factor 0.
@@ -126,42 +159,59 @@ func (v *Validator) Benchmark(ctx context.Context, miner string, class protocol.
 		return BenchRun{}, fmt.Errorf("validator: no benchmark image configured")
 	}
 	k := scoring.MinerClass{Miner: miner, Class: class}
-	seconds := v.benchSeconds()
-	space := uint64(v.benchRate() * float64(seconds))
-	var b [24]byte
-	if _, err := rand.Read(b[:]); err != nil {
+	cls, err := v.cfg.Classes.Lookup(class)
+	if err != nil {
+		return BenchRun{}, fmt.Errorf("validator: benchmark: %w", err)
+	}
+	// The searches use every core of the class, and a reference machine of those cores
+	// takes seconds on average: each search costs space/2 hashes on average.
+	seconds, cores := v.benchSeconds(), classCores(cls)
+	rate := v.benchRate() * float64(cores)
+	space := max(uint64(2*rate*float64(seconds)/benchSearches), 1)
+	var salt [16]byte
+	if _, err := rand.Read(salt[:]); err != nil {
 		return BenchRun{}, err
 	}
-	salt, secret := b[:16], binary.BigEndian.Uint64(b[16:])%space
-	hash := benchjob.Digest(salt, secret)
+	secrets := make([]uint64, benchSearches)
+	hashes := make([]string, benchSearches)
+	var cost uint64
+	for i := range secrets {
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return BenchRun{}, err
+		}
+		secrets[i] = binary.BigEndian.Uint64(b[:]) % space
+		h := benchjob.Digest(benchjob.TaskSalt(salt[:], i), secrets[i])
+		hashes[i] = hex.EncodeToString(h[:])
+		cost += benchjob.Cost(secrets[i])
+	}
 	limit := 3*seconds + 60
 	if !v.efficiency.benchmarked(k) {
 		limit *= newMinerTimeFactor
 	}
 	spec := protocol.V2JobRequest{
 		UUID: uuid.NewString(), ExecutorClass: class, DockerImage: v.cfg.BenchImage,
-		Args:              []string{"--salt", hex.EncodeToString(salt), "--hash", hex.EncodeToString(hash[:]), "--space", strconv.FormatUint(space, 10)},
+		Args:              []string{"--salt", hex.EncodeToString(salt[:]), "--space", strconv.FormatUint(space, 10), "--hashes", strings.Join(hashes, ",")},
 		DownloadTimeLimit: limit, ExecutionTimeLimit: limit, UploadTimeLimit: 60,
 	}
 	res, err := v.RunJob(ctx, miner, spec)
 	if err != nil {
 		return BenchRun{}, err
 	}
-	run := BenchRun{Miner: miner, Class: class, Result: res}
+	run := BenchRun{Miner: miner, Class: class, Result: res, Reference: time.Duration(float64(cost) / rate * float64(time.Second))}
 	if res.Status != protocol.JobStatusCompleted {
 		v.log.Info("benchmark did not complete", "miner", miner[:min(10, len(miner))], "class", class, "status", res.Status, "reason", res.Reason)
 		return run, nil
 	}
-	got, perr := strconv.ParseUint(strings.TrimSpace(res.Stdout), 10, 64)
-	run.Correct = perr == nil && got == secret
+	run.Correct = benchAnswered(res.Stdout, secrets)
 	if run.Correct {
 		measured := max(res.Executed, time.Millisecond)
-		run.Factor = min(max(float64(seconds)*float64(time.Second)/float64(measured), EfficiencyMin), EfficiencyMax)
+		run.Factor = min(max(float64(run.Reference)/float64(measured), EfficiencyMin), EfficiencyMax)
 	}
 	run.Smoothed = v.efficiency.update(k, run.Factor, !run.Correct)
 	v.reliability.record(miner, run.Correct)
 	v.log.Info("benchmark", "miner", miner[:min(10, len(miner))], "class", class, "correct", run.Correct,
-		"executed", res.Executed, "factor", run.Factor, "efficiency", run.Smoothed)
+		"executed", res.Executed, "reference", run.Reference, "factor", run.Factor, "efficiency", run.Smoothed)
 	return run, nil
 }
 

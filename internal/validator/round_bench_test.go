@@ -2,8 +2,8 @@ package validator
 
 import (
 	"context"
-	"encoding/hex"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http/httptest"
@@ -56,19 +56,15 @@ func (x *instantBench) Start(_ context.Context, req miner.ExecutorRequest) error
 		if !ok {
 			return
 		}
-		args := map[string]string{}
-		for i := 0; i+1 < len(job.DockerRunCmd); i += 2 {
-			args[job.DockerRunCmd[i]] = job.DockerRunCmd[i+1]
+		tasks, _ := benchjob.ParseArgs(job.DockerRunCmd, io.Discard)
+		secrets, _ := benchjob.SolveAll(tasks, 1)
+		var answer strings.Builder
+		for _, x := range secrets {
+			fmt.Fprintln(&answer, x)
 		}
-		salt, _ := hex.DecodeString(args["--salt"])
-		h, _ := hex.DecodeString(args["--hash"])
-		space, _ := strconv.ParseUint(args["--space"], 10, 64)
-		t := benchjob.Task{Salt: salt, Space: space}
-		copy(t.Hash[:], h)
-		answer, _ := benchjob.Solve(t)
 		_ = conn.Send(ctx, &protocol.V0VolumesReadyRequest{JobUUID: req.JobUUID})
 		_ = conn.Send(ctx, &protocol.V0ExecutionDoneRequest{JobUUID: req.JobUUID})
-		_ = conn.Send(ctx, &protocol.V0JobFinishedRequest{JobUUID: req.JobUUID, DockerProcessStdout: strconv.FormatUint(answer, 10)})
+		_ = conn.Send(ctx, &protocol.V0JobFinishedRequest{JobUUID: req.JobUUID, DockerProcessStdout: answer.String()})
 	})
 	return nil
 }
