@@ -207,6 +207,7 @@ func startValidator(t *testing.T, cfg string) *validatorProcess {
 
 // TestCLIValidatorKilledMidJob kills the validator with SIGKILL while its job runs on the
 // miner, then starts it again: the job is settled as horde_failed, reported by the validator.
+// After a clean stop, a third start restores the books the second saved.
 func TestCLIValidatorKilledMidJob(t *testing.T) {
 	needDocker(t)
 	image := jobimagetest.Hello(t)
@@ -259,4 +260,12 @@ func TestCLIValidatorKilledMidJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = again.cmd.Wait()
+
+	// A clean stop saved the books (manifests, factors, penalties): the next start has them.
+	third := startValidator(t, cfg)
+	wantContains(t, "the third start's log", third.stderr.String(), "books restored")
+	if err := third.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	_ = third.cmd.Wait()
 }

@@ -79,7 +79,8 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	// The store outlives the background work that writes to it (the books' last save).
+	defer func() { stopBackground(); wg.Wait(); db.Close() }()
 	var trusted *validator.TrustedMiner
 	if cfg.TrustedMiner.Hotkey != "" {
 		trusted = &validator.TrustedMiner{Hotkey: cfg.TrustedMiner.Hotkey, Addr: netip.MustParseAddrPort(cfg.TrustedMiner.Address)}
@@ -95,6 +96,12 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 	} else if n > 0 {
 		log.Warn("jobs of an earlier run are horde_failed", "jobs", n)
 	}
+	if ok, err := v.LoadState(ctx); err != nil {
+		return fmt.Errorf("%w (fix or delete the state row, or start on a fresh data_dir)", err)
+	} else if !ok {
+		log.Info("no books of an earlier run: every miner starts with factor 1 and is benchmarked")
+	}
+	wg.Go(func() { v.RunStateSaver(runCtx, stateSaveInterval) })
 	allow, _ := egress.ParseAllow(strings.Join(cfg.AllowEgress, ",")) // checked by Validate
 	syncer, err := receiptsync.New(receiptsync.Config{
 		Store: db, Egress: egress.Policy{Allow: allow}, Logger: log,
@@ -162,6 +169,10 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 	}
 	return serveErr
 }
+
+// stateSaveInterval is how often the validator's books are saved (and once at shutdown): a
+// kill -9 loses at most this much of them.
+const stateSaveInterval = time.Minute
 
 // jobAPI is the local job API: POST /api/v1/jobs takes an upstream V2JobRequest and routes
 // it to a miner in the background; GET /api/v1/jobs/{uuid} tells how it went.
