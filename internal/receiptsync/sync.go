@@ -256,6 +256,38 @@ func (s *Syncer) Checkpoint(miner, base string, page int64) int64 {
 	return s.checkpoints[pageKey{miner, strings.TrimRight(base, "/"), page}]
 }
 
+// PageCheckpoint is one page's checkpoint, as Checkpoints exports it for saving.
+type PageCheckpoint struct {
+	Miner string `json:"miner"`
+	Base  string `json:"base"`
+	Page  int64  `json:"page"`
+	Bytes int64  `json:"bytes"`
+}
+
+// Checkpoints returns every page checkpoint, to save across a restart.
+func (s *Syncer) Checkpoints() []PageCheckpoint {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]PageCheckpoint, 0, len(s.checkpoints))
+	for k, n := range s.checkpoints {
+		out = append(out, PageCheckpoint{Miner: k.miner, Base: k.base, Page: k.page, Bytes: n})
+	}
+	return out
+}
+
+// Restore sets the checkpoints a previous run saved, so that a restart does not read every
+// active page again; negative ones are ignored. A checkpoint past a page's end (the page was
+// replaced) is handled as during a run: the page is read again from its start.
+func (s *Syncer) Restore(cps []PageCheckpoint) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range cps {
+		if c.Bytes > 0 {
+			s.checkpoints[pageKey{c.Miner, strings.TrimRight(c.Base, "/"), c.Page}] = c.Bytes
+		}
+	}
+}
+
 // ActivePages returns the pages miners may still append to at now, oldest first: the current
 // page and the ReceiptActivePages-1 before it.
 func ActivePages(now time.Time) []int64 {

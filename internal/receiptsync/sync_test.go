@@ -628,3 +628,34 @@ func TestBatchStore(t *testing.T) {
 		t.Fatalf("stats %+v, err %v", st, err)
 	}
 }
+
+// TestCheckpointsRestored: a Syncer given the checkpoints another saved reads on from them
+// with Range, as the first would have.
+func TestCheckpointsRestored(t *testing.T) {
+	f := newFixture(t)
+	ps := newPageServer(t)
+	body := f.good(10)
+	ps.set(page, body)
+	first := f.syncer()
+	if _, err := first.SyncMiner(t.Context(), f.bob.SS58(), ps.URL, []int64{page}); err != nil {
+		t.Fatal(err)
+	}
+	saved := first.Checkpoints()
+	if len(saved) != 1 || saved[0].Bytes != int64(len(body)) || saved[0].Page != page {
+		t.Fatalf("checkpoints %+v", saved)
+	}
+	more := f.good(2)
+	ps.appendTo(page, more)
+	again := f.syncer()
+	again.Restore(append(saved, PageCheckpoint{Miner: "x", Base: "http://x", Page: 1, Bytes: -5}))
+	st, err := again.SyncMiner(t.Context(), f.bob.SS58(), ps.URL, []int64{page})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("bytes=%d-", len(body)); ps.lastRange() != want || st.Imported != 2 || st.Lines != 2 {
+		t.Errorf("after the restore: Range %q (want %q), %+v", ps.lastRange(), want, st)
+	}
+	if got := again.Checkpoints(); len(got) != 1 {
+		t.Errorf("a negative checkpoint was restored: %+v", got)
+	}
+}

@@ -114,9 +114,20 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 		return err
 	}
 	// Every validator's receipts count, pulled from every miner, so that all validators agree
-	// on each miner's worked seconds; weights follow once per tempo.
+	// on each miner's worked seconds; weights follow once per tempo. The pages' checkpoints
+	// are saved after every pull, so a restart reads on from where the last run was.
+	var cps []receiptsync.PageCheckpoint
+	if err := db.GetState(ctx, checkpointsState, &cps); err != nil && !errors.Is(err, store.ErrNotFound) {
+		log.Warn("receipts checkpoints unreadable: reading every active page again", "err", err)
+	}
+	syncer.Restore(cps)
 	wg.Go(func() {
-		clock.Every(runCtx, time.Duration(cfg.ReceiptsInterval), func() { pullReceipts(runCtx, syncer, cache, key.SS58(), log) })
+		clock.Every(runCtx, time.Duration(cfg.ReceiptsInterval), func() {
+			pullReceipts(runCtx, syncer, cache, key.SS58(), log)
+			if err := db.PutState(runCtx, checkpointsState, syncer.Checkpoints()); err != nil && runCtx.Err() == nil {
+				log.Warn("cannot save the receipts checkpoints", "err", err)
+			}
+		})
 	})
 	wg.Go(func() { _ = v.RunWeights(runCtx) })
 	wg.Go(func() { _ = v.RunMinerLinks(runCtx) })
@@ -169,6 +180,9 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 	}
 	return serveErr
 }
+
+// checkpointsState names the receipts pages' checkpoints in the store.
+const checkpointsState = "receiptsync/checkpoints"
 
 // stateSaveInterval is how often the validator's books are saved (and once at shutdown): a
 // kill -9 loses at most this much of them.
