@@ -94,7 +94,7 @@ func TestCLIValidatorRoutesToMinerProcess(t *testing.T) {
 			break
 		}
 	}
-	wantContains(t, "horde validator scores", scores.stdout, devBob, "always_on.test", "relative_value")
+	wantContains(t, "horde validator scores", scores.stdout, "the running validator's scores", devBob, "always_on.test", "relative_value")
 	miners := horde(t, runOpts{}, "validator", "miners", "--config", cfg)
 	wantContains(t, "horde validator miners", miners.stdout, devBob, "always_on.test", "1 miners heard from")
 

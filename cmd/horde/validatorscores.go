@@ -8,16 +8,16 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/computehorde/horde/internal/hwclass"
-	"github.com/computehorde/horde/internal/protocol"
+	"github.com/computehorde/horde/internal/keys"
 	"github.com/computehorde/horde/internal/scoring"
 	"github.com/computehorde/horde/internal/store"
 	"github.com/computehorde/horde/internal/validator"
 	"github.com/computehorde/horde/internal/validatord"
 )
 
-// runValidatorScores prints the points formula for the window ending now, from the
-// validator's database: every factor, the points and the weight of each miner.
+// runValidatorScores prints the points formula for the window ending now: every factor, the
+// points and the weight of each miner, as the running validator holds them, or from its
+// database and saved books when it is not running.
 func runValidatorScores(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("validator scores", "validator scores --config validator.toml [--window 72m]", stderr)
 	path := fs.String("config", "", "the validator's configuration file (its database)")
@@ -29,8 +29,22 @@ func runValidatorScores(ctx context.Context, args []string, stdout, stderr io.Wr
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
+	// The running validator answers with the factors it holds now; otherwise (or for another
+	// window) the store's work and the books it last saved give the same computation.
 	if *window <= 0 {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		r, err := validatord.ReadScores(ctx, cfg.DataDir)
+		cancel()
+		if err == nil {
+			fmt.Fprintf(stdout, "the running validator's scores over its %s score window, with the factors it holds now\n",
+				time.Duration(cfg.ScoreWindow))
+			return scoring.WriteTable(stdout, r)
+		}
 		*window = time.Duration(cfg.ScoreWindow)
+	}
+	key, err := keys.LoadHotkey(cfg.Wallet.Path, cfg.Wallet.Name, cfg.Wallet.Hotkey)
+	if err != nil {
+		return fmt.Errorf("wallet %s hotkey %s: %w", cfg.Wallet.Name, cfg.Wallet.Hotkey, err)
 	}
 	db, err := store.Open(ctx, store.Config{DSN: cfg.DSN()})
 	if err != nil {
@@ -38,24 +52,16 @@ func runValidatorScores(ctx context.Context, args []string, stdout, stderr io.Wr
 	}
 	defer db.Close()
 	now := time.Now()
-	totals, err := db.WorkedSeconds(ctx, now.Add(-*window), now)
+	r, savedAt, err := validator.StoredScores(ctx, db, nil, key.SS58(), *window, 0, now)
 	if err != nil {
 		return err
 	}
-	work := make([]scoring.Work, 0, len(totals))
-	for _, t := range totals {
-		work = append(work, scoring.Work{Miner: t.MinerHotkey, Class: protocol.ExecutorClass(t.ExecutorClass), WorkedSeconds: t.WorkedSeconds})
+	books := "no saved books: demand, efficiency and penalty are 1"
+	if !savedAt.IsZero() {
+		books = "factors from the books saved at " + savedAt.Format(time.RFC3339)
 	}
-	factors, err := scoring.Assemble(work, scoring.Sources{RelativeValues: hwclass.Default().RelativeValues()})
-	if err != nil {
-		return err
-	}
-	r, err := scoring.Score(scoring.Inputs{Factors: factors})
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "window %s to %s; demand, efficiency and penalty are 1 until the validator measures them\n",
-		now.Add(-*window).Format(time.RFC3339), now.Format(time.RFC3339))
+	fmt.Fprintf(stdout, "window %s to %s (the validator is not running); %s\n",
+		now.Add(-*window).Format(time.RFC3339), now.Format(time.RFC3339), books)
 	return scoring.WriteTable(stdout, r)
 }
 

@@ -7,8 +7,10 @@ import (
 	"time"
 
 	"github.com/computehorde/horde/internal/chain"
+	"github.com/computehorde/horde/internal/hwclass"
 	"github.com/computehorde/horde/internal/protocol"
 	"github.com/computehorde/horde/internal/scoring"
+	"github.com/computehorde/horde/internal/store"
 )
 
 // DefaultScoreWindow is the stretch of countersigned work each tempo's weights reward: one
@@ -23,7 +25,17 @@ var ErrNoWork = errors.New("validator: no countersigned work in the scoring wind
 // Penalties come from the declines the validator judged, demand multipliers from the jobs
 // asked of it, efficiency factors from its benchmarks (1 until a miner is benchmarked).
 func (v *Validator) Scores(ctx context.Context, now time.Time) (scoring.Result, error) {
-	totals, err := v.cfg.Store.WorkedSeconds(ctx, now.Add(-v.scoreWindow()), now)
+	return scoreWork(ctx, v.cfg.Store, now.Add(-v.scoreWindow()), now, scoring.Sources{
+		RelativeValues: v.cfg.Classes.RelativeValues(),
+		Demand:         v.demand.multipliers(now, v.supply),
+		Efficiency:     v.efficiency.snapshot(),
+		Penalty:        v.penalties.snapshot(now, v.penaltyHalfLife()),
+	}, v.cfg.Metagraph.Latest())
+}
+
+// scoreWork applies the points formula to the countersigned work stored between from and to.
+func scoreWork(ctx context.Context, db *store.DB, from, to time.Time, src scoring.Sources, mg *chain.Metagraph) (scoring.Result, error) {
+	totals, err := db.WorkedSeconds(ctx, from, to)
 	if err != nil {
 		return scoring.Result{}, err
 	}
@@ -31,16 +43,47 @@ func (v *Validator) Scores(ctx context.Context, now time.Time) (scoring.Result, 
 	for _, t := range totals {
 		work = append(work, scoring.Work{Miner: t.MinerHotkey, Class: protocol.ExecutorClass(t.ExecutorClass), WorkedSeconds: t.WorkedSeconds})
 	}
-	factors, err := scoring.Assemble(work, scoring.Sources{
-		RelativeValues: v.cfg.Classes.RelativeValues(),
-		Demand:         v.demand.multipliers(now, v.supply),
-		Efficiency:     v.efficiency.snapshot(),
-		Penalty:        v.penalties.snapshot(now, v.penaltyHalfLife()),
-	})
+	factors, err := scoring.Assemble(work, src)
 	if err != nil {
 		return scoring.Result{}, err
 	}
-	return scoring.Score(scoring.Inputs{Factors: factors, Metagraph: v.cfg.Metagraph.Latest()})
+	return scoring.Score(scoring.Inputs{Factors: factors, Metagraph: mg})
+}
+
+// StoredScores is Scores from the store alone, for when the validator is not running: the
+// countersigned work of the window ending at now, with the factors of the books the
+// validator with hotkey last saved (penalties recovered to now at halfLife; zero means
+// DefaultPenaltyHalfLife). savedAt is when they were saved, zero when there were none (every
+// factor but the relative value is then 1). Weights are keyed by hotkey: no metagraph.
+func StoredScores(ctx context.Context, db *store.DB, classes *hwclass.Registry, hotkey string, window, halfLife time.Duration, now time.Time) (r scoring.Result, savedAt time.Time, err error) {
+	if classes == nil {
+		classes = hwclass.Default()
+	}
+	if halfLife <= 0 {
+		halfLife = DefaultPenaltyHalfLife
+	}
+	var b books
+	switch err := db.GetState(ctx, (&Validator{hotkey: hotkey}).stateName(), &b); {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return scoring.Result{}, time.Time{}, err
+	default:
+		if err := b.check(); err != nil {
+			return scoring.Result{}, time.Time{}, fmt.Errorf("validator: books saved at %s: %w", b.SavedAt.Format(time.RFC3339), err)
+		}
+	}
+	src := scoring.Sources{RelativeValues: classes.RelativeValues(), Demand: b.Demand,
+		Efficiency: map[scoring.MinerClass]float64{}, Penalty: map[scoring.MinerClass]float64{}}
+	for _, e := range b.Efficiency {
+		src.Efficiency[scoring.MinerClass{Miner: e.Miner, Class: e.Class}] = e.Factor
+	}
+	for _, p := range b.Penalties {
+		if v := (penalty{value: p.Value, at: p.At}).current(now, halfLife); v < 1-1e-9 {
+			src.Penalty[scoring.MinerClass{Miner: p.Miner, Class: p.Class}] = v
+		}
+	}
+	r, err = scoreWork(ctx, db, now.Add(-window), now, src, nil)
+	return r, b.SavedAt, err
 }
 
 func (v *Validator) scoreWindow() time.Duration {

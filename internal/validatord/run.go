@@ -27,6 +27,7 @@ import (
 	"github.com/computehorde/horde/internal/keys"
 	"github.com/computehorde/horde/internal/protocol"
 	"github.com/computehorde/horde/internal/receiptsync"
+	"github.com/computehorde/horde/internal/scoring"
 	"github.com/computehorde/horde/internal/statussock"
 	"github.com/computehorde/horde/internal/store"
 	"github.com/computehorde/horde/internal/validator"
@@ -142,6 +143,7 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 
 	stopStatus, err := statussock.Serve(runCtx, &wg, StatusSocket(cfg.DataDir), log, map[string]func(context.Context) (any, error){
 		"/miners": func(context.Context) (any, error) { return v.Manifests(), nil },
+		"/scores": func(ctx context.Context) (any, error) { return v.Scores(ctx, time.Now()) },
 	})
 	if err != nil {
 		return err
@@ -376,6 +378,14 @@ func pullReceipts(ctx context.Context, s *receiptsync.Syncer, cache *chain.Metag
 
 // StatusSocket is where a running validator answers `horde validator miners`.
 func StatusSocket(dataDir string) string { return filepath.Join(dataDir, "validator.sock") }
+
+// ReadScores asks the validator running on dataDir for its current scores: the points
+// formula over its score window with the factors it holds now, as its next weights use them.
+func ReadScores(ctx context.Context, dataDir string) (scoring.Result, error) {
+	var out scoring.Result
+	err := statussock.Get(ctx, StatusSocket(dataDir), "/scores", &out)
+	return out, err
+}
 
 // ReadMiners asks the validator running on dataDir for its miners' manifests.
 func ReadMiners(ctx context.Context, dataDir string) ([]validator.MinerManifest, error) {
