@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -107,5 +108,71 @@ func TestWeightsOncePerTempo(t *testing.T) {
 	}
 	if w, _ := e.chain.Weights(netuid, chain.Hotkey(e.alice.SS58())); w[1] != chain.U16Max {
 		t.Errorf("weights on the simulated chain: %v", w)
+	}
+}
+
+// refusingChain refuses every weight setting as a chain refuses a validator without a
+// permit, until allowed.
+type refusingChain struct {
+	chain.Chain
+	allowed atomic.Bool
+	tries   atomic.Int32
+}
+
+func (c *refusingChain) SetWeights(ctx context.Context, h chain.Hotkey, n chain.NetUID, w map[chain.Hotkey]float64, vk uint64) (chain.WeightsReceipt, error) {
+	c.tries.Add(1)
+	if !c.allowed.Load() {
+		return chain.WeightsReceipt{}, chain.ErrNoValidatorPermit
+	}
+	return c.Chain.SetWeights(ctx, h, n, w, vk)
+}
+
+// TestWeightsRefusedByTheChain: a chain that refuses the weights (no permit) is logged with
+// the cause and not retried within the tempo; the next tempo tries again and sets them once
+// the chain takes them. Nothing is lost meanwhile: the work stays in the store.
+func TestWeightsRefusedByTheChain(t *testing.T) {
+	var rc *refusingChain
+	e := newEnv(t, func(c *Config) {
+		rc = &refusingChain{Chain: c.Chain}
+		c.Chain = rc
+	})
+	e.addWork(600)
+	if _, _, err := e.v.SetWeights(t.Context(), 1<<40); !errors.Is(err, chain.ErrNoValidatorPermit) {
+		t.Fatalf("SetWeights on a refusing chain: %v", err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- e.v.RunWeights(ctx) }()
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(e.logs.String(), "weights not set this tempo"); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line for the refusal:\n%s", e.logs.String())
+		}
+	}
+	wantLog := "no validator permit"
+	if !strings.Contains(strings.ToLower(e.logs.String()), wantLog) {
+		t.Errorf("the refusal's log line does not name the cause (%q):\n%s", wantLog, e.logs.String())
+	}
+	tries := rc.tries.Load()
+	rc.allowed.Store(true)
+	hp, _ := e.chain.Hyperparams(t.Context(), netuid)
+	_, end := chain.EpochBounds(e.chain.Advance(0).Number, netuid, hp.Tempo)
+	for e.chain.Advance(0).Number < end {
+		e.chain.Advance(1)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		if strings.Contains(e.logs.String(), "weights set for the tempo") {
+			e.chain.Advance(1) // the block that includes them
+			if w, _ := e.chain.Weights(netuid, chain.Hotkey(e.alice.SS58())); w[1] == chain.U16Max {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the next tempo did not set the weights")
+		}
+	}
+	cancel()
+	<-done
+	if tries != 2 {
+		t.Errorf("%d refused tries, want the direct one and one for the tempo (a refusal is not retried within it)", tries)
 	}
 }
