@@ -44,6 +44,7 @@ var registry = map[string]msgSpec{
 	"V0ClassValuesMessage":          {UnionValidatorToMiner, decoderFor[V0ClassValuesMessage]()},
 	"V0ClassValuesUpdate":           {UnionValidatorToFacilitator, decoderFor[V0ClassValuesUpdate]()},
 	"V0JobCheatDetected":            {UnionValidatorToFacilitator, decoderFor[V0JobCheatDetected]()},
+	"V0JobWorkReport":               {UnionValidatorToFacilitator, decoderFor[V0JobWorkReport]()},
 	"V0Heartbeat":                   {UnionValidatorToFacilitator, decoderFor[V0Heartbeat]()},
 	"V0AuthenticationRequest":       {UnionValidatorToFacilitator, decoderFor[V0AuthenticationRequest]()},
 	"V0JobStatusUpdate":             {UnionValidatorToFacilitator, decoderFor[V0JobStatusUpdate]()},
@@ -496,6 +497,60 @@ func (m V0JobCheatDetected) MarshalJSON() ([]byte, error) { return marshalModel(
 // UnmarshalJSON decodes strictly (see the package documentation).
 func (m *V0JobCheatDetected) UnmarshalJSON(data []byte) error {
 	return unmarshalInto(data, "V0JobCheatDetected", m)
+}
+
+// MessageType returns "V0JobWorkReport".
+func (V0JobWorkReport) MessageType() string { return "V0JobWorkReport" }
+
+func (m V0JobWorkReport) jobUUID() string { return m.JobUUID }
+
+var v0JobWorkReportKeys = []string{"message_type", "job_uuid", "attempt_uuid", "executor_class", "interval_index", "worked_seconds"}
+
+func (m *V0JobWorkReport) decode(r *reader) error {
+	var seen uint64
+	err := r.object(func(k []byte) error {
+		switch string(k) {
+		case "message_type":
+			return fLiteral(r, &seen, 0, "message_type", "V0JobWorkReport")
+		case "job_uuid":
+			return fVal(r, &seen, 1, "job_uuid", &m.JobUUID, readID)
+		case "attempt_uuid":
+			return fVal(r, &seen, 2, "attempt_uuid", &m.AttemptUUID, (*reader).readString)
+		case "executor_class":
+			return fEnum(r, &seen, 3, "executor_class", &executorClassEnum, &m.ExecutorClass)
+		case "interval_index":
+			return fVal(r, &seen, 4, "interval_index", &m.IntervalIndex, readIntValue)
+		case "worked_seconds":
+			return fVal(r, &seen, 5, "worked_seconds", &m.WorkedSeconds, readIntValue)
+		}
+		return r.skipValue()
+	})
+	if err != nil {
+		return err
+	}
+	return checkRequired(seen, 0b111110, v0JobWorkReportKeys)
+}
+
+func (m V0JobWorkReport) encode(e *encoder) {
+	e.raw(`{"message_type":"V0JobWorkReport","job_uuid":`)
+	e.str(m.JobUUID)
+	e.raw(`,"attempt_uuid":`)
+	e.str(m.AttemptUUID)
+	e.raw(`,"executor_class":`)
+	encodeEnum(e, "executor_class", &executorClassEnum, m.ExecutorClass)
+	e.raw(`,"interval_index":`)
+	e.int(m.IntervalIndex)
+	e.raw(`,"worked_seconds":`)
+	e.int(m.WorkedSeconds)
+	e.byte1('}')
+}
+
+// MarshalJSON returns the pydantic-compatible encoding.
+func (m V0JobWorkReport) MarshalJSON() ([]byte, error) { return marshalModel(m) }
+
+// UnmarshalJSON decodes strictly (see the package documentation).
+func (m *V0JobWorkReport) UnmarshalJSON(data []byte) error {
+	return unmarshalInto(data, "V0JobWorkReport", m)
 }
 
 var signatureKeys = []string{"signature_type", "signatory", "timestamp_ns", "signature", "signature_scope"}

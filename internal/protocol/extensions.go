@@ -100,3 +100,20 @@ type V0JobCheatDetected struct {
 	MinerHotkey    string          `wire:"miner_hotkey"`     // the miner whose output differed
 	Details        json.RawMessage `wire:"details,any"`      // what differed (any JSON)
 }
+
+// V0JobWorkReport (extension, validator → facilitator) reports one 10-minute accounting
+// interval of a facilitator job as the validator signs it, so the facilitator charges the
+// user as the job runs: JobUUID is the job as the facilitator sent it, AttemptUUID the
+// attempt on a miner that did the work (a job retried on another miner has several). The
+// terminal status update names the attempt that ended the job in its metadata under
+// "attempt_uuid"; work of other attempts ended by the horde's failures is not the user's to
+// pay.
+//
+//wire:message ValidatorToFacilitator
+type V0JobWorkReport struct {
+	JobUUID       string        `wire:"job_uuid,id,job"`
+	AttemptUUID   string        `wire:"attempt_uuid"`
+	ExecutorClass ExecutorClass `wire:"executor_class"`
+	IntervalIndex int           `wire:"interval_index"`
+	WorkedSeconds int           `wire:"worked_seconds"`
+}

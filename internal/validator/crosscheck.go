@@ -81,7 +81,7 @@ func (v *Validator) crossCheck(ctx context.Context, miner, requestUUID string, s
 	}
 	check := spec
 	check.UUID = uuid.NewString()
-	trusted, err := v.runJob(ctx, t.Hotkey, "ws://"+t.Addr.String(), check, nil)
+	trusted, err := v.runJob(ctx, t.Hotkey, "ws://"+t.Addr.String(), check, Observer{})
 	if err != nil {
 		return false, false, err
 	}

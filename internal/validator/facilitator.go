@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -270,7 +271,13 @@ func (l *facilitatorLink) runJob(ctx context.Context, spec protocol.V2JobRequest
 		return
 	}
 	status(protocol.JobStatusReceived, nil)
-	res, attempts, err := l.v.RouteWith(ctx, spec, l.v.cfg.Clock.Now().Add(organicJobWindow), func(s protocol.JobStatus) { status(s, nil) })
+	res, attempts, err := l.v.RouteObserved(ctx, spec, l.v.cfg.Clock.Now().Add(organicJobWindow), Observer{
+		Status: func(s protocol.JobStatus) { status(s, nil) },
+		Work: func(p protocol.WorkIntervalReceiptPayload) {
+			l.report(&protocol.V0JobWorkReport{JobUUID: spec.UUID, AttemptUUID: p.JobUUID, ExecutorClass: p.ExecutorClass,
+				IntervalIndex: p.IntervalIndex, WorkedSeconds: p.WorkedSeconds})
+		},
+	})
 	if err != nil {
 		l.ended(spec.UUID, nil, nil)
 		status(protocol.JobStatusRejected, &protocol.JobStatusMetadata{JobRejectionDetails: &protocol.JobRejectionDetails{
@@ -278,7 +285,10 @@ func (l *facilitatorLink) runJob(ctx context.Context, spec protocol.V2JobRequest
 		return
 	}
 	l.ended(spec.UUID, res, attempts)
-	status(res.Status, resultMetadata(res))
+	md := resultMetadata(res)
+	// Which attempt's work the user pays for (V0JobWorkReport).
+	md.Extra.Set("attempt_uuid", json.RawMessage(strconv.Quote(res.UUID)))
+	status(res.Status, md)
 }
 
 // remember records a facilitator job as it starts, and forgets those older than

@@ -50,12 +50,12 @@ func (r *JobResult) Failed() bool { return r.Status != protocol.JobStatusComplet
 // effect (as upstream: the class decides). An error is returned only when the job could not be
 // recorded; every outcome of the job itself, failures included, is in the result.
 func (v *Validator) RunJob(ctx context.Context, minerHotkey string, spec protocol.V2JobRequest) (*JobResult, error) {
-	return v.runJob(ctx, minerHotkey, "", spec, nil)
+	return v.runJob(ctx, minerHotkey, "", spec, Observer{})
 }
 
 // runJob is RunJob on the miner at base (ws://host:port) when base is set, else where the
 // metagraph says the miner serves.
-func (v *Validator) runJob(ctx context.Context, minerHotkey, base string, spec protocol.V2JobRequest, onStatus func(protocol.JobStatus)) (*JobResult, error) {
+func (v *Validator) runJob(ctx context.Context, minerHotkey, base string, spec protocol.V2JobRequest, obs Observer) (*JobResult, error) {
 	if spec.UUID == "" {
 		spec.UUID = uuid.NewString()
 	}
@@ -83,7 +83,7 @@ func (v *Validator) runJob(ctx context.Context, minerHotkey, base string, spec p
 
 	v.countInFlight(minerHotkey, spec.ExecutorClass, 1)
 	defer v.countInFlight(minerHotkey, spec.ExecutorClass, -1)
-	d := &driver{v: v, spec: spec, miner: minerHotkey, log: log, class: cls, started: start, base: base, onStatus: onStatus}
+	d := &driver{v: v, spec: spec, miner: minerHotkey, log: log, class: cls, started: start, base: base, obs: obs}
 	res := d.run(ctx)
 	res.UUID = spec.UUID
 	res.Took = v.cfg.Clock.Now().Sub(start)
@@ -116,7 +116,7 @@ type driver struct {
 	work        workAccount              // the job's execution, accounted in intervals
 	executed    time.Duration            // how long the container ran, once execution is done
 	base        string                   // the miner's ws:// base when not from the metagraph (the trusted miner)
-	onStatus    func(protocol.JobStatus) // told each intermediate status (the facilitator relays them); may be nil
+	obs         Observer // told each intermediate status and signed interval (the facilitator relays them)
 }
 
 func hordeFailure(reason protocol.HordeFailureReason, msg string) *JobResult {
@@ -301,8 +301,8 @@ func (d *driver) setStatus(ctx context.Context, s protocol.JobStatus) {
 	if err := d.v.cfg.Store.UpdateJobStatus(ctx, d.spec.UUID, activeStatuses, string(s), nil); err != nil {
 		d.log.Warn("cannot record job status", "status", s, "err", err)
 	}
-	if d.onStatus != nil {
-		d.onStatus(s)
+	if d.obs.Status != nil {
+		d.obs.Status(s)
 	}
 }
 

@@ -37,11 +37,26 @@ func (v *Validator) Route(ctx context.Context, spec protocol.V2JobRequest, deadl
 // RouteWith is Route telling onStatus each intermediate status of the attempt under way
 // (accepted, executor_ready, volumes_ready, execution_done), as the facilitator relays them.
 func (v *Validator) RouteWith(ctx context.Context, spec protocol.V2JobRequest, deadline time.Time, onStatus func(protocol.JobStatus)) (*JobResult, []Attempt, error) {
+	return v.RouteObserved(ctx, spec, deadline, Observer{Status: onStatus})
+}
+
+// Observer is told what happens to a routed job while it runs; nil fields are not called.
+// Calls come from the job's driver: they must not block.
+type Observer struct {
+	// Status is each intermediate status of the attempt under way (accepted,
+	// executor_ready, volumes_ready, execution_done).
+	Status func(protocol.JobStatus)
+	// Work is each 10-minute interval signed for an attempt (its JobUUID is the attempt's).
+	Work func(protocol.WorkIntervalReceiptPayload)
+}
+
+// RouteObserved is Route telling obs what happens while the job runs.
+func (v *Validator) RouteObserved(ctx context.Context, spec protocol.V2JobRequest, deadline time.Time, obs Observer) (*JobResult, []Attempt, error) {
 	if spec.UUID == "" {
 		spec.UUID = uuid.NewString()
 	}
 	if spec.OnTrustedMiner {
-		return v.runOnTrustedMiner(ctx, spec, onStatus)
+		return v.runOnTrustedMiner(ctx, spec, obs)
 	}
 	requestUUID := spec.UUID
 	candidates := v.candidates(spec.ExecutorClass)
@@ -55,7 +70,7 @@ func (v *Validator) RouteWith(ctx context.Context, spec protocol.V2JobRequest, d
 			}
 			spec.UUID = uuid.NewString()
 		}
-		res, err := v.runJob(ctx, miner, "", spec, onStatus)
+		res, err := v.runJob(ctx, miner, "", spec, obs)
 		if err != nil {
 			return nil, attempts, err
 		}
@@ -91,12 +106,12 @@ var ErrNoTrustedMiner = errors.New("validator: the job asks for the trusted mine
 
 // runOnTrustedMiner runs a job the user asked to run on the validator's trusted miner (to
 // compare with a run on the subnet's miners), without retries.
-func (v *Validator) runOnTrustedMiner(ctx context.Context, spec protocol.V2JobRequest, onStatus func(protocol.JobStatus)) (*JobResult, []Attempt, error) {
+func (v *Validator) runOnTrustedMiner(ctx context.Context, spec protocol.V2JobRequest, obs Observer) (*JobResult, []Attempt, error) {
 	t := v.cfg.TrustedMiner
 	if t == nil {
 		return nil, nil, ErrNoTrustedMiner
 	}
-	res, err := v.runJob(ctx, t.Hotkey, "ws://"+t.Addr.String(), spec, onStatus)
+	res, err := v.runJob(ctx, t.Hotkey, "ws://"+t.Addr.String(), spec, obs)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -78,6 +78,9 @@ func (d *driver) signInterval(ctx context.Context, index int, start, end time.Ti
 		return
 	}
 	d.log.Info("work interval signed", "interval", index, "worked_seconds", p.WorkedSeconds)
+	if d.obs.Work != nil {
+		d.obs.Work(p)
+	}
 	if err := d.conn.Send(ctx, &protocol.V0WorkIntervalReceiptRequest{Payload: p, Signature: sig}); err != nil {
 		d.log.Warn("cannot send a work-interval receipt; the miner can pull it from no one else", "interval", index, "err", err)
 	}
