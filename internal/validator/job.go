@@ -110,13 +110,13 @@ type driver struct {
 	started time.Time
 
 	conn        *wsconn.Conn
-	msgs        chan protocol.Message    // closed by readLoop after it has set readErr
-	readErr     chan error               // buffered; readLoop sends exactly one error before closing msgs
-	initialSent bool                     // a JobFinished receipt is owed from here on, whatever the outcome
-	work        workAccount              // the job's execution, accounted in intervals
-	executed    time.Duration            // how long the container ran, once execution is done
-	base        string                   // the miner's ws:// base when not from the metagraph (the trusted miner)
-	obs         Observer // told each intermediate status and signed interval (the facilitator relays them)
+	msgs        chan protocol.Message // closed by readLoop after it has set readErr
+	readErr     chan error            // buffered; readLoop sends exactly one error before closing msgs
+	initialSent bool                  // a JobFinished receipt is owed from here on, whatever the outcome
+	work        workAccount           // the job's execution, accounted in intervals
+	executed    time.Duration         // how long the container ran, once execution is done
+	base        string                // the miner's ws:// base when not from the metagraph (the trusted miner)
+	obs         Observer              // told each intermediate status and signed interval (the facilitator relays them)
 }
 
 func hordeFailure(reason protocol.HordeFailureReason, msg string) *JobResult {
