@@ -217,7 +217,7 @@ func TestCLIHelp(t *testing.T) {
 		if r.code != 0 {
 			t.Fatalf("horde %v:\n%s", args, r)
 		}
-		for _, name := range []string{"dev", "wallet", "validator", "miner", "executor", "facilitator"} {
+		for _, name := range []string{"dev", "wallet", "validator", "miner", "executor", "facilitator", "job", "account"} {
 			if !regexp.MustCompile(`(?m)^  ` + name + ` +\S`).MatchString(r.stdout) {
 				t.Errorf("horde %v does not list %s:\n%s", args, name, r.stdout)
 			}
@@ -249,7 +249,12 @@ func TestCLIUsageErrors(t *testing.T) {
 		{[]string{"executor", "serve"}, []string{"horde executor:", "--miner-url and a token"}},
 		{[]string{"executor", "run"}, []string{"horde executor:", "--spec is required"}},
 		{[]string{"executor", "pull"}, []string{"horde executor:", "name at least one image"}},
-		{[]string{"facilitator"}, []string{"horde facilitator:", "`horde dev`"}},
+		{[]string{"facilitator"}, []string{"horde facilitator:", "name a command (run, grant)"}},
+		{[]string{"facilitator", "run", "--config", "/nonexistent/facilitator.toml"}, []string{"horde facilitator:", "/nonexistent/facilitator.toml"}},
+		{[]string{"facilitator", "grant", "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY", "-5"}, []string{"horde facilitator:", "positive whole number"}},
+		{[]string{"job"}, []string{"horde job:", "name a command (run, status, list, cancel)"}},
+		{[]string{"job", "run", "--image", "x", "--facilitator", ""}, []string{"horde job:", "name the facilitator"}},
+		{[]string{"account"}, []string{"horde account:", "name a command (balance, keys)"}},
 		{[]string{"dev", "--no-such-flag"}, []string{"horde dev:", "no-such-flag"}},
 		{[]string{"wallet"}, []string{"name a wallet command"}},
 		{[]string{"wallet", "inspect"}, []string{"exactly one secret URI"}},

@@ -32,15 +32,12 @@ func commands() []command {
 		{name: "chain", summary: "the chain: serve a simulated one (`horde chain sim`), read and write through any backend", run: runChain},
 		{name: "validator", summary: "run a validator (`horde validator run --config validator.toml`)", run: runValidator},
 		{name: "miner", summary: "run a miner (`horde miner run --config miner.toml`)", run: runMiner},
+		{name: "facilitator", summary: "run a facilitator: users' paid job API, credits, validators' channel (`horde facilitator run`)", run: runFacilitator},
+		{name: "job", summary: "a user's jobs on a facilitator: run, status, list, cancel", run: runUserJob},
+		{name: "account", summary: "a user's account on a facilitator: balance, API keys", run: runAccount},
 		{name: "wallet", summary: "Bittensor hotkeys: inspect a secret URI, create or show a wallet hotkey", run: runWallet},
 		{name: jobCommand, summary: "run a built-in job program (used inside job images)", run: runJob, hidden: true},
 	}
-}
-
-// plannedRoles are the role sub-commands that do not run standalone yet. They are listed in
-// the help so operators know where they are headed; `horde dev` runs all of them in-process.
-var plannedRoles = []struct{ name, summary string }{
-	{"facilitator", "user-facing API: accounts, credits, job queue, validator link"},
 }
 
 // errUsage marks errors whose message is a usage problem; main prints it and exits 2.
@@ -64,9 +61,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		err := c.run(ctx, args[1:], stdout, stderr)
 		var code exitCode
+		var outcome jobOutcome
 		switch {
 		case errors.As(err, &code):
 			return int(code)
+		case errors.As(err, &outcome):
+			fmt.Fprintf(stderr, "horde %s: %v\n", c.name, err)
+			return outcome.code
 		case err == nil:
 			return 0
 		case errors.Is(err, flag.ErrHelp):
@@ -79,13 +80,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
-	for _, r := range plannedRoles {
-		if r.name == args[0] {
-			fmt.Fprintf(stderr, "horde %s: this role does not run as a standalone process yet; "+
-				"`horde dev` runs validator, miner and executor together on the embedded default\n", r.name)
-			return 2
-		}
-	}
 	fmt.Fprintf(stderr, "horde: unknown command %q; run `horde --help` for the list\n", args[0])
 	return 2
 }
@@ -96,10 +90,6 @@ func printHelp(w io.Writer) {
 		if !c.hidden {
 			fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
 		}
-	}
-	fmt.Fprint(w, "\nRoles (run together by `horde dev`; standalone processes come in later releases):\n")
-	for _, r := range plannedRoles {
-		fmt.Fprintf(w, "  %-12s %s\n", r.name, r.summary)
 	}
 	fmt.Fprint(w, "\nRun `horde <command> --help` for a command's flags.\n")
 }

@@ -138,7 +138,7 @@ type validatorProcess struct {
 
 // writeValidatorConfig writes a validator configuration for //Alice on the chain sim at
 // simURL, with its wallet and data under dir, and returns its path.
-func writeValidatorConfig(t *testing.T, dir, simURL string) string {
+func writeValidatorConfig(t *testing.T, dir, simURL string, topLevel ...string) string {
 	t.Helper()
 	alice, err := keys.FromURI("//Alice")
 	if err != nil {
@@ -148,7 +148,7 @@ func writeValidatorConfig(t *testing.T, dir, simURL string) string {
 		t.Fatal(err)
 	}
 	cfg := filepath.Join(dir, "validator.toml")
-	if err := os.WriteFile(cfg, []byte(`
+	if err := os.WriteFile(cfg, []byte(strings.Join(topLevel, "\n")+`
 api_listen = "127.0.0.1:0"
 data_dir = "`+filepath.Join(dir, "data")+`"
 shutdown_grace = "20s"

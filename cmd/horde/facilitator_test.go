@@ -1,0 +1,135 @@
+package main
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/computehorde/horde/internal/jobimage/jobimagetest"
+	"github.com/computehorde/horde/internal/keys"
+)
+
+var facilitatorServing = regexp.MustCompile(`^horde facilitator: serving on (127\.0\.0\.1:\d+)$`)
+
+// startFacilitator runs `horde facilitator run` with //Facilitator's wallet, allowing
+// //Alice's validator, and returns its address and its config file.
+func startFacilitator(t *testing.T, dir string) (addr, cfg string, p *exec.Cmd, stderr *lockedBuffer) {
+	t.Helper()
+	k, err := keys.FromURI("//Facilitator")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keys.WriteHotkey(filepath.Join(dir, "wallets"), "facilitator", "default", k, ""); err != nil {
+		t.Fatal(err)
+	}
+	cfg = filepath.Join(dir, "facilitator.toml")
+	if err := os.WriteFile(cfg, []byte(`
+listen = "127.0.0.1:0"
+data_dir = "`+filepath.Join(dir, "data")+`"
+validators = ["5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"]
+[wallet]
+path = "`+filepath.Join(dir, "wallets")+`"
+name = "facilitator"
+[prices]
+"always_on.test" = 1000
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stderr = &lockedBuffer{}
+	p = exec.Command(hordeBin, "facilitator", "run", "--config", cfg)
+	p.Env = append(os.Environ(), "HORDE_FACILITATOR_TOKEN_SECRET="+strings.Repeat("x", 32))
+	p.Stderr = stderr
+	out, err := p.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if p.ProcessState == nil {
+			_ = p.Process.Kill()
+			_ = p.Wait()
+		}
+	})
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	select {
+	case line := <-lines:
+		m := facilitatorServing.FindStringSubmatch(line)
+		if m == nil {
+			t.Fatalf("first stdout line %q\n%s", line, stderr.String())
+		}
+		addr = m[1]
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the facilitator did not serve within 30 s\n%s", stderr.String())
+	}
+	return addr, cfg, p, stderr
+}
+
+var chargedLine = regexp.MustCompile(`job \S+ completed; charged ([0-9.]+) credits`)
+
+// TestCLIPaidJobThroughFacilitator: the chain sim, a miner, a validator and a facilitator,
+// each its own process. An operator grants a user credits; the user runs `horde job run`
+// signed in with a wallet hotkey; the job goes facilitator → validator → miner → executor →
+// Docker and back, prints its output, and the user is charged the seconds the validator
+// accounted × the price, the rest of the hold returned.
+func TestCLIPaidJobThroughFacilitator(t *testing.T) {
+	needDocker(t)
+	image := jobimagetest.Hello(t)
+	sim := startChainSim(t, minerGenesis)
+	dir := t.TempDir()
+	m := startMiner(t, writeMinerConfig(t, filepath.Join(dir, "m"), sim.url))
+	announce(t, sim, m.port)
+	faddr, fcfg, fproc, fstderr := startFacilitator(t, filepath.Join(dir, "f"))
+	v := startValidator(t, writeValidatorConfig(t, filepath.Join(dir, "v"), sim.url, `facilitator_url = "ws://`+faddr+`/ws/v0/"`))
+
+	ferdie, _ := keys.FromURI("//Ferdie")
+	if _, err := keys.WriteHotkey(filepath.Join(dir, "u", "wallets"), "user", "default", ferdie, ""); err != nil {
+		t.Fatal(err)
+	}
+	g := horde(t, runOpts{}, "facilitator", "grant", "--config", fcfg, "--key", "welcome", ferdie.SS58(), "10000000")
+	if g.code != 0 {
+		t.Fatalf("grant:\n%s", g)
+	}
+	user := []string{"--facilitator", "http://" + faddr, "--wallet", "user", "--wallet-path", filepath.Join(dir, "u", "wallets")}
+	run := horde(t, runOpts{timeout: 90 * time.Second}, append(append([]string{"job", "run", "--image", image, "--time-limit", "60s"}, user...),
+		"--", "--sleep", "2s", "paid", "job")...)
+	if run.code != 0 || !strings.Contains(run.stdout, "hello from horde") || !strings.Contains(run.stdout, "paid job") {
+		t.Fatalf("horde job run:\n%s\n--- facilitator ---\n%s\n--- validator ---\n%s", run, fstderr.String(), v.stderr.String())
+	}
+	wantContains(t, "job run's progress", run.stderr, "queued", "completed")
+	mm := chargedLine.FindStringSubmatch(run.stderr)
+	if mm == nil {
+		t.Fatalf("no charge line:\n%s", run.stderr)
+	}
+	charged, _ := strconv.ParseFloat(mm[1], 64)
+	// 1000 micro-credits per accounted second: the 2 s the job slept, maybe one more.
+	if charged < 0.002 || charged > 0.004 {
+		t.Errorf("charged %v credits for a 2-second job at 0.001 per second", charged)
+	}
+	bal := horde(t, runOpts{}, append([]string{"account", "balance"}, user...)...)
+	wantContains(t, "balance", bal.stdout, ferdie.SS58()+": "+strconv.FormatFloat(10-charged, 'f', -1, 64)+" credits")
+	list := horde(t, runOpts{}, append([]string{"job", "list"}, user...)...)
+	wantContains(t, "job list", list.stdout, "completed", image)
+
+	if err := fproc.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := fproc.Wait(); err != nil {
+		t.Errorf("facilitator exit after SIGTERM: %v\n%s", err, fstderr.String())
+	}
+}

@@ -1,0 +1,723 @@
+package facilitator
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/computehorde/horde/internal/keys"
+	"github.com/computehorde/horde/internal/protocol"
+	"github.com/computehorde/horde/internal/store"
+	"github.com/computehorde/horde/internal/store/pgtest"
+	"github.com/computehorde/horde/internal/wsconn"
+	"github.com/computehorde/horde/sdk"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+const testPrice = 1000 // micro-credits per second of always_on.test
+
+func mustKey(t testing.TB, uri string) *keys.Keypair {
+	t.Helper()
+	k, err := keys.FromURI(uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// signer adapts a keypair to the SDK.
+type signer struct{ k *keys.Keypair }
+
+func (s signer) SS58() string { return s.k.SS58() }
+func (s signer) SignMessage(m []byte) ([]byte, error) {
+	sig := s.k.Sign(m)
+	return sig[:], nil
+}
+
+type env struct {
+	t   *testing.T
+	db  *store.DB
+	f   *Facilitator
+	srv *httptest.Server
+}
+
+// newEnv runs a facilitator on db (a fresh SQLite file when dsn is empty) behind a real HTTP
+// server, its dispatcher running until the test ends; every test ends with the ledger's
+// invariants checked.
+func newEnv(t *testing.T, dsn string, tweak func(*Config)) *env {
+	t.Helper()
+	if dsn == "" {
+		dsn = "sqlite:" + filepath.Join(t.TempDir(), "facilitator.db")
+	}
+	db, err := store.Open(t.Context(), store.Config{DSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Store: db, Keypair: mustKey(t, "//Facilitator"), Validators: []string{mustKey(t, "//Alice").SS58(), mustKey(t, "//Charlie").SS58()},
+		Prices: map[protocol.ExecutorClass]int64{protocol.ExecutorClassAlwaysOnTest: testPrice}, TokenSecret: []byte(strings.Repeat("s", 32)),
+		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	f, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := httptest.NewUnstartedServer(f.Handler())
+	srv.Config.BaseContext = func(_ net.Listener) context.Context { return ctx }
+	srv.Start()
+	done := make(chan struct{})
+	go func() { defer close(done); _ = f.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		srv.Close()
+		if err := db.CheckLedger(context.Background()); err != nil {
+			t.Errorf("ledger: %v", err)
+		}
+		db.Close()
+	})
+	return &env{t: t, db: db, f: f, srv: srv}
+}
+
+// user signs in as uri with the SDK, after a grant of credits (micro-credits).
+func (e *env) user(uri string, grant int64) (*sdk.Client, string) {
+	e.t.Helper()
+	k := mustKey(e.t, uri)
+	if grant > 0 {
+		if _, err := e.f.Grant(e.t.Context(), k.SS58(), grant, ""); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	c, err := sdk.New(e.srv.URL, sdk.WithSigner(signer{k}), sdk.WithRetries(0))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return c, k.SS58()
+}
+
+func (e *env) balance(user string) int64 {
+	e.t.Helper()
+	b, err := e.db.Balance(e.t.Context(), store.UserAccount(user))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return b
+}
+
+func helloSpec() sdk.JobSpec {
+	return sdk.JobSpec{ExecutorClass: string(protocol.ExecutorClassAlwaysOnTest), DockerImage: "horde-jobs/hello:test",
+		Args: []string{"hi"}, DownloadTimeLimit: 60, ExecutionTimeLimit: 3600, UploadTimeLimit: 60}
+}
+
+// fakeValidator is a validator on the facilitator's channel, driven by the test.
+type fakeValidator struct {
+	t    *testing.T
+	conn *wsconn.Conn
+	jobs chan protocol.V2JobRequest
+	resp chan *protocol.Response
+}
+
+func (e *env) validator(uri string) *fakeValidator {
+	e.t.Helper()
+	k := mustKey(e.t, uri)
+	conn, err := wsconn.Dial(e.t.Context(), "ws"+strings.TrimPrefix(e.srv.URL, "http")+"/ws/v0/")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	pub := k.Public()
+	if err := conn.Send(e.t.Context(), &protocol.V0AuthenticationRequest{PublicKey: hex.EncodeToString(pub[:]), Signature: k.Sign(pub[:]).Hex()}); err != nil {
+		e.t.Fatal(err)
+	}
+	v := &fakeValidator{t: e.t, conn: conn, jobs: make(chan protocol.V2JobRequest, 100), resp: make(chan *protocol.Response, 100)}
+	first := make(chan *protocol.Response, 1)
+	go func() {
+		for n := 0; ; n++ {
+			frame, err := conn.ReadFrame(context.Background())
+			if err != nil {
+				return
+			}
+			m, err := protocol.DecodeFacilitatorToValidator(frame)
+			if err != nil {
+				e.t.Errorf("validator: %s: %v", frame, err)
+				continue
+			}
+			switch m := m.(type) {
+			case *protocol.Response:
+				if n == 0 {
+					first <- m
+				} else {
+					v.resp <- m
+				}
+			case *protocol.V2JobRequest:
+				v.jobs <- *m
+			}
+		}
+	}()
+	select {
+	case r := <-first:
+		if r.Status != protocol.ResponseStatusSuccess {
+			e.t.Fatalf("authentication refused: %+v", r)
+		}
+	case <-time.After(5 * time.Second):
+		e.t.Fatal("no answer to the authentication")
+	}
+	e.t.Cleanup(func() { conn.CloseNow() })
+	return v
+}
+
+func (v *fakeValidator) job() protocol.V2JobRequest {
+	v.t.Helper()
+	select {
+	case j := <-v.jobs:
+		return j
+	case <-time.After(10 * time.Second):
+		v.t.Fatal("no job dispatched to the validator")
+	}
+	return protocol.V2JobRequest{}
+}
+
+// send sends m and waits for its Response.
+func (v *fakeValidator) send(m protocol.Message) {
+	v.t.Helper()
+	if err := v.conn.Send(v.t.Context(), m); err != nil {
+		v.t.Fatal(err)
+	}
+	select {
+	case r := <-v.resp:
+		if r.Status != protocol.ResponseStatusSuccess {
+			v.t.Fatalf("%s answered %+v", m.MessageType(), r)
+		}
+	case <-time.After(5 * time.Second):
+		v.t.Fatalf("no answer to %s", m.MessageType())
+	}
+}
+
+func (v *fakeValidator) status(id string, s protocol.JobStatus, md *protocol.JobStatusMetadata) {
+	v.send(&protocol.V0JobStatusUpdate{UUID: id, Status: s, Metadata: md})
+}
+
+func (v *fakeValidator) work(id, attempt string, idx, seconds int) {
+	v.send(&protocol.V0JobWorkReport{JobUUID: id, AttemptUUID: attempt, ExecutorClass: protocol.ExecutorClassAlwaysOnTest,
+		IntervalIndex: idx, WorkedSeconds: seconds})
+}
+
+func completed(stdout, attempt string) *protocol.JobStatusMetadata {
+	md := &protocol.JobStatusMetadata{MinerResponse: &protocol.JobResultDetails{DockerProcessStdout: stdout}}
+	if attempt != "" {
+		md.Extra.Set("attempt_uuid", json.RawMessage(strconv.Quote(attempt)))
+	}
+	return md
+}
+
+// TestPaidJob: a user signs in with a hotkey, submits through the SDK, watches the stages
+// and gets the output; the job is signed for the validator, and the user is charged exactly
+// the reported seconds × price (three intervals and a partial one), the rest refunded.
+func TestPaidJob(t *testing.T) {
+	e := newEnv(t, "", nil)
+	v := e.validator("//Alice")
+	c, user := e.user("//Ferdie", 10_000_000)
+	job, err := c.Submit(t.Context(), helloSpec(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if job.Status != "queued" || job.PricePerSecond != testPrice || job.MaxCost != testPrice*(3600+holdLeeway) {
+		t.Fatalf("submitted %+v", job)
+	}
+	if b := e.balance(user); b != 10_000_000-job.MaxCost {
+		t.Errorf("balance after submit %d, want the max cost held", b)
+	}
+	sent := v.job()
+	if sent.UUID != job.UUID || verifyJobSignature(&sent) != nil || sent.Signature.Signatory != e.f.cfg.Keypair.SS58() {
+		t.Fatalf("dispatched %+v (signature %v)", sent, verifyJobSignature(&sent))
+	}
+	var seen []string
+	var mu sync.Mutex
+	waited := make(chan *sdk.Job, 1)
+	go func() {
+		j, err := c.Wait(t.Context(), job.UUID, func(j *sdk.Job) { mu.Lock(); seen = append(seen, j.Status); mu.Unlock() })
+		if err != nil {
+			t.Error(err)
+		}
+		waited <- j
+	}()
+	for _, s := range []protocol.JobStatus{"received", "accepted", "executor_ready", "volumes_ready"} {
+		v.status(job.UUID, s, nil)
+	}
+	v.work(job.UUID, job.UUID, 0, 600)
+	v.work(job.UUID, job.UUID, 1, 600)
+	v.work(job.UUID, job.UUID, 1, 600) // a repeat is charged once
+	v.work(job.UUID, job.UUID, 2, 600)
+	v.status(job.UUID, "execution_done", nil)
+	v.work(job.UUID, job.UUID, 3, 300)
+	v.status(job.UUID, "completed", completed("hello horde\n", job.UUID))
+	got := <-waited
+	if got.Status != "completed" || got.Stdout != "hello horde\n" {
+		t.Fatalf("job %+v", got)
+	}
+	if got.Charged != 2100*testPrice {
+		t.Errorf("charged %d, want 2100 s × %d", got.Charged, testPrice)
+	}
+	if b := e.balance(user); b != 10_000_000-2100*testPrice {
+		t.Errorf("balance %d, want %d", b, 10_000_000-2100*testPrice)
+	}
+	if len(got.History) < 7 || got.History[0].Status != "queued" {
+		t.Errorf("history %+v", got.History)
+	}
+	mu.Lock()
+	if len(seen) == 0 || seen[len(seen)-1] != "completed" {
+		t.Errorf("progress %v", seen)
+	}
+	mu.Unlock()
+}
+
+// TestHordeFailureRefunded: work reported for a job the horde then failed is not charged.
+func TestHordeFailureRefunded(t *testing.T) {
+	e := newEnv(t, "", nil)
+	v := e.validator("//Alice")
+	c, user := e.user("//Ferdie", 10_000_000)
+	job, err := c.Submit(t.Context(), helloSpec(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.job()
+	v.status(job.UUID, "received", nil)
+	v.work(job.UUID, job.UUID, 0, 600)
+	v.status(job.UUID, "horde_failed", &protocol.JobStatusMetadata{HordeFailureDetails: &protocol.HordeFailureDetails{
+		ReportedBy: protocol.JobParticipantTypeMiner, Reason: protocol.HordeFailureReasonExecutorDisconnected, Message: "gone"}})
+	got, err := c.Wait(t.Context(), job.UUID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != "horde_failed" || got.Charged != 0 || e.balance(user) != 10_000_000 {
+		t.Errorf("job %s charged %d, balance %d; want nothing charged", got.Status, got.Charged, e.balance(user))
+	}
+}
+
+// TestOnlyTheFinalAttemptIsCharged: work of an attempt the horde failed (the validator then
+// ran the job on another miner) is refunded; the final attempt's is charged.
+func TestOnlyTheFinalAttemptIsCharged(t *testing.T) {
+	e := newEnv(t, "", nil)
+	v := e.validator("//Alice")
+	c, user := e.user("//Ferdie", 10_000_000)
+	job, _ := c.Submit(t.Context(), helloSpec(), "")
+	v.job()
+	v.status(job.UUID, "received", nil)
+	v.work(job.UUID, job.UUID, 0, 600)
+	v.work(job.UUID, "second-attempt", 0, 300)
+	v.status(job.UUID, "completed", completed("ok\n", "second-attempt"))
+	got, _ := c.Wait(t.Context(), job.UUID, nil)
+	if got.Charged != 300*testPrice || e.balance(user) != 10_000_000-300*testPrice {
+		t.Errorf("charged %d, balance %d; want only the final attempt's 300 s", got.Charged, e.balance(user))
+	}
+}
+
+// TestUnaffordableJobRefused: a job whose maximum cost the balance cannot cover is refused
+// before anything runs, with the figures; nothing is held or listed.
+func TestUnaffordableJobRefused(t *testing.T) {
+	e := newEnv(t, "", nil)
+	c, user := e.user("//Ferdie", 1_000_000)
+	_, err := c.Submit(t.Context(), helloSpec(), "")
+	if !sdk.IsInsufficientCredits(err) || !strings.Contains(err.Error(), "your balance is 1") {
+		t.Fatalf("Submit: %v", err)
+	}
+	if b := e.balance(user); b != 1_000_000 {
+		t.Errorf("balance %d after a refused job", b)
+	}
+	page, err := c.Jobs(t.Context(), nil, 0, "")
+	if err != nil || len(page.Jobs) != 0 {
+		t.Errorf("jobs listed: %+v, %v", page, err)
+	}
+}
+
+// TestBadSpecsRefused: malformed or out-of-bounds jobs are refused with field-level errors
+// and cost nothing.
+func TestBadSpecsRefused(t *testing.T) {
+	e := newEnv(t, "", nil)
+	c, user := e.user("//Ferdie", 10_000_000)
+	for _, tc := range []struct {
+		name  string
+		edit  func(*sdk.JobSpec)
+		field string
+	}{
+		{"bad image", func(s *sdk.JobSpec) { s.DockerImage = "Not A:valid image" }, "docker_image"},
+		{"no image", func(s *sdk.JobSpec) { s.DockerImage = "" }, "docker_image"},
+		{"unknown class", func(s *sdk.JobSpec) { s.ExecutorClass = "no.such.class" }, "executor_class"},
+		{"negative limit", func(s *sdk.JobSpec) { s.DownloadTimeLimit = -1 }, "download_time_limit"},
+		{"absurd limit", func(s *sdk.JobSpec) { s.ExecutionTimeLimit = 100 * 24 * 3600 }, "execution_time_limit"},
+		{"zero execution", func(s *sdk.JobSpec) { s.ExecutionTimeLimit = 0 }, "execution_time_limit"},
+		{"bad env", func(s *sdk.JobSpec) { s.Env = map[string]string{"1BAD": "x"} }, "env"},
+		{"bad volume", func(s *sdk.JobSpec) { s.Volume = json.RawMessage(`{"volume_type":"nope"}`) }, "volume"},
+		{"unknown validator", func(s *sdk.JobSpec) { s.TargetValidator = mustKey(t, "//Eve").SS58() }, "target_validator_hotkey"},
+	} {
+		spec := helloSpec()
+		tc.edit(&spec)
+		_, err := c.Submit(t.Context(), spec, "")
+		var apiErr *sdk.APIError
+		if !errors.As(err, &apiErr) || apiErr.Status != http.StatusBadRequest || len(apiErr.Fields) == 0 || apiErr.Fields[0].Field != tc.field {
+			t.Errorf("%s: %v (fields %+v), want a 400 naming %s", tc.name, err, apiErrFields(err), tc.field)
+		}
+	}
+	// Unknown fields, malformed and oversized JSON.
+	tok := e.token("//Ferdie")
+	for name, body := range map[string]string{
+		"unknown field": `{"docker_image":"x","surprise":1}`,
+		"malformed":     `{"docker_image":`,
+		"trailing":      `{} {}`,
+		"oversized":     `{"docker_image":"` + strings.Repeat("a", maxJobBody) + `"}`,
+	} {
+		resp := e.post(tok, "/api/v1/jobs", body)
+		if resp.StatusCode != http.StatusBadRequest && resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Errorf("%s: HTTP %d", name, resp.StatusCode)
+		}
+	}
+	if b := e.balance(user); b != 10_000_000 {
+		t.Errorf("balance %d after refused jobs", b)
+	}
+}
+
+func apiErrFields(err error) []sdk.FieldError {
+	var apiErr *sdk.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.Fields
+	}
+	return nil
+}
+
+// token signs in as uri over plain HTTP and returns the token.
+func (e *env) token(uri string) string {
+	e.t.Helper()
+	k := mustKey(e.t, uri)
+	var n struct{ Nonce string }
+	getJSON(e.t, e.srv.URL+"/auth/nonce", &n)
+	sig := k.Sign([]byte(n.Nonce))
+	resp := e.post("", "/auth/login", `{"hotkey":"`+k.SS58()+`","signature":"`+hex.EncodeToString(sig[:])+`","nonce":"`+n.Nonce+`"}`)
+	var t struct{ Token string }
+	_ = json.NewDecoder(resp.Body).Decode(&t)
+	resp.Body.Close()
+	if t.Token == "" {
+		e.t.Fatalf("login: HTTP %d", resp.StatusCode)
+	}
+	return t.Token
+}
+
+func (e *env) post(token, path, body string) *http.Response {
+	e.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, e.srv.URL+path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestUsersSeeOnlyTheirJobs: another user's job answers 404, to get and to cancel.
+func TestUsersSeeOnlyTheirJobs(t *testing.T) {
+	e := newEnv(t, "", nil)
+	a, _ := e.user("//Ferdie", 10_000_000)
+	b, _ := e.user("//Dave", 10_000_000)
+	job, err := a.Submit(t.Context(), helloSpec(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Job(t.Context(), job.UUID); !sdk.IsNotFound(err) {
+		t.Errorf("B reading A's job: %v", err)
+	}
+	if _, err := b.Cancel(t.Context(), job.UUID); !sdk.IsNotFound(err) {
+		t.Errorf("B cancelling A's job: %v", err)
+	}
+	if page, _ := b.Jobs(t.Context(), nil, 0, ""); len(page.Jobs) != 0 {
+		t.Errorf("B lists %d jobs", len(page.Jobs))
+	}
+	// A cancels it (queued: no validator is connected) and gets the hold back.
+	got, err := a.Cancel(t.Context(), job.UUID)
+	if err != nil || got.Status != "cancelled" {
+		t.Fatalf("cancel: %+v, %v", got, err)
+	}
+	acct, _ := a.Account(t.Context())
+	if acct.Balance != 10_000_000 {
+		t.Errorf("balance after cancel %d", acct.Balance)
+	}
+}
+
+// TestIdempotentSubmit: the same idempotency key twice is one job, held once.
+func TestIdempotentSubmit(t *testing.T) {
+	e := newEnv(t, "", nil)
+	c, user := e.user("//Ferdie", 10_000_000)
+	j1, err1 := c.Submit(t.Context(), helloSpec(), "key-1")
+	j2, err2 := c.Submit(t.Context(), helloSpec(), "key-1")
+	if err1 != nil || err2 != nil || j1.UUID != j2.UUID {
+		t.Fatalf("two submits: %v %v, %s %s", err1, err2, j1.UUID, j2.UUID)
+	}
+	if b := e.balance(user); b != 10_000_000-j1.MaxCost {
+		t.Errorf("balance %d: held more than once", b)
+	}
+}
+
+// TestAuth: replayed nonces, forged signatures, bad and expired tokens, API keys (created,
+// used, revoked) and the rate limit.
+func TestAuth(t *testing.T) {
+	e := newEnv(t, "", func(c *Config) { c.TokenLifetime = time.Second; c.RateLimit, c.RateBurst = 1, 5 })
+	k := mustKey(t, "//Ferdie")
+	var n struct{ Nonce string }
+	getJSON(t, e.srv.URL+"/auth/nonce", &n)
+	sig := k.Sign([]byte(n.Nonce))
+	login := `{"hotkey":"` + k.SS58() + `","signature":"` + hex.EncodeToString(sig[:]) + `","nonce":"` + n.Nonce + `"}`
+	if r := e.post("", "/auth/login", login); r.StatusCode != http.StatusOK {
+		t.Fatalf("login: HTTP %d", r.StatusCode)
+	}
+	if r := e.post("", "/auth/login", login); r.StatusCode != http.StatusUnauthorized {
+		t.Errorf("replayed nonce: HTTP %d", r.StatusCode)
+	}
+	forged := strings.Replace(login, hex.EncodeToString(sig[:4]), "00000000", 1)
+	getJSON(t, e.srv.URL+"/auth/nonce", &n)
+	if r := e.post("", "/auth/login", forged); r.StatusCode != http.StatusUnauthorized {
+		t.Errorf("forged signature: HTTP %d", r.StatusCode)
+	}
+	if r := e.post("hft1.bogus.token", "/api/v1/keys", `{}`); r.StatusCode != http.StatusUnauthorized {
+		t.Errorf("bad token: HTTP %d", r.StatusCode)
+	}
+	expired := e.f.issueToken(k.SS58(), time.Now().Add(-time.Second))
+	if r := e.post(expired, "/api/v1/keys", `{}`); r.StatusCode != http.StatusUnauthorized {
+		t.Errorf("expired token: HTTP %d", r.StatusCode)
+	}
+	c, _ := e.user("//Ferdie", 0)
+	key, err := c.CreateKey(t.Context(), "ci")
+	if err != nil || !strings.HasPrefix(key.Key, apiKeyPrefix) {
+		t.Fatalf("CreateKey: %+v, %v", key, err)
+	}
+	byKey, _ := sdk.New(e.srv.URL, sdk.WithAPIKey(key.Key), sdk.WithRetries(0))
+	if a, err := byKey.Account(t.Context()); err != nil || a.User != k.SS58() {
+		t.Fatalf("API key: %+v, %v", a, err)
+	}
+	if err := c.RevokeKey(t.Context(), key.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := byKey.Account(t.Context()); err == nil || !strings.Contains(err.Error(), "revoked") {
+		t.Errorf("revoked key: %v", err)
+	}
+	// The rate limit: a burst of 5, then 429 with Retry-After.
+	var limited *http.Response
+	for range 10 {
+		req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/api/v1/account", nil)
+		req.Header.Set("Authorization", "Bearer "+e.f.issueToken(mustKey(t, "//Dave").SS58(), time.Now().Add(time.Hour)))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusTooManyRequests {
+			limited = resp
+			break
+		}
+	}
+	if limited == nil || limited.Header.Get("Retry-After") == "" {
+		t.Errorf("no 429 with Retry-After past the burst: %v", limited)
+	}
+}
+
+// TestValidatorGoneJobRequeued: a job whose validator dropped and did not come back within
+// RequeueAfter goes to another validator; the work the first reported is refunded.
+func TestValidatorGoneJobRequeued(t *testing.T) {
+	e := newEnv(t, "", func(c *Config) { c.RequeueAfter = 200 * time.Millisecond })
+	first := e.validator("//Alice")
+	c, user := e.user("//Ferdie", 10_000_000)
+	job, _ := c.Submit(t.Context(), helloSpec(), "")
+	first.job()
+	first.status(job.UUID, "received", nil)
+	first.work(job.UUID, job.UUID, 0, 600)
+	first.conn.CloseNow()
+	second := e.validator("//Charlie")
+	again := second.job()
+	if again.UUID != job.UUID {
+		t.Fatalf("requeued job %s, want %s", again.UUID, job.UUID)
+	}
+	second.status(job.UUID, "received", nil)
+	second.work(job.UUID, job.UUID, 0, 100)
+	second.status(job.UUID, "completed", completed("ok\n", job.UUID))
+	got, _ := c.Wait(t.Context(), job.UUID, nil)
+	if got.Status != "completed" || got.Charged != 100*testPrice || e.balance(user) != 10_000_000-100*testPrice {
+		t.Errorf("job %s charged %d, balance %d; want only the second run's 100 s", got.Status, got.Charged, e.balance(user))
+	}
+}
+
+// TestTwoReplicasDispatchOnce: two facilitators on one PostgreSQL database, each with a
+// validator connected, never send a job twice.
+func TestTwoReplicasDispatchOnce(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	a := newEnv(t, dsn, func(c *Config) { c.Replica = "a" })
+	b := newEnv(t, dsn, func(c *Config) { c.Replica = "b" })
+	va, vb := a.validator("//Alice"), b.validator("//Charlie")
+	c, _ := a.user("//Ferdie", 1_000_000_000)
+	const n = 40
+	submitted := map[string]bool{}
+	for range n {
+		j, err := c.Submit(t.Context(), helloSpec(), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		submitted[j.UUID] = true
+	}
+	got := map[string]int{}
+	for deadline := time.After(20 * time.Second); len(got) < n; {
+		select {
+		case j := <-va.jobs:
+			got[j.UUID]++
+		case j := <-vb.jobs:
+			got[j.UUID]++
+		case <-deadline:
+			t.Fatalf("%d of %d jobs dispatched", len(got), n)
+		}
+	}
+	// Both dispatchers go round once more: a job claimed twice would be sent now. The
+	// validators read their frames in order, so a ping answered after it proves it arrived.
+	a.f.hub.dispatch(t.Context())
+	b.f.hub.dispatch(t.Context())
+	va.send(&protocol.V0MachineSpecsUpdate{Specs: json.RawMessage(`{}`)})
+	vb.send(&protocol.V0MachineSpecsUpdate{Specs: json.RawMessage(`{}`)})
+	for {
+		select {
+		case j := <-va.jobs:
+			got[j.UUID]++
+			continue
+		case j := <-vb.jobs:
+			got[j.UUID]++
+			continue
+		default:
+		}
+		break
+	}
+	for id, k := range got {
+		if k != 1 || !submitted[id] {
+			t.Errorf("job %s dispatched %d times (submitted: %v)", id, k, submitted[id])
+		}
+	}
+}
+
+// verifyJobSignature checks a dispatched job's signature as the validator does.
+func verifyJobSignature(spec *protocol.V2JobRequest) error {
+	if spec.Signature == nil || len(spec.Signature.Signature) != 64 {
+		return errors.New("no signature")
+	}
+	digest, err := spec.SignedPayloadDigest()
+	if err != nil {
+		return err
+	}
+	pub, err := keys.ParsePublicKey(spec.Signature.Signatory)
+	if err != nil {
+		return err
+	}
+	var sig keys.Signature
+	copy(sig[:], spec.Signature.Signature)
+	if !pub.Verify(digest[:], sig) {
+		return errors.New("the signature does not verify")
+	}
+	return nil
+}
+
+// TestStakeShares: two users with stake 3:1 competing for a validator with room for 4 jobs
+// get 3:1 of the completions; one alone gets all of them.
+func TestStakeShares(t *testing.T) {
+	stakes := map[string]float64{mustKey(t, "//Ferdie").SS58(): 3000, mustKey(t, "//Dave").SS58(): 1000}
+	e := newEnv(t, "", func(c *Config) {
+		c.JobsPerValidator = 4
+		c.Stake = func(u string) float64 { return stakes[u] }
+	})
+	heavy, hu := e.user("//Ferdie", 1_000_000_000)
+	light, lu := e.user("//Dave", 1_000_000_000)
+	for range 20 {
+		for _, c := range []*sdk.Client{light, heavy} { // the light user always asks first
+			if _, err := c.Submit(t.Context(), helloSpec(), ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	owner := map[string]string{}
+	for _, pair := range []struct {
+		c *sdk.Client
+		u string
+	}{{heavy, hu}, {light, lu}} {
+		p, err := pair.c.Jobs(t.Context(), nil, 200, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, j := range p.Jobs {
+			owner[j.UUID] = pair.u
+		}
+	}
+	v := e.validator("//Alice")
+	// The validator completes its oldest job whenever it holds 4; count the first 16.
+	completions := map[string]int{}
+	var held []string
+	for len(held) < 4 {
+		held = append(held, v.job().UUID)
+	}
+	for range 16 {
+		id := held[0]
+		held = held[1:]
+		v.status(id, "received", nil)
+		v.status(id, "completed", completed("ok\n", id))
+		completions[owner[id]]++
+		held = append(held, v.job().UUID)
+	}
+	if completions[hu] != 12 || completions[lu] != 4 {
+		t.Errorf("completions heavy %d, light %d; want 12 and 4 (stake 3:1)", completions[hu], completions[lu])
+	}
+
+	// Alone, the light user takes every slot.
+	alone := newEnv(t, "", func(c *Config) {
+		c.JobsPerValidator = 4
+		c.Stake = func(u string) float64 { return stakes[u] }
+	})
+	solo, _ := alone.user("//Dave", 1_000_000_000)
+	for range 6 {
+		if _, err := solo.Submit(t.Context(), helloSpec(), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	va := alone.validator("//Alice")
+	for range 4 {
+		va.job()
+	}
+	// One more round of dispatch, then a round trip on the channel: a fifth job would have
+	// arrived before the answer.
+	alone.f.hub.dispatch(t.Context())
+	va.send(&protocol.V0MachineSpecsUpdate{Specs: json.RawMessage(`{}`)})
+	select {
+	case j := <-va.jobs:
+		t.Errorf("a fifth job %s was sent to a validator with room for 4", j.UUID)
+	default:
+	}
+}
