@@ -133,6 +133,15 @@ func (c *Client) Login(ctx context.Context) error {
 	return nil
 }
 
+// Token signs in with the signer when needed and returns the login token, which the
+// facilitator's pages also accept.
+func (c *Client) Token(ctx context.Context) (string, error) {
+	if c.signer == nil {
+		return "", errors.New("sdk: Token needs WithSigner (an API key is itself the credential)")
+	}
+	return c.credential(ctx)
+}
+
 // JobSpec is a job to submit.
 type JobSpec struct {
 	ExecutorClass      string            `json:"executor_class"`

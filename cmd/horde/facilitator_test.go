@@ -125,6 +125,10 @@ func TestCLIPaidJobThroughFacilitator(t *testing.T) {
 	wantContains(t, "balance", bal.stdout, ferdie.SS58()+": "+strconv.FormatFloat(10-charged, 'f', -1, 64)+" credits")
 	list := horde(t, runOpts{}, append([]string{"job", "list"}, user...)...)
 	wantContains(t, "job list", list.stdout, "completed", image)
+	tok := horde(t, runOpts{}, append([]string{"account", "token"}, user...)...)
+	if tok.code != 0 || !strings.HasPrefix(tok.stdout, "hft1.") {
+		t.Errorf("horde account token:\n%s", tok)
+	}
 
 	if err := fproc.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

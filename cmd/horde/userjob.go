@@ -262,6 +262,7 @@ func printJob(w io.Writer, j *sdk.Job) error {
 func runAccount(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	usage := "Usage: horde account <command> [flags]\n\n" +
 		"  balance          your balance\n" +
+		"  token            sign in with the wallet's hotkey and print a short-lived token (for the pages)\n" +
 		"  keys             your API keys\n" +
 		"  keys create NAME create an API key (shown once)\n" +
 		"  keys revoke ID   revoke an API key\n"
@@ -284,6 +285,13 @@ func runAccount(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	switch cmd {
+	case "token":
+		tok, err := c.Token(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, tok)
+		return nil
 	case "balance":
 		a, err := c.Account(ctx)
 		if err != nil {
@@ -321,6 +329,6 @@ func runAccount(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		return fmt.Errorf("%w: keys, keys create NAME, or keys revoke ID", errUsage)
 	default:
-		return fmt.Errorf("%w: unknown command %q (balance, keys)", errUsage, cmd)
+		return fmt.Errorf("%w: unknown command %q (balance, token, keys)", errUsage, cmd)
 	}
 }

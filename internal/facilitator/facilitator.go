@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/computehorde/horde/internal/clock"
 	"github.com/computehorde/horde/internal/hwclass"
 	"github.com/computehorde/horde/internal/keys"
 	"github.com/computehorde/horde/internal/protocol"
@@ -87,6 +88,8 @@ type Facilitator struct {
 	nonces  nonceBook
 	limiter rateLimiter
 	hub     *hub
+	pages   pages
+	market  marketHistory
 }
 
 // New checks cfg and returns a facilitator.
@@ -144,6 +147,10 @@ func New(cfg Config) (*Facilitator, error) {
 	f.nonces = nonceBook{seen: map[string]time.Time{}}
 	f.limiter = rateLimiter{rate: cfg.RateLimit, burst: float64(cfg.RateBurst), buckets: map[string]*bucket{}}
 	f.hub = newHub(f)
+	var err error
+	if f.pages, err = parsePages(); err != nil {
+		return nil, fmt.Errorf("facilitator: pages: %w", err)
+	}
 	return f, nil
 }
 
@@ -163,7 +170,8 @@ func (f *Facilitator) Handler() http.Handler {
 	mux.HandleFunc("DELETE /api/v1/keys/{id}", f.authed(f.handleRevokeKey))
 	mux.HandleFunc("GET /api/v1/prices", f.handlePrices)
 	mux.HandleFunc("GET /ws/v0/", f.hub.serve)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	f.registerPages(mux)
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
 	return mux
@@ -174,6 +182,10 @@ func (f *Facilitator) Handler() http.Handler {
 func (f *Facilitator) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { f.hub.dispatchLoop(ctx) })
+	wg.Go(func() {
+		f.sampleMarket(time.Now())
+		clock.Every(ctx, time.Minute, func() { f.sampleMarket(time.Now()) })
+	})
 	wg.Wait()
 	return nil
 }

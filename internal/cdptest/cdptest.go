@@ -1,4 +1,7 @@
-package minerweb
+// Package cdptest drives a headless Chromium over the Chrome DevTools Protocol, just enough
+// for browser tests of horde's pages: start it, attach to its page, navigate, evaluate
+// JavaScript in the page, take a screenshot.
+package cdptest
 
 import (
 	"bufio"
@@ -18,12 +21,9 @@ import (
 	"github.com/coder/websocket"
 )
 
-// A headless Chromium driven over the Chrome DevTools Protocol, just enough for the panel's
-// browser test: start it, attach to its page, navigate, evaluate JavaScript in the page.
-
-// findChromium returns the path of Debian's chromium (or a distribution's chromium-browser),
+// FindChromium returns the path of Debian's chromium (or a distribution's chromium-browser),
 // or "" when there is none.
-func findChromium() string {
+func FindChromium() string {
 	for _, name := range []string{"chromium", "chromium-browser"} {
 		if p, err := exec.LookPath(name); err == nil {
 			return p
@@ -32,8 +32,8 @@ func findChromium() string {
 	return ""
 }
 
-// browser is a running headless Chromium with a connection to its one page.
-type browser struct {
+// Browser is a running headless Chromium with a connection to its one page.
+type Browser struct {
 	t      *testing.T
 	cmd    *exec.Cmd
 	page   *websocket.Conn
@@ -41,9 +41,9 @@ type browser struct {
 	stderr *lockedBuffer // Chromium's output, for failure messages
 }
 
-// startChromium starts bin headless with a fresh profile in a temporary directory and
+// Start starts bin headless with a fresh profile in a temporary directory and
 // attaches to its page. Chromium is killed, and its profile removed, when the test ends.
-func startChromium(ctx context.Context, t *testing.T, bin string) *browser {
+func Start(ctx context.Context, t *testing.T, bin string) *Browser {
 	t.Helper()
 	profile := t.TempDir() // removed after the cleanup below has stopped Chromium
 	cmd := exec.Command(bin, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -58,7 +58,7 @@ func startChromium(ctx context.Context, t *testing.T, bin string) *browser {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", bin, err)
 	}
-	b := &browser{t: t, cmd: cmd, stderr: &lockedBuffer{}}
+	b := &Browser{t: t, cmd: cmd, stderr: &lockedBuffer{}}
 	t.Cleanup(func() {
 		if b.page != nil {
 			b.page.CloseNow()
@@ -123,7 +123,7 @@ func startChromium(ctx context.Context, t *testing.T, bin string) *browser {
 
 // call sends one CDP command and returns its result, skipping the events that arrive in
 // between (none are enabled, so there are few).
-func (b *browser) call(ctx context.Context, method string, params any) (json.RawMessage, error) {
+func (b *Browser) call(ctx context.Context, method string, params any) (json.RawMessage, error) {
 	b.nextID++
 	id := b.nextID
 	msg, err := json.Marshal(map[string]any{"id": id, "method": method, "params": params})
@@ -159,8 +159,8 @@ func (b *browser) call(ctx context.Context, method string, params any) (json.Raw
 	}
 }
 
-// navigate loads rawURL in the page.
-func (b *browser) navigate(ctx context.Context, rawURL string) {
+// Navigate loads rawURL in the page.
+func (b *Browser) Navigate(ctx context.Context, rawURL string) {
 	b.t.Helper()
 	res, err := b.call(ctx, "Page.navigate", map[string]any{"url": rawURL})
 	if err != nil {
@@ -172,21 +172,21 @@ func (b *browser) navigate(ctx context.Context, rawURL string) {
 	}
 }
 
-// eval evaluates a JavaScript expression in the page and returns its value as a string.
+// Eval evaluates a JavaScript expression in the page and returns its value as a string.
 // DevTools evaluation is not subject to the page's Content-Security-Policy, which allows
 // the page itself no script at all.
-func (b *browser) eval(ctx context.Context, expr string) string {
+func (b *Browser) Eval(ctx context.Context, expr string) string {
 	b.t.Helper()
-	v, err := b.tryEval(ctx, expr)
+	v, err := b.TryEval(ctx, expr)
 	if err != nil {
 		b.t.Fatal(err)
 	}
 	return v
 }
 
-// tryEval is eval returning its error: while a page is being replaced, evaluation can
+// TryEval is Eval returning its error: while a page is being replaced, evaluation can
 // fail for want of a document.
-func (b *browser) tryEval(ctx context.Context, expr string) (string, error) {
+func (b *Browser) TryEval(ctx context.Context, expr string) (string, error) {
 	res, err := b.call(ctx, "Runtime.evaluate", map[string]any{"expression": "String(" + expr + ")", "returnByValue": true})
 	if err != nil {
 		return "", err
@@ -211,11 +211,11 @@ func (b *browser) tryEval(ctx context.Context, expr string) (string, error) {
 	return r.Result.Value, nil
 }
 
-// waitUntil evaluates expr until it gives want, or fails the test when ctx ends.
-func (b *browser) waitUntil(ctx context.Context, expr string, want func(string) bool) {
+// WaitUntil evaluates expr until it gives want, or fails the test when ctx ends.
+func (b *Browser) WaitUntil(ctx context.Context, expr string, want func(string) bool) {
 	b.t.Helper()
 	for {
-		v, err := b.tryEval(ctx, expr)
+		v, err := b.TryEval(ctx, expr)
 		if err == nil && want(v) {
 			return
 		}
@@ -227,10 +227,10 @@ func (b *browser) waitUntil(ctx context.Context, expr string, want func(string) 
 	}
 }
 
-// waitFor waits until the page has loaded path (location.pathname) completely.
-func (b *browser) waitFor(ctx context.Context, path string) {
+// WaitFor waits until the page has loaded path (location.pathname) completely.
+func (b *Browser) WaitFor(ctx context.Context, path string) {
 	b.t.Helper()
-	b.waitUntil(ctx, `document.readyState + " " + location.pathname`, func(v string) bool { return v == "complete "+path })
+	b.WaitUntil(ctx, `document.readyState + " " + location.pathname`, func(v string) bool { return v == "complete "+path })
 }
 
 // lockedBuffer collects lines from one goroutine for another to print.
@@ -251,4 +251,18 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return strings.Join(l.lines, "\n")
+}
+
+// Screenshot captures the page as PNG.
+func (b *Browser) Screenshot(ctx context.Context) []byte {
+	b.t.Helper()
+	res, err := b.call(ctx, "Page.captureScreenshot", map[string]any{"format": "png"})
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	var r struct{ Data []byte }
+	if err := json.Unmarshal(res, &r); err != nil {
+		b.t.Fatal(err)
+	}
+	return r.Data
 }
