@@ -171,6 +171,12 @@ func (f *Facilitator) checkToken(tok string, now time.Time) (string, error) {
 	return c.Sub, nil
 }
 
+// apiKeyCacheAge is how long a valid API key, once looked up, is accepted without asking the
+// database again. It bounds how late a revocation takes effect: at once through this
+// process (the store drops the key from its cache), within apiKeyCacheAge (1 s) when another
+// replica revoked it.
+const apiKeyCacheAge = time.Second
+
 // hashAPIKey is how API keys are stored: random 32-byte secrets need no slow hash.
 func hashAPIKey(secret string) []byte { s := sha256.Sum256([]byte(secret)); return s[:] }
 
@@ -189,7 +195,7 @@ func (f *Facilitator) authenticate(ctx context.Context, r *http.Request) (string
 		}
 		return u, 0, "", nil
 	case strings.HasPrefix(cred, apiKeyPrefix):
-		k, err := f.db.APIKeyByHash(ctx, hashAPIKey(cred))
+		k, err := f.db.APIKeyByHashCached(ctx, hashAPIKey(cred), apiKeyCacheAge)
 		if errors.Is(err, store.ErrNotFound) {
 			return "", http.StatusUnauthorized, "invalid_api_key", errors.New("unknown or revoked API key")
 		}

@@ -425,6 +425,8 @@ func (h *hub) dispatch(ctx context.Context) {
 			if err != nil || !ok {
 				continue // another replica took it, or it was cancelled
 			}
+			// Recorded before the send: the validator's first status may come back at once.
+			_, _ = f.db.AddFacJobEvent(ctx, store.FacJobEvent{JobUUID: j.UUID, Status: store.FacJobSent, At: time.Now()})
 			var spec protocol.V2JobRequest
 			err = json.Unmarshal(j.Spec, &spec)
 			if err == nil {
@@ -435,7 +437,6 @@ func (h *hub) dispatch(ctx context.Context) {
 				_, _ = f.db.RequeueFacJob(ctx, j.UUID, []string{store.FacJobSent})
 				continue
 			}
-			_, _ = f.db.AddFacJobEvent(ctx, store.FacJobEvent{JobUUID: j.UUID, Status: store.FacJobSent, At: time.Now()})
 			f.log.Info("job dispatched", "job", j.UUID, "validator", v[:min(10, len(v))], "user", j.User[:min(10, len(j.User))])
 			perValidator[v]++
 			perUser[j.User]++
@@ -511,9 +512,10 @@ func (f *Facilitator) refundCharges(ctx context.Context, j store.FacJob) error {
 	return nil
 }
 
-// Recover settles what a killed facilitator left half done: a job created but not yet paid
-// for is queued when its hold was taken and refused otherwise; a finished job whose hold
-// still holds credits is settled again.
+// Recover settles what a killed facilitator left half done: a finished job whose hold still
+// holds credits is settled again. A submission cannot be left half done (its job, hold and
+// event are one transaction), but earlier versions wrote a job "new" before its hold: such a
+// job is queued when its hold was taken and refused otherwise.
 func (f *Facilitator) Recover(ctx context.Context) error {
 	fresh, err := f.db.ListFacJobs(ctx, store.FacJobFilter{Statuses: []string{statusNew}})
 	if err != nil {

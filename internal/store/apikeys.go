@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -64,6 +65,95 @@ func (db *DB) APIKeyByHash(ctx context.Context, hash []byte) (APIKey, error) {
 	return k, nil
 }
 
+// APIKeyByHashCached is [DB.APIKeyByHash] through a cache of the keys found in the last
+// maxAge, for checking the key of every request without a query each time. A key revoked
+// through this DB ([DB.RevokeAPIKey]) is refused at once; one revoked by another process
+// sharing the database is still accepted here for at most maxAge. Unknown and revoked keys
+// are not cached: they are looked up every time. Concurrent lookups of one key not in the
+// cache share one query.
+func (db *DB) APIKeyByHashCached(ctx context.Context, hash []byte, maxAge time.Duration) (APIKey, error) {
+	c := &db.keyCache
+	h := string(hash)
+	now := time.Now()
+	c.mu.Lock()
+	e, cached := c.keys[h]
+	if cached && now.Sub(e.at) < maxAge {
+		c.mu.Unlock()
+		return e.key, nil
+	}
+	if f := c.flights[h]; f != nil {
+		c.mu.Unlock()
+		select {
+		case <-f.done:
+			if f.err == nil || !errors.Is(f.err, f.ctx.Err()) { // not the first caller's own cancellation
+				return f.key, f.err
+			}
+		case <-ctx.Done():
+			return APIKey{}, fmt.Errorf("store: look up an API key: %w", ctx.Err())
+		}
+		return db.APIKeyByHash(ctx, hash)
+	}
+	f := &keyFlight{ctx: ctx, done: make(chan struct{})}
+	if c.flights == nil {
+		c.flights = map[string]*keyFlight{}
+	}
+	c.flights[h] = f
+	gen := c.gen
+	c.mu.Unlock()
+
+	f.key, f.err = db.APIKeyByHash(ctx, hash)
+	c.mu.Lock()
+	delete(c.flights, h)
+	switch {
+	case errors.Is(f.err, ErrNotFound) && cached:
+		delete(c.keys, h) // revoked by another process
+	case f.err == nil && c.gen == gen: // no revocation meanwhile, which the read may predate
+		if c.keys == nil || len(c.keys) >= apiKeyCacheMax {
+			c.keys = map[string]cachedAPIKey{}
+		}
+		c.keys[h] = cachedAPIKey{key: f.key, at: now}
+	}
+	c.mu.Unlock()
+	close(f.done)
+	return f.key, f.err
+}
+
+// apiKeyCacheMax bounds the keys cached; past it the cache starts again empty.
+const apiKeyCacheMax = 10_000
+
+// apiKeyCache holds the keys APIKeyByHashCached found, by hash.
+type apiKeyCache struct {
+	mu      sync.Mutex
+	keys    map[string]cachedAPIKey
+	flights map[string]*keyFlight // lookups under way
+	gen     uint64                // counts revocations
+}
+
+type cachedAPIKey struct {
+	key APIKey
+	at  time.Time // when it was read
+}
+
+// keyFlight is a lookup under way; key and err are set when done is closed.
+type keyFlight struct {
+	ctx  context.Context // the looking-up caller's
+	done chan struct{}
+	key  APIKey
+	err  error
+}
+
+// forget drops key id from the cache, after its revocation was committed.
+func (c *apiKeyCache) forget(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	for h, e := range c.keys {
+		if e.key.ID == id {
+			delete(c.keys, h)
+		}
+	}
+}
+
 // ListAPIKeys returns user's keys, newest first, revoked ones included.
 func (db *DB) ListAPIKeys(ctx context.Context, user string) ([]APIKey, error) {
 	var q listQuery
@@ -78,6 +168,9 @@ func (db *DB) RevokeAPIKey(ctx context.Context, user, id string) error {
 	what := fmt.Sprintf("revoke API key %s of %s", id, user)
 	ok, err := execOne(ctx, db, what, `UPDATE api_keys SET revoked_at = ? WHERE id = ? AND user_hotkey = ? AND revoked_at IS NULL`,
 		db.dialect.timeArg(db.now()), id, user)
+	if ok {
+		db.keyCache.forget(id)
+	}
 	if ok || err != nil {
 		return err
 	}

@@ -70,6 +70,34 @@ func (db *DB) CreateFacJob(ctx context.Context, j FacJob) (FacJob, bool, error) 
 	if err := j.validate(); err != nil {
 		return FacJob{}, false, err
 	}
+	db.stampFacJob(&j)
+	inserted, err := execOne(ctx, db, "create facilitator job "+j.UUID, insertFacJobSQL, db.facJobArgs(&j)...)
+	if err != nil || inserted {
+		return j, inserted, err
+	}
+	if j.IdempotencyKey != "" {
+		prev, err := scanFacJob(db.w.QueryRowContext(ctx, db.dialect.rebind(facJobByIdempotencyKeySQL), j.User, j.IdempotencyKey))
+		if err == nil {
+			return prev, false, nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return FacJob{}, false, fmt.Errorf("store: create facilitator job %s: read the job of idempotency key %q: %w", j.UUID, j.IdempotencyKey, err)
+		}
+	}
+	return FacJob{}, false, fmt.Errorf("%w: facilitator job %s already exists", ErrDuplicate, j.UUID)
+}
+
+// insertFacJobSQL inserts a job. DO NOTHING covers both the UUID and the (user,
+// idempotency key) uniqueness; the caller tells them apart.
+const insertFacJobSQL = `INSERT INTO fac_jobs (` + facJobColumns + `)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	ON CONFLICT DO NOTHING`
+
+const facJobByIdempotencyKeySQL = `SELECT ` + facJobColumns + ` FROM fac_jobs WHERE user_hotkey = ? AND idempotency_key = ?`
+
+// stampFacJob sets a new job's times as CreateFacJob stores them: CreatedAt now when zero,
+// UpdatedAt CreatedAt when zero, all UTC and truncated to the microsecond.
+func (db *DB) stampFacJob(j *FacJob) {
 	if j.CreatedAt.IsZero() {
 		j.CreatedAt = db.now()
 	}
@@ -81,29 +109,13 @@ func (db *DB) CreateFacJob(ctx context.Context, j FacJob) (FacJob, bool, error) 
 	if !j.DispatchedAt.IsZero() {
 		j.DispatchedAt = j.DispatchedAt.UTC().Truncate(time.Microsecond)
 	}
-	// DO NOTHING covers both the UUID and the (user, idempotency key) uniqueness; which one
-	// it was is told apart below.
-	inserted, err := execOne(ctx, db, "create facilitator job "+j.UUID, `INSERT INTO fac_jobs (`+facJobColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT DO NOTHING`,
-		j.UUID, j.User, j.Class, j.Status, string(j.Spec), j.TargetValidator, j.Validator, j.Dispatcher, j.IdempotencyKey,
+}
+
+// facJobArgs are the arguments of insertFacJobSQL.
+func (db *DB) facJobArgs(j *FacJob) []any {
+	return []any{j.UUID, j.User, j.Class, j.Status, string(j.Spec), j.TargetValidator, j.Validator, j.Dispatcher, j.IdempotencyKey,
 		j.Price, j.MaxCost, j.Charged, nullText(j.Result), db.dialect.timeArg(j.CreatedAt), db.dialect.timeArg(j.UpdatedAt),
-		db.nullTimeArg(j.DispatchedAt))
-	if err != nil || inserted {
-		return j, inserted, err
-	}
-	if j.IdempotencyKey != "" {
-		row := db.w.QueryRowContext(ctx, db.dialect.rebind(`SELECT `+facJobColumns+` FROM fac_jobs
-			WHERE user_hotkey = ? AND idempotency_key = ?`), j.User, j.IdempotencyKey)
-		prev, err := scanFacJob(row)
-		if err == nil {
-			return prev, false, nil
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			return FacJob{}, false, fmt.Errorf("store: create facilitator job %s: read the job of idempotency key %q: %w", j.UUID, j.IdempotencyKey, err)
-		}
-	}
-	return FacJob{}, false, fmt.Errorf("%w: facilitator job %s already exists", ErrDuplicate, j.UUID)
+		db.nullTimeArg(j.DispatchedAt)}
 }
 
 // nullTimeArg is timeArg, with the zero time as SQL NULL.
@@ -290,16 +302,23 @@ type FacJobEvent struct {
 	Detail  json.RawMessage // optional JSON
 }
 
+func (e *FacJobEvent) check() error {
+	switch {
+	case e.JobUUID == "" || e.Status == "":
+		return fmt.Errorf("%w: facilitator job event needs a job UUID and a status", ErrInvalid)
+	case e.Detail != nil && !json.Valid(e.Detail):
+		return fmt.Errorf("%w: facilitator job %s event %s: detail is not valid JSON", ErrInvalid, e.JobUUID, e.Status)
+	}
+	return nil
+}
+
 // AddFacJobEvent appends e to its job's history and reports whether it did. The store
 // assigns e.Seq (the number of events of the job so far; the caller's value is ignored).
 // The same (job, status) a second time is a no-op returning false, as upstream's
 // UNIQUE(job, status). An unknown job gives an error wrapping [ErrNotFound].
 func (db *DB) AddFacJobEvent(ctx context.Context, e FacJobEvent) (bool, error) {
-	switch {
-	case e.JobUUID == "" || e.Status == "":
-		return false, fmt.Errorf("%w: facilitator job event needs a job UUID and a status", ErrInvalid)
-	case e.Detail != nil && !json.Valid(e.Detail):
-		return false, fmt.Errorf("%w: facilitator job %s event %s: detail is not valid JSON", ErrInvalid, e.JobUUID, e.Status)
+	if err := e.check(); err != nil {
+		return false, err
 	}
 	if e.At.IsZero() {
 		e.At = db.now()
@@ -324,19 +343,33 @@ func (db *DB) AddFacJobEvent(ctx context.Context, e FacJobEvent) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("store: %s: %w", what, err)
 	}
-	res, err := tx.ExecContext(ctx, db.dialect.rebind(`INSERT INTO fac_job_events (job_uuid, seq, status, at, detail)
-		VALUES (?, (SELECT COUNT(*) FROM fac_job_events WHERE job_uuid = ?), ?, ?, ?)
-		ON CONFLICT (job_uuid, status) DO NOTHING`),
-		e.JobUUID, e.JobUUID, e.Status, db.dialect.timeArg(e.At), nullText(e.Detail))
-	if err != nil {
-		return false, fmt.Errorf("store: %s: %w", what, err)
-	}
-	n, err := res.RowsAffected()
+	added, err := db.insertFacJobEvent(ctx, tx, e)
 	if err != nil {
 		return false, fmt.Errorf("store: %s: %w", what, err)
 	}
 	if err := tx.Commit(); err != nil {
 		return false, fmt.Errorf("store: %s: commit: %w", what, err)
+	}
+	return added, nil
+}
+
+// insertFacJobEventSQL appends an event with the next seq of its job; a status the job
+// already went through is dropped.
+const insertFacJobEventSQL = `INSERT INTO fac_job_events (job_uuid, seq, status, at, detail)
+	VALUES (?, (SELECT COUNT(*) FROM fac_job_events WHERE job_uuid = ?), ?, ?, ?)
+	ON CONFLICT (job_uuid, status) DO NOTHING`
+
+// insertFacJobEvent appends the checked event e (At set) in tx and reports whether it did.
+// The caller makes sure that no other transaction adds events to the job meanwhile (a
+// lock on the job's row, or a job created in tx).
+func (db *DB) insertFacJobEvent(ctx context.Context, tx *sql.Tx, e FacJobEvent) (bool, error) {
+	res, err := db.txExec(ctx, tx, insertFacJobEventSQL, e.JobUUID, e.JobUUID, e.Status, db.dialect.timeArg(e.At), nullText(e.Detail))
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, err
 	}
 	return n == 1, nil
 }

@@ -97,15 +97,34 @@ func (db *DB) Transfer(ctx context.Context, t Transfer) (applied bool, err error
 	if err := t.check(); err != nil {
 		return false, err
 	}
-	what := fmt.Sprintf("transfer %s (%s %d from %s to %s)", t.Key, t.Kind, t.Amount, t.From, t.To)
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
-		return false, fmt.Errorf("store: %s: %w", what, err)
+		return false, fmt.Errorf("store: %s: %w", t.what(), err)
 	}
 	defer tx.Rollback()
-	now := db.dialect.timeArg(db.now())
+	applied, err = db.applyTransfer(ctx, tx, t, db.dialect.timeArg(db.now()))
+	if err != nil || !applied {
+		return false, err
+	}
+	if err := tx.Commit(); err != nil {
+		return false, fmt.Errorf("store: %s: commit: %w", t.what(), err)
+	}
+	return true, nil
+}
 
-	res, err := tx.ExecContext(ctx, db.dialect.rebind(insertEntrySQL), t.Key, t.Kind, t.From, -t.Amount, t.JobUUID, t.Note, now)
+func (t Transfer) what() string {
+	return fmt.Sprintf("transfer %s (%s %d from %s to %s)", t.Key, t.Kind, t.Amount, t.From, t.To)
+}
+
+// applyTransfer writes the checked transfer t in tx, as Transfer describes: false and a nil
+// error for a repeat of a transfer already applied, an error wrapping ErrInsufficientFunds
+// (the caller rolls back) when the source cannot pay. It writes both entries first and the
+// balances last: for a hold ("hold:…" sorts before "user:…") the user's debit is then its
+// last write, and on PostgreSQL the row lock that serialises a user's transfers is held only
+// from there to the commit.
+func (db *DB) applyTransfer(ctx context.Context, tx *sql.Tx, t Transfer, now any) (bool, error) {
+	what := t.what()
+	res, err := db.txExec(ctx, tx, insertEntrySQL, t.Key, t.Kind, t.From, -t.Amount, t.JobUUID, t.Note, now)
 	if err != nil {
 		return false, fmt.Errorf("store: %s: %w", what, err)
 	}
@@ -114,7 +133,12 @@ func (db *DB) Transfer(ctx context.Context, t Transfer) (applied bool, err error
 	} else if n == 0 {
 		return false, db.checkRepeat(ctx, tx, t)
 	}
+	if _, err := db.txExec(ctx, tx, insertCreditSQL, t.Key, t.Kind, t.To, t.Amount, t.JobUUID, t.Note, now); err != nil {
+		return false, fmt.Errorf("store: %s: %w", what, err)
+	}
 
+	// The balances in account-name order, so that opposite transfers between two accounts
+	// cannot deadlock.
 	legs := [2]struct {
 		account string
 		delta   int64
@@ -126,9 +150,7 @@ func (db *DB) Transfer(ctx context.Context, t Transfer) (applied bool, err error
 		if l.delta < 0 && !isSystemAccount(l.account) {
 			err = db.debit(ctx, tx, t, now)
 		} else {
-			_, err = tx.ExecContext(ctx, db.dialect.rebind(`INSERT INTO ledger_balances (account, balance, updated_at) VALUES (?, ?, ?)
-				ON CONFLICT (account) DO UPDATE SET balance = ledger_balances.balance + excluded.balance, updated_at = excluded.updated_at`),
-				l.account, l.delta, now)
+			_, err = db.txExec(ctx, tx, creditBalanceSQL, l.account, l.delta, now)
 		}
 		if err != nil {
 			if errors.Is(err, ErrInsufficientFunds) {
@@ -137,24 +159,23 @@ func (db *DB) Transfer(ctx context.Context, t Transfer) (applied bool, err error
 			return false, fmt.Errorf("store: %s: update the balance of %s: %w", what, l.account, err)
 		}
 	}
-
-	if _, err := tx.ExecContext(ctx, db.dialect.rebind(`INSERT INTO ledger_entries (tx_key, kind, account, amount, job_uuid, note, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`), t.Key, t.Kind, t.To, t.Amount, t.JobUUID, t.Note, now); err != nil {
-		return false, fmt.Errorf("store: %s: %w", what, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return false, fmt.Errorf("store: %s: commit: %w", what, err)
-	}
 	return true, nil
 }
+
+const (
+	insertCreditSQL = `INSERT INTO ledger_entries (tx_key, kind, account, amount, job_uuid, note, created_at)
+	VALUES (?, ?, ?, ?, ?, ?, ?)`
+	creditBalanceSQL = `INSERT INTO ledger_balances (account, balance, updated_at) VALUES (?, ?, ?)
+	ON CONFLICT (account) DO UPDATE SET balance = ledger_balances.balance + excluded.balance, updated_at = excluded.updated_at`
+	debitBalanceSQL = `UPDATE ledger_balances SET balance = balance - ?, updated_at = ? WHERE account = ? AND balance >= ?`
+)
 
 // debit takes t.Amount from the non-system account t.From, or fails with
 // ErrInsufficientFunds. The balance condition is part of the UPDATE, so PostgreSQL evaluates
 // it on the latest committed balance after waiting for the row lock: two concurrent debits
 // can never both pass on the same credits.
 func (db *DB) debit(ctx context.Context, tx *sql.Tx, t Transfer, now any) error {
-	res, err := tx.ExecContext(ctx, db.dialect.rebind(`UPDATE ledger_balances SET balance = balance - ?, updated_at = ?
-		WHERE account = ? AND balance >= ?`), t.Amount, now, t.From, t.Amount)
+	res, err := db.txExec(ctx, tx, debitBalanceSQL, t.Amount, now, t.From, t.Amount)
 	if err != nil {
 		return err
 	}
@@ -162,10 +183,17 @@ func (db *DB) debit(ctx context.Context, tx *sql.Tx, t Transfer, now any) error 
 		return err
 	}
 	var balance int64
-	err = tx.QueryRowContext(ctx, db.dialect.rebind(`SELECT balance FROM ledger_balances WHERE account = ?`), t.From).Scan(&balance)
+	err = db.txQueryRow(ctx, tx, balanceSQL, t.From).Scan(&balance)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return err
 	}
+	return insufficientFunds(t, balance)
+}
+
+const balanceSQL = `SELECT balance FROM ledger_balances WHERE account = ?`
+
+// insufficientFunds is the error of transfer t refused for a balance of its source too low.
+func insufficientFunds(t Transfer, balance int64) error {
 	return fmt.Errorf("%w: %s has %d, %s %s needs %d", ErrInsufficientFunds, t.From, balance, t.Kind, t.Key, t.Amount)
 }
 

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strings"
 )
@@ -63,4 +64,52 @@ func execOne(ctx context.Context, db *DB, what, stmt string, args ...any) (bool,
 		return false, fmt.Errorf("store: %s: %w", what, err)
 	}
 	return n == 1, nil
+}
+
+// txExec runs stmt (written with `?` placeholders) in tx. On SQLite a statement of
+// [preparedSQL] runs prepared: parsing and planning are a large share of the cost of a small
+// write there, and the writer's single connection keeps them prepared. pgx keeps prepared
+// statements per connection by itself, so PostgreSQL runs the text.
+func (db *DB) txExec(ctx context.Context, tx *sql.Tx, stmt string, args ...any) (sql.Result, error) {
+	if st := db.stmts[stmt]; st != nil {
+		return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+	}
+	return tx.ExecContext(ctx, db.dialect.rebind(stmt), args...)
+}
+
+// txQueryRow is txExec for a query of one row.
+func (db *DB) txQueryRow(ctx context.Context, tx *sql.Tx, stmt string, args ...any) *sql.Row {
+	if st := db.stmts[stmt]; st != nil {
+		return tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+	}
+	return tx.QueryRowContext(ctx, db.dialect.rebind(stmt), args...)
+}
+
+// preparedSQL are the statements of a job submission and a transfer, which SQLite runs
+// prepared (see txExec).
+var preparedSQL = []string{insertEntrySQL, insertCreditSQL, creditBalanceSQL, debitBalanceSQL, balanceSQL, insertFacJobSQL,
+	facJobByIdempotencyKeySQL, insertFacJobEventSQL}
+
+// prepareStatements prepares preparedSQL on SQLite's writer; it runs once, in Open, after the
+// migrations (a statement can only be prepared once its tables exist) and before any
+// transaction holds the writer's one connection (preparing on the DB needs a free one; a
+// statement prepared on it is reused by every transaction on that connection, and
+// database/sql prepares it again should the connection ever be replaced).
+func (db *DB) prepareStatements(ctx context.Context) error {
+	if db.dialect != dialectSQLite {
+		return nil
+	}
+	stmts := make(map[string]*sql.Stmt, len(preparedSQL))
+	for _, q := range preparedSQL {
+		st, err := db.w.PrepareContext(ctx, q)
+		if err != nil {
+			for _, st := range stmts {
+				st.Close()
+			}
+			return fmt.Errorf("store: prepare %q: %w", q, err)
+		}
+		stmts[q] = st
+	}
+	db.stmts = stmts
+	return nil
 }

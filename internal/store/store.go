@@ -65,6 +65,13 @@ type DB struct {
 	r   *sql.DB
 	log *slog.Logger
 	now func() time.Time
+	// stmts are the statements of preparedSQL prepared on SQLite's writer; nil on
+	// PostgreSQL. Read-only after Open.
+	stmts map[string]*sql.Stmt
+	// submits gathers concurrent SubmitFacJob calls into one transaction.
+	submits submitQueue
+	// keyCache holds the API keys APIKeyByHashCached found lately.
+	keyCache apiKeyCache
 }
 
 // Open opens the database named by cfg.DSN, checks that it can be used and applies pending
@@ -96,6 +103,11 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		db.Close()
 		return nil, err
 	}
+	if err := db.prepareStatements(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	db.submits.init()
 	return db, nil
 }
 
@@ -105,6 +117,9 @@ func (db *DB) Close() error {
 		return nil
 	}
 	var errs []error
+	for _, st := range db.stmts {
+		errs = append(errs, st.Close())
+	}
 	if db.r != nil && db.r != db.w {
 		errs = append(errs, db.r.Close())
 	}
