@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -277,6 +278,49 @@ func (c *Client) Wait(ctx context.Context, id string, progress func(*Job)) (*Job
 	}
 }
 
+// Logs returns a job's standard output, or its standard error when stderr is set.
+func (c *Client) Logs(ctx context.Context, id string, stderr bool) (string, error) {
+	path := "/api/v1/jobs/" + url.PathEscape(id) + "/logs"
+	if stderr {
+		path += "?stream=stderr"
+	}
+	var out rawText
+	if err := c.do(ctx, http.MethodGet, path, nil, nil, true, true, &out); err != nil {
+		return "", err
+	}
+	return string(out), nil
+}
+
+// rawText receives a text body.
+type rawText []byte
+
+// Artifacts returns the files a completed job left in its artifacts directory, by path.
+func (j *Job) Artifacts() (map[string][]byte, error) {
+	var md struct {
+		MinerResponse *struct {
+			Artifacts map[string]string `json:"artifacts"`
+		} `json:"miner_response"`
+	}
+	if len(j.Result) == 0 {
+		return nil, nil
+	}
+	if err := json.Unmarshal(j.Result, &md); err != nil {
+		return nil, fmt.Errorf("sdk: job %s: result: %w", j.UUID, err)
+	}
+	if md.MinerResponse == nil {
+		return nil, nil
+	}
+	out := make(map[string][]byte, len(md.MinerResponse.Artifacts))
+	for p, b64 := range md.MinerResponse.Artifacts {
+		data, err := base64.StdEncoding.DecodeString(b64)
+		if err != nil {
+			return nil, fmt.Errorf("sdk: job %s: artifact %s: %w", j.UUID, p, err)
+		}
+		out[p] = data
+	}
+	return out, nil
+}
+
 // Account is the caller's account.
 type Account struct {
 	User    string `json:"user"`
@@ -386,6 +430,10 @@ func (c *Client) do(ctx context.Context, method, path string, hdr http.Header, b
 				err = fmt.Errorf("sdk: read the answer: %w", rerr)
 			} else if resp.StatusCode < 300 {
 				if out == nil || resp.StatusCode == http.StatusNoContent {
+					return nil
+				}
+				if t, ok := out.(*rawText); ok {
+					*t = data
 					return nil
 				}
 				if err := json.Unmarshal(data, out); err != nil {

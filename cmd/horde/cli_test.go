@@ -252,7 +252,7 @@ func TestCLIUsageErrors(t *testing.T) {
 		{[]string{"facilitator"}, []string{"horde facilitator:", "name a command (run, grant)"}},
 		{[]string{"facilitator", "run", "--config", "/nonexistent/facilitator.toml"}, []string{"horde facilitator:", "/nonexistent/facilitator.toml"}},
 		{[]string{"facilitator", "grant", "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY", "-5"}, []string{"horde facilitator:", "positive whole number"}},
-		{[]string{"job"}, []string{"horde job:", "name a command (run, status, list, cancel)"}},
+		{[]string{"job"}, []string{"horde job:", "name a command (run, status, list, cancel, logs, outputs)"}},
 		{[]string{"job", "run", "--image", "x", "--facilitator", ""}, []string{"horde job:", "name the facilitator"}},
 		{[]string{"account"}, []string{"horde account:", "name a command (balance, keys)"}},
 		{[]string{"dev", "--no-such-flag"}, []string{"horde dev:", "no-such-flag"}},

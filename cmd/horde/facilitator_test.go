@@ -125,6 +125,9 @@ func TestCLIPaidJobThroughFacilitator(t *testing.T) {
 	wantContains(t, "balance", bal.stdout, ferdie.SS58()+": "+strconv.FormatFloat(10-charged, 'f', -1, 64)+" credits")
 	list := horde(t, runOpts{}, append([]string{"job", "list"}, user...)...)
 	wantContains(t, "job list", list.stdout, "completed", image)
+	id := regexp.MustCompile(`job (\S+) completed`).FindStringSubmatch(run.stderr)[1]
+	logs := horde(t, runOpts{}, append(append([]string{"job", "logs"}, user...), id)...)
+	wantContains(t, "job logs", logs.stdout, "hello from horde", "paid job")
 	tok := horde(t, runOpts{}, append([]string{"account", "token"}, user...)...)
 	if tok.code != 0 || !strings.HasPrefix(tok.stdout, "hft1.") {
 		t.Errorf("horde account token:\n%s", tok)

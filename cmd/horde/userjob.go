@@ -104,10 +104,12 @@ func runUserJob(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		"  run     submit a job, show its stages, print its output, exit with its outcome\n" +
 		"  status  one job\n" +
 		"  list    your jobs, newest first\n" +
-		"  cancel  cancel a queued job\n"
+		"  cancel  cancel a queued job\n" +
+		"  logs    a job's output (--stderr for its standard error)\n" +
+		"  outputs write a finished job's artifacts into a directory\n"
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return fmt.Errorf("%w: name a command (run, status, list, cancel)", errUsage)
+		return fmt.Errorf("%w: name a command (run, status, list, cancel, logs, outputs)", errUsage)
 	}
 	switch args[0] {
 	case "-h", "--help":
@@ -164,8 +166,71 @@ func runUserJob(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", j.UUID, j.Status, j.ExecutorClass, j.DockerImage, microCredits(j.Charged), j.CreatedAt.Format(time.RFC3339))
 		}
 		return tw.Flush()
+	case "logs":
+		fs := newFlagSet("job logs", "job logs [--stderr] [flags] JOB_UUID", stderr)
+		cf := addClientFlags(fs)
+		errStream := fs.Bool("stderr", false, "the job's standard error instead of its output")
+		if err := parseFlags(fs, args[1:]); err != nil {
+			return err
+		}
+		if fs.NArg() != 1 {
+			return fmt.Errorf("%w: name one job", errUsage)
+		}
+		c, err := cf.client()
+		if err != nil {
+			return err
+		}
+		out, err := c.Logs(ctx, fs.Arg(0), *errStream)
+		if err != nil {
+			return err
+		}
+		_, err = io.WriteString(stdout, out)
+		return err
+	case "outputs":
+		fs := newFlagSet("job outputs", "job outputs --dir DIR [flags] JOB_UUID", stderr)
+		cf := addClientFlags(fs)
+		dir := fs.String("dir", ".", "where to write the artifacts (their paths below it)")
+		if err := parseFlags(fs, args[1:]); err != nil {
+			return err
+		}
+		if fs.NArg() != 1 {
+			return fmt.Errorf("%w: name one job", errUsage)
+		}
+		c, err := cf.client()
+		if err != nil {
+			return err
+		}
+		j, err := c.Job(ctx, fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		files, err := j.Artifacts()
+		if err != nil {
+			return err
+		}
+		root, err := os.OpenRoot(*dir)
+		if err != nil {
+			return err
+		}
+		defer root.Close()
+		for p, data := range files {
+			rel := strings.TrimLeft(filepath.ToSlash(p), "/")
+			if d := filepath.Dir(rel); d != "." {
+				if err := root.MkdirAll(d, 0o755); err != nil {
+					return err
+				}
+			}
+			if err := root.WriteFile(rel, data, 0o644); err != nil {
+				return fmt.Errorf("artifact %s: %w", p, err)
+			}
+			fmt.Fprintf(stdout, "%s (%d bytes)\n", rel, len(data))
+		}
+		if len(files) == 0 {
+			fmt.Fprintf(stderr, "job %s (%s) has no artifacts\n", j.UUID, j.Status)
+		}
+		return nil
 	default:
-		return fmt.Errorf("%w: unknown command %q (run, status, list, cancel)", errUsage, args[0])
+		return fmt.Errorf("%w: unknown command %q (run, status, list, cancel, logs, outputs)", errUsage, args[0])
 	}
 }
 

@@ -157,24 +157,46 @@ func New(cfg Config) (*Facilitator, error) {
 // Handler serves the user API, the login endpoints and the validators' channel.
 func (f *Facilitator) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /auth/nonce", f.handleNonce)
-	mux.HandleFunc("POST /auth/login", f.handleLogin)
-	mux.HandleFunc("POST /api/v1/jobs", f.authed(f.handleSubmit))
-	mux.HandleFunc("GET /api/v1/jobs", f.authed(f.handleList))
-	mux.HandleFunc("GET /api/v1/jobs/{uuid}", f.authed(f.handleGet))
-	mux.HandleFunc("POST /api/v1/jobs/{uuid}/cancel", f.authed(f.handleCancel))
-	mux.HandleFunc("GET /api/v1/account", f.authed(f.handleAccount))
-	mux.HandleFunc("GET /api/v1/account/ledger", f.authed(f.handleLedger))
-	mux.HandleFunc("POST /api/v1/keys", f.authed(f.handleCreateKey))
-	mux.HandleFunc("GET /api/v1/keys", f.authed(f.handleListKeys))
-	mux.HandleFunc("DELETE /api/v1/keys/{id}", f.authed(f.handleRevokeKey))
-	mux.HandleFunc("GET /api/v1/prices", f.handlePrices)
+	for _, rt := range f.routes() {
+		h := rt.handler
+		if rt.authed {
+			h = f.authed(h)
+		}
+		mux.HandleFunc(rt.method+" "+rt.path, h)
+	}
 	mux.HandleFunc("GET /ws/v0/", f.hub.serve)
 	f.registerPages(mux)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
 	return mux
+}
+
+// route is one endpoint of the API; openapi.json describes each (TestOpenAPI).
+type route struct {
+	method, path string
+	authed       bool
+	handler      http.HandlerFunc
+}
+
+func (f *Facilitator) routes() []route {
+	return []route{
+		{"GET", "/auth/nonce", false, f.handleNonce},
+		{"POST", "/auth/login", false, f.handleLogin},
+		{"POST", "/api/v1/jobs", true, f.handleSubmit},
+		{"GET", "/api/v1/jobs", true, f.handleList},
+		{"GET", "/api/v1/jobs/{uuid}", true, f.handleGet},
+		{"POST", "/api/v1/jobs/{uuid}/cancel", true, f.handleCancel},
+		{"GET", "/api/v1/jobs/{uuid}/events", true, f.handleEvents},
+		{"GET", "/api/v1/jobs/{uuid}/logs", true, f.handleLogs},
+		{"GET", "/api/v1/account", true, f.handleAccount},
+		{"GET", "/api/v1/account/ledger", true, f.handleLedger},
+		{"POST", "/api/v1/keys", true, f.handleCreateKey},
+		{"GET", "/api/v1/keys", true, f.handleListKeys},
+		{"DELETE", "/api/v1/keys/{id}", true, f.handleRevokeKey},
+		{"GET", "/api/v1/prices", false, f.handlePrices},
+		{"GET", "/api/v1/openapi.json", false, handleOpenAPI},
+	}
 }
 
 // Run dispatches queued jobs to connected validators and requeues those of validators that
