@@ -291,6 +291,18 @@ func (c *Client) Logs(ctx context.Context, id string, stderr bool) (string, erro
 	return string(out), nil
 }
 
+// OutputsURL returns a signed, expiring URL of a finished job's zipped /output, for jobs
+// that named no upload target of their own.
+func (c *Client) OutputsURL(ctx context.Context, id string) (string, error) {
+	var out struct {
+		URL string `json:"url"`
+	}
+	if err := c.do(ctx, http.MethodGet, "/api/v1/jobs/"+url.PathEscape(id)+"/outputs", nil, nil, true, true, &out); err != nil {
+		return "", err
+	}
+	return out.URL, nil
+}
+
 // rawText receives a text body.
 type rawText []byte
 

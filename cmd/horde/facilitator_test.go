@@ -92,7 +92,8 @@ func TestCLIPaidJobThroughFacilitator(t *testing.T) {
 	image := jobimagetest.Hello(t)
 	sim := startChainSim(t, minerGenesis)
 	dir := t.TempDir()
-	m := startMiner(t, writeMinerConfig(t, filepath.Join(dir, "m"), sim.url))
+	// The executor uploads the job's /output to the facilitator's blob store on loopback.
+	m := startMiner(t, writeMinerConfig(t, filepath.Join(dir, "m"), sim.url, `allow_egress = ["127.0.0.1/32"]`))
 	announce(t, sim, m.port)
 	faddr, fcfg, fproc, fstderr := startFacilitator(t, filepath.Join(dir, "f"))
 	v := startValidator(t, writeValidatorConfig(t, filepath.Join(dir, "v"), sim.url, `facilitator_url = "ws://`+faddr+`/ws/v0/"`))
@@ -107,7 +108,7 @@ func TestCLIPaidJobThroughFacilitator(t *testing.T) {
 	}
 	user := []string{"--facilitator", "http://" + faddr, "--wallet", "user", "--wallet-path", filepath.Join(dir, "u", "wallets")}
 	run := horde(t, runOpts{timeout: 90 * time.Second}, append(append([]string{"job", "run", "--image", image, "--time-limit", "60s"}, user...),
-		"--", "--sleep", "2s", "paid", "job")...)
+		"--", "--sleep", "2s", "--write", "/output/result.bin:1234", "paid", "job")...)
 	if run.code != 0 || !strings.Contains(run.stdout, "hello from horde") || !strings.Contains(run.stdout, "paid job") {
 		t.Fatalf("horde job run:\n%s\n--- facilitator ---\n%s\n--- validator ---\n%s", run, fstderr.String(), v.stderr.String())
 	}
@@ -128,6 +129,11 @@ func TestCLIPaidJobThroughFacilitator(t *testing.T) {
 	id := regexp.MustCompile(`job (\S+) completed`).FindStringSubmatch(run.stderr)[1]
 	logs := horde(t, runOpts{}, append(append([]string{"job", "logs"}, user...), id)...)
 	wantContains(t, "job logs", logs.stdout, "hello from horde", "paid job")
+	outDir := t.TempDir()
+	outs := horde(t, runOpts{}, append(append([]string{"job", "outputs", "--dir", outDir}, user...), id)...)
+	if st, err := os.Stat(filepath.Join(outDir, "result.bin")); err != nil || st.Size() != 1234 {
+		t.Errorf("job outputs: result.bin %v, %v\n%s", st, err, outs)
+	}
 	tok := horde(t, runOpts{}, append([]string{"account", "token"}, user...)...)
 	if tok.code != 0 || !strings.HasPrefix(tok.stdout, "hft1.") {
 		t.Errorf("horde account token:\n%s", tok)

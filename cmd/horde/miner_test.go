@@ -52,7 +52,7 @@ type minerProcess struct {
 
 // writeMinerConfig writes a miner configuration for //Bob on the chain sim at simURL, with
 // its wallet and data under dir, and returns its path.
-func writeMinerConfig(t *testing.T, dir, simURL string) string {
+func writeMinerConfig(t *testing.T, dir, simURL string, executorKeys ...string) string {
 	t.Helper()
 	bob, err := keys.FromURI("//Bob")
 	if err != nil {
@@ -75,6 +75,7 @@ identity = "miner"
 [executors]
 classes = { "always_on.test" = 1 }
 start_timeout = "30s"
+`+strings.Join(executorKeys, "\n")+`
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"archive/zip"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -225,8 +228,13 @@ func runUserJob(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			}
 			fmt.Fprintf(stdout, "%s (%d bytes)\n", rel, len(data))
 		}
-		if len(files) == 0 {
-			fmt.Fprintf(stderr, "job %s (%s) has no artifacts\n", j.UUID, j.Status)
+		// The zipped /output, when the facilitator's blob store took it.
+		n, err := downloadOutputs(ctx, c, j.UUID, root, stdout)
+		if err != nil {
+			return err
+		}
+		if len(files) == 0 && n == 0 {
+			fmt.Fprintf(stderr, "job %s (%s) has no artifacts and no outputs at the facilitator\n", j.UUID, j.Status)
 		}
 		return nil
 	default:
@@ -396,4 +404,75 @@ func runAccount(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	default:
 		return fmt.Errorf("%w: unknown command %q (balance, token, keys)", errUsage, cmd)
 	}
+}
+
+// maxOutputsZip bounds a downloaded outputs archive.
+const maxOutputsZip = 4 << 30
+
+// downloadOutputs fetches the job's zipped /output through its signed URL and extracts it
+// below root, returning the files written; none when the job's outputs went elsewhere.
+func downloadOutputs(ctx context.Context, c *sdk.Client, id string, root *os.Root, stdout io.Writer) (int, error) {
+	u, err := c.OutputsURL(ctx, id)
+	var apiErr *sdk.APIError
+	if errors.As(err, &apiErr) && apiErr.Code == "no_outputs" {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("download the outputs: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return 0, nil // the job uploaded nothing
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("download the outputs: HTTP %s", resp.Status)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxOutputsZip))
+	if err != nil {
+		return 0, fmt.Errorf("download the outputs: %w", err)
+	}
+	zr, err := zip.NewReader(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		return 0, fmt.Errorf("the outputs are not a zip: %w", err)
+	}
+	n := 0
+	for _, zf := range zr.File {
+		if zf.FileInfo().IsDir() {
+			continue
+		}
+		rel := strings.TrimLeft(filepath.ToSlash(zf.Name), "/")
+		if d := filepath.Dir(rel); d != "." {
+			if err := root.MkdirAll(d, 0o755); err != nil {
+				return n, err
+			}
+		}
+		rc, err := zf.Open()
+		if err != nil {
+			return n, err
+		}
+		f, err := root.Create(rel)
+		if err != nil {
+			rc.Close()
+			return n, fmt.Errorf("output %s: %w", zf.Name, err)
+		}
+		written, err := io.Copy(f, io.LimitReader(rc, maxOutputsZip))
+		rc.Close()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return n, fmt.Errorf("output %s: %w", zf.Name, err)
+		}
+		fmt.Fprintf(stdout, "%s (%d bytes)\n", rel, written)
+		n++
+	}
+	return n, nil
 }

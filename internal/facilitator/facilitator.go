@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/computehorde/horde/internal/blob"
 	"github.com/computehorde/horde/internal/clock"
 	"github.com/computehorde/horde/internal/hwclass"
 	"github.com/computehorde/horde/internal/keys"
@@ -73,6 +74,12 @@ type Config struct {
 	// or a stake below MinWeight, counts as MinWeight.
 	Stake     func(user string) float64
 	MinWeight float64
+	// Blobs, when set, keeps the outputs of jobs that name no upload target: the facilitator
+	// gives such a job a presigned upload of its /output (zipped), and the user downloads
+	// it through a signed, expiring URL (GET /api/v1/jobs/{uuid}/outputs). BlobHandler
+	// serves a local store's URLs under /blobs/ (nil for S3).
+	Blobs       blob.Store
+	BlobHandler http.Handler
 	// Replica names this process among replicas sharing the database (dispatch records).
 	Replica string
 	Logger  *slog.Logger // nil means slog.Default()
@@ -165,6 +172,9 @@ func (f *Facilitator) Handler() http.Handler {
 		mux.HandleFunc(rt.method+" "+rt.path, h)
 	}
 	mux.HandleFunc("GET /ws/v0/", f.hub.serve)
+	if f.cfg.BlobHandler != nil {
+		mux.Handle("/blobs/", f.cfg.BlobHandler)
+	}
 	f.registerPages(mux)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
@@ -189,6 +199,7 @@ func (f *Facilitator) routes() []route {
 		{"POST", "/api/v1/jobs/{uuid}/cancel", true, f.handleCancel},
 		{"GET", "/api/v1/jobs/{uuid}/events", true, f.handleEvents},
 		{"GET", "/api/v1/jobs/{uuid}/logs", true, f.handleLogs},
+		{"GET", "/api/v1/jobs/{uuid}/outputs", true, f.handleOutputs},
 		{"GET", "/api/v1/account", true, f.handleAccount},
 		{"GET", "/api/v1/account/ledger", true, f.handleLedger},
 		{"POST", "/api/v1/keys", true, f.handleCreateKey},

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/computehorde/horde/internal/blob"
 	"github.com/computehorde/horde/internal/keys"
 	"github.com/computehorde/horde/internal/protocol"
 	"github.com/computehorde/horde/internal/store"
@@ -59,6 +60,16 @@ type env struct {
 // invariants checked.
 func newEnv(t *testing.T, dsn string, tweak func(*Config)) *env {
 	t.Helper()
+	return newEnvAt(t, dsn, func(c *Config, _ string) {
+		if tweak != nil {
+			tweak(c)
+		}
+	})
+}
+
+// newEnvAt is newEnv with tweak told the server's URL (which the blob store signs).
+func newEnvAt(t *testing.T, dsn string, tweak func(*Config, string)) *env {
+	t.Helper()
 	if dsn == "" {
 		dsn = "sqlite:" + filepath.Join(t.TempDir(), "facilitator.db")
 	}
@@ -66,20 +77,20 @@ func newEnv(t *testing.T, dsn string, tweak func(*Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var handler http.Handler
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
+	srv.Config.BaseContext = func(_ net.Listener) context.Context { return ctx }
+	srv.Start()
 	cfg := Config{Store: db, Keypair: mustKey(t, "//Facilitator"), Validators: []string{mustKey(t, "//Alice").SS58(), mustKey(t, "//Charlie").SS58()},
 		Prices: map[protocol.ExecutorClass]int64{protocol.ExecutorClassAlwaysOnTest: testPrice}, TokenSecret: []byte(strings.Repeat("s", 32)),
 		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))}
-	if tweak != nil {
-		tweak(&cfg)
-	}
+	tweak(&cfg, srv.URL)
 	f, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	srv := httptest.NewUnstartedServer(f.Handler())
-	srv.Config.BaseContext = func(_ net.Listener) context.Context { return ctx }
-	srv.Start()
+	handler = f.Handler()
 	done := make(chan struct{})
 	go func() { defer close(done); _ = f.Run(ctx) }()
 	t.Cleanup(func() {
@@ -719,5 +730,59 @@ func TestStakeShares(t *testing.T) {
 	case j := <-va.jobs:
 		t.Errorf("a fifth job %s was sent to a validator with room for 4", j.UUID)
 	default:
+	}
+}
+
+// TestOutputsToBlobStore: a job that names no upload target gets a presigned upload of its
+// zipped /output to the facilitator's blob store, signed into the job; the executor's PUT
+// lands there, and the owner downloads it through a signed, expiring URL; another user
+// cannot get that URL.
+func TestOutputsToBlobStore(t *testing.T) {
+	e := newEnvAt(t, "", func(c *Config, url string) {
+		l, err := blob.NewLocal(t.TempDir(), url, []byte("blob-secret"), 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Blobs, c.BlobHandler = l, l.Handler()
+	})
+	v := e.validator("//Alice")
+	c, _ := e.user("//Ferdie", 10_000_000)
+	job, err := c.Submit(t.Context(), helloSpec(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := v.job()
+	up := sent.OutputUpload
+	if up == nil || up.ZipAndHTTPPut == nil || !strings.Contains(up.ZipAndHTTPPut.URL, "/blobs/jobs/"+job.UUID+"/output.zip") || verifyJobSignature(&sent) != nil {
+		t.Fatalf("dispatched output upload %+v (signature %v)", up, verifyJobSignature(&sent))
+	}
+	if _, err := c.OutputsURL(t.Context(), job.UUID); err == nil || !strings.Contains(err.Error(), "uploaded when it ends") {
+		t.Errorf("outputs of a running job: %v", err)
+	}
+	// The executor's upload.
+	req, _ := http.NewRequest(http.MethodPut, up.ZipAndHTTPPut.URL, strings.NewReader("PK zip of /output"))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("upload: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	v.status(job.UUID, "received", nil)
+	v.status(job.UUID, "completed", completed("ok\n", job.UUID))
+	u, err := c.OutputsURL(t.Context(), job.UUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err = http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "PK zip of /output" {
+		t.Errorf("downloaded %q", body)
+	}
+	other, _ := e.user("//Dave", 0)
+	if _, err := other.OutputsURL(t.Context(), job.UUID); !sdk.IsNotFound(err) {
+		t.Errorf("another user's outputs: %v", err)
 	}
 }

@@ -195,6 +195,14 @@ func (f *Facilitator) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		writeFieldErrors(w, ferrs)
 		return
 	}
+	if spec.OutputUpload == nil && f.cfg.Blobs != nil {
+		u, err := f.cfg.Blobs.PutURL(ctx, outputsKey(id), outputsUploadTTL)
+		if err != nil {
+			f.internal(w, "presign the job's output upload", err)
+			return
+		}
+		spec.OutputUpload = &protocol.OutputUpload{ZipAndHTTPPut: &protocol.ZipAndHTTPPutUpload{URL: u}}
+	}
 	if err := f.signJob(&spec); err != nil {
 		f.internal(w, "sign the job", err)
 		return

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"slices"
 	"time"
+
+	"github.com/computehorde/horde/internal/protocol"
 )
 
 // Status changes stream as server-sent events (GET /api/v1/jobs/{uuid}/events): one
@@ -90,4 +92,39 @@ func (f *Facilitator) handleLogs(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Job-Status", v.Status)
 	_, _ = w.Write([]byte(out))
+}
+
+const (
+	// outputsUploadTTL is how long a job's output upload URL lives: the job may wait in the
+	// queue before it runs (S3 presigns at most a week).
+	outputsUploadTTL = 7 * 24 * time.Hour
+	// outputsDownloadTTL is how long a download URL handed to the user lives.
+	outputsDownloadTTL = 15 * time.Minute
+)
+
+// outputsKey names a job's zipped /output in the blob store.
+func outputsKey(job string) string { return "jobs/" + job + "/output.zip" }
+
+// handleOutputs hands the owner a signed, expiring URL of the job's zipped /output, when
+// the facilitator's blob store took it (the job named no upload target of its own).
+func (f *Facilitator) handleOutputs(w http.ResponseWriter, r *http.Request) {
+	j, ok := f.ownJob(w, r)
+	if !ok {
+		return
+	}
+	var spec protocol.V2JobRequest
+	if f.cfg.Blobs == nil || json.Unmarshal(j.Spec, &spec) != nil || spec.OutputUpload == nil || spec.OutputUpload.ZipAndHTTPPut == nil {
+		writeError(w, http.StatusNotFound, "no_outputs", "this job's outputs went to the upload target it named, not to the facilitator")
+		return
+	}
+	if !slices.Contains(terminal, j.Status) {
+		writeError(w, http.StatusConflict, "not_finished", "the job is "+j.Status+"; its outputs are uploaded when it ends")
+		return
+	}
+	u, err := f.cfg.Blobs.GetURL(r.Context(), outputsKey(j.UUID), outputsDownloadTTL)
+	if err != nil {
+		f.internal(w, "sign the outputs' URL", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"url": u, "expires_at": time.Now().Add(outputsDownloadTTL).UTC(), "format": "zip"})
 }

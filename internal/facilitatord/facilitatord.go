@@ -14,9 +14,11 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/computehorde/horde/internal/blob"
 	"github.com/computehorde/horde/internal/chain"
 	"github.com/computehorde/horde/internal/chain/backend"
 	"github.com/computehorde/horde/internal/config"
@@ -65,6 +67,23 @@ type Config struct {
 		Hotkey string `toml:"hotkey"`
 	} `toml:"wallet"`
 
+	// Blobs keeps the outputs of jobs that name no upload target: kind "local" (a directory
+	// the facilitator serves at public_url/blobs/, default data_dir/blobs), "s3" (any
+	// S3-compatible service), or "none".
+	Blobs struct {
+		Kind      string `toml:"kind"`
+		Dir       string `toml:"dir"`
+		PublicURL string `toml:"public_url"` // how executors reach this facilitator; default http://LISTEN
+		Secret    string `toml:"secret" secret:"true"`
+		MaxBytes  int64  `toml:"max_bytes"`
+		Endpoint  string `toml:"endpoint"`
+		Secure    bool   `toml:"secure"`
+		Region    string `toml:"region"`
+		Bucket    string `toml:"bucket"`
+		AccessKey string `toml:"access_key" secret:"true"`
+		SecretKey string `toml:"secret_key" secret:"true"`
+	} `toml:"blobs"`
+
 	// Chain, when its url is set, is where users' stakes come from: a user registered on the
 	// netuid has its neuron's stake as its share weight; others get the floor weight (1 TAO).
 	// Without it every user weighs the same.
@@ -86,6 +105,10 @@ func Defaults() Config {
 	c.Wallet.Name = "default"
 	c.Wallet.Hotkey = "default"
 	c.Chain = backend.DefaultTable()
+	c.Blobs.Kind = "local"
+	c.Blobs.MaxBytes = 1 << 30
+	c.Blobs.Region = "us-east-1"
+	c.Blobs.Secure = true
 	return c
 }
 
@@ -162,6 +185,22 @@ func (c *Config) Validate() error {
 	if err := c.Chain.Check(EnvPrefix + "_CHAIN_TOKEN"); err != nil {
 		errs = append(errs, err)
 	}
+	switch c.Blobs.Kind {
+	case "none":
+	case "local":
+		if u := c.Blobs.PublicURL; u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+			bad("blobs.public_url", "%q is not an http(s) URL", u)
+		}
+		if c.Blobs.MaxBytes <= 0 {
+			bad("blobs.max_bytes", "%d must be positive", c.Blobs.MaxBytes)
+		}
+	case "s3":
+		if c.Blobs.Endpoint == "" || c.Blobs.Bucket == "" || c.Blobs.AccessKey == "" || c.Blobs.SecretKey == "" {
+			bad("blobs", "kind s3 needs endpoint, bucket, access_key and secret_key ($%s_BLOBS_SECRET_KEY)", EnvPrefix)
+		}
+	default:
+		bad("blobs.kind", "%q: local, s3 or none", c.Blobs.Kind)
+	}
 	return errors.Join(errs...)
 }
 
@@ -224,7 +263,17 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 	for c, p := range cfg.Prices {
 		prices[protocol.ExecutorClass(c)] = p
 	}
-	f, err := facilitator.New(facilitator.Config{Store: db, Keypair: key, Validators: cfg.Validators, Prices: prices,
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	defer ln.Close()
+	addr := netip.MustParseAddrPort(ln.Addr().String())
+	blobs, blobHandler, err := openBlobs(cfg, addr, log)
+	if err != nil {
+		return err
+	}
+	f, err := facilitator.New(facilitator.Config{Blobs: blobs, BlobHandler: blobHandler, Store: db, Keypair: key, Validators: cfg.Validators, Prices: prices,
 		PricePerValueSecond: cfg.PricePerValueSecond, TokenSecret: []byte(cfg.TokenSecret), JobsPerValidator: cfg.JobsPerValidator,
 		RequeueAfter: time.Duration(cfg.RequeueAfter), RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, Stake: stake, Logger: log})
 	if err != nil {
@@ -233,11 +282,7 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 	if err := f.Recover(ctx); err != nil {
 		return fmt.Errorf("recover the jobs of an earlier run: %w", err)
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
-	}
-	addr := netip.MustParseAddrPort(ln.Addr().String())
+
 	// Validators' channels are hijacked connections that Shutdown does not wait for: they
 	// end with runCtx.
 	srv := &http.Server{Handler: f.Handler(), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10,
@@ -262,6 +307,32 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 	wg.Wait()
 	log.Info("facilitator stopped")
 	return serveErr
+}
+
+// openBlobs opens the blob store the configuration names.
+func openBlobs(cfg Config, addr netip.AddrPort, log *slog.Logger) (blob.Store, http.Handler, error) {
+	b := cfg.Blobs
+	switch b.Kind {
+	case "local":
+		dir := b.Dir
+		if dir == "" {
+			dir = filepath.Join(cfg.DataDir, "blobs")
+		}
+		public := b.PublicURL
+		if public == "" {
+			public = "http://" + addr.String()
+			log.Warn("blobs.public_url not set: executors upload outputs to "+public+"; set it to the URL miners reach", "dir", dir)
+		}
+		l, err := blob.NewLocal(dir, public, []byte(b.Secret), b.MaxBytes)
+		if err != nil {
+			return nil, nil, err
+		}
+		return l, l.Handler(), nil
+	case "s3":
+		s, err := blob.NewS3(blob.S3Config{Endpoint: b.Endpoint, Secure: b.Secure, Region: b.Region, Bucket: b.Bucket, AccessKey: b.AccessKey, SecretKey: b.SecretKey})
+		return s, nil, err
+	}
+	return nil, nil, nil
 }
 
 // Grant adds amount micro-credits to user's balance in the facilitator's database.
