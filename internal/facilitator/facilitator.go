@@ -80,6 +80,9 @@ type Config struct {
 	// serves a local store's URLs under /blobs/ (nil for S3).
 	Blobs       blob.Store
 	BlobHandler http.Handler
+	// Images, when set, asks each job's image registry whether the image exists, so a typo
+	// is refused at submit time.
+	Images *ImageChecker
 	// Replica names this process among replicas sharing the database (dispatch records).
 	Replica string
 	Logger  *slog.Logger // nil means slog.Default()

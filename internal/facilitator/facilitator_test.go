@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/computehorde/horde/internal/blob"
+	"github.com/computehorde/horde/internal/egress"
 	"github.com/computehorde/horde/internal/keys"
 	"github.com/computehorde/horde/internal/protocol"
 	"github.com/computehorde/horde/internal/store"
@@ -784,5 +786,66 @@ func TestOutputsToBlobStore(t *testing.T) {
 	other, _ := e.user("//Dave", 0)
 	if _, err := other.OutputsURL(t.Context(), job.UUID); !sdk.IsNotFound(err) {
 		t.Errorf("another user's outputs: %v", err)
+	}
+}
+
+// fakeRegistry answers manifests like a registry behind anonymous bearer tokens: "good"
+// exists, anything else does not.
+func fakeRegistry(t *testing.T) *httptest.Server {
+	var srv *httptest.Server
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/token":
+			if r.URL.Query().Get("scope") != "repository:library/app:pull" {
+				http.Error(w, "bad scope", http.StatusBadRequest)
+				return
+			}
+			_, _ = w.Write([]byte(`{"token":"anon"}`))
+		case r.Header.Get("Authorization") != "Bearer anon":
+			w.Header().Set("WWW-Authenticate", `Bearer realm="`+srv.URL+`/token",service="fake"`)
+			w.WriteHeader(http.StatusUnauthorized)
+		case r.URL.Path == "/v2/library/app/manifests/good":
+			w.WriteHeader(http.StatusOK)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// TestImageChecked: an image its registry says does not exist is refused at submit with the
+// field named and nothing charged; one that exists, and one whose registry does not answer,
+// are taken.
+func TestImageChecked(t *testing.T) {
+	reg := fakeRegistry(t)
+	host := strings.TrimPrefix(reg.URL, "http://")
+	gone := httptest.NewServer(http.NotFoundHandler())
+	goneHost := strings.TrimPrefix(gone.URL, "http://")
+	gone.Close()
+	e := newEnv(t, "", func(c *Config) {
+		c.Images = NewImageChecker(egress.Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}, []string{host, goneHost})
+	})
+	c, user := e.user("//Ferdie", 10_000_000)
+	spec := helloSpec()
+	spec.DockerImage = host + "/library/app:typo"
+	_, err := c.Submit(t.Context(), spec, "")
+	if f := apiErrFields(err); len(f) != 1 || f[0].Field != "docker_image" || !strings.Contains(f[0].Problem, "has no typo") {
+		t.Fatalf("a missing image: %v (%+v)", err, f)
+	}
+	if b := e.balance(user); b != 10_000_000 {
+		t.Errorf("balance %d after a refused image", b)
+	}
+	for _, img := range []string{host + "/library/app:good", goneHost + "/library/app:any"} {
+		spec.DockerImage = img
+		if _, err := c.Submit(t.Context(), spec, ""); err != nil {
+			t.Errorf("%s: %v", img, err)
+		}
+	}
+	// Without an allowance the checker never reaches loopback: the registry's answer is
+	// unknown, so the job is taken.
+	blind := NewImageChecker(egress.Policy{}, []string{host})
+	if err := blind.Check(t.Context(), host+"/library/app:typo"); err != nil {
+		t.Errorf("a checker refused by the egress policy: %v", err)
 	}
 }

@@ -191,6 +191,11 @@ func (f *Facilitator) handleSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	id := newJobUUID()
 	spec, ferrs := f.spec(&req, id)
+	if len(ferrs) == 0 && f.cfg.Images != nil {
+		if err := f.cfg.Images.Check(ctx, spec.DockerImage); err != nil {
+			ferrs = append(ferrs, fieldError{Field: "docker_image", Problem: err.Error()})
+		}
+	}
 	if len(ferrs) > 0 {
 		writeFieldErrors(w, ferrs)
 		return

@@ -22,6 +22,7 @@ import (
 	"github.com/computehorde/horde/internal/chain"
 	"github.com/computehorde/horde/internal/chain/backend"
 	"github.com/computehorde/horde/internal/config"
+	"github.com/computehorde/horde/internal/egress"
 	"github.com/computehorde/horde/internal/facilitator"
 	"github.com/computehorde/horde/internal/hwclass"
 	"github.com/computehorde/horde/internal/keys"
@@ -58,6 +59,13 @@ type Config struct {
 	// RateLimit (requests per second) and RateBurst bound each user's API requests.
 	RateLimit float64 `toml:"rate_limit"`
 	RateBurst int     `toml:"rate_burst"`
+	// CheckImages asks each job's image registry whether the image exists before taking the
+	// job (an unreachable registry or a private image lets it through). InsecureRegistries
+	// are hosts ("host:port") spoken to over plain HTTP; AllowEgress lists the internal CIDRs
+	// the checks may reach (none: a user cannot make the facilitator probe its network).
+	CheckImages        bool     `toml:"check_images"`
+	InsecureRegistries []string `toml:"insecure_registries"`
+	AllowEgress        []string `toml:"allow_egress"`
 	// ShutdownGrace bounds the wait for requests in progress at shutdown.
 	ShutdownGrace config.Duration `toml:"shutdown_grace"`
 
@@ -105,6 +113,7 @@ func Defaults() Config {
 	c.Wallet.Name = "default"
 	c.Wallet.Hotkey = "default"
 	c.Chain = backend.DefaultTable()
+	c.CheckImages = true
 	c.Blobs.Kind = "local"
 	c.Blobs.MaxBytes = 1 << 30
 	c.Blobs.Region = "us-east-1"
@@ -184,6 +193,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Chain.Check(EnvPrefix + "_CHAIN_TOKEN"); err != nil {
 		errs = append(errs, err)
+	}
+	if _, err := egress.ParseAllow(strings.Join(c.AllowEgress, ",")); err != nil {
+		bad("allow_egress", "%v", err)
 	}
 	switch c.Blobs.Kind {
 	case "none":
@@ -273,7 +285,12 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 	if err != nil {
 		return err
 	}
-	f, err := facilitator.New(facilitator.Config{Blobs: blobs, BlobHandler: blobHandler, Store: db, Keypair: key, Validators: cfg.Validators, Prices: prices,
+	var images *facilitator.ImageChecker
+	if cfg.CheckImages {
+		allow, _ := egress.ParseAllow(strings.Join(cfg.AllowEgress, ",")) // checked by Validate
+		images = facilitator.NewImageChecker(egress.Policy{Allow: allow}, cfg.InsecureRegistries)
+	}
+	f, err := facilitator.New(facilitator.Config{Blobs: blobs, BlobHandler: blobHandler, Images: images, Store: db, Keypair: key, Validators: cfg.Validators, Prices: prices,
 		PricePerValueSecond: cfg.PricePerValueSecond, TokenSecret: []byte(cfg.TokenSecret), JobsPerValidator: cfg.JobsPerValidator,
 		RequeueAfter: time.Duration(cfg.RequeueAfter), RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, Stake: stake, Logger: log})
 	if err != nil {
