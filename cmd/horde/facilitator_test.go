@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +23,13 @@ var facilitatorServing = regexp.MustCompile(`^horde facilitator: serving on (127
 // //Alice's validator, and returns its address and its config file.
 func startFacilitator(t *testing.T, dir string) (addr, cfg string, p *exec.Cmd, stderr *lockedBuffer) {
 	t.Helper()
+	cfg = writeFacilitatorConfig(t, dir, "127.0.0.1:0")
+	addr, p, stderr = runFacilitatorProcess(t, cfg)
+	return addr, cfg, p, stderr
+}
+
+func writeFacilitatorConfig(t *testing.T, dir, listen string) string {
+	t.Helper()
 	k, err := keys.FromURI("//Facilitator")
 	if err != nil {
 		t.Fatal(err)
@@ -29,9 +37,9 @@ func startFacilitator(t *testing.T, dir string) (addr, cfg string, p *exec.Cmd, 
 	if _, err := keys.WriteHotkey(filepath.Join(dir, "wallets"), "facilitator", "default", k, ""); err != nil {
 		t.Fatal(err)
 	}
-	cfg = filepath.Join(dir, "facilitator.toml")
+	cfg := filepath.Join(dir, "facilitator.toml")
 	if err := os.WriteFile(cfg, []byte(`
-listen = "127.0.0.1:0"
+listen = "`+listen+`"
 data_dir = "`+filepath.Join(dir, "data")+`"
 validators = ["5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"]
 # The test image exists only in the local engine: no registry to ask (and tests reach no
@@ -45,6 +53,12 @@ name = "facilitator"
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return cfg
+}
+
+// runFacilitatorProcess starts `horde facilitator run --config cfg` and waits until it serves.
+func runFacilitatorProcess(t *testing.T, cfg string) (addr string, p *exec.Cmd, stderr *lockedBuffer) {
+	t.Helper()
 	stderr = &lockedBuffer{}
 	p = exec.Command(hordeBin, "facilitator", "run", "--config", cfg)
 	p.Env = append(os.Environ(), "HORDE_FACILITATOR_TOKEN_SECRET="+strings.Repeat("x", 32))
@@ -80,7 +94,7 @@ name = "facilitator"
 	case <-time.After(30 * time.Second):
 		t.Fatalf("the facilitator did not serve within 30 s\n%s", stderr.String())
 	}
-	return addr, cfg, p, stderr
+	return addr, p, stderr
 }
 
 var chargedLine = regexp.MustCompile(`job \S+ completed; charged ([0-9.]+) credits`)
@@ -148,4 +162,75 @@ func TestCLIPaidJobThroughFacilitator(t *testing.T) {
 	if err := fproc.Wait(); err != nil {
 		t.Errorf("facilitator exit after SIGTERM: %v\n%s", err, fstderr.String())
 	}
+}
+
+// TestCLIFacilitatorKilledMidJob: the facilitator is killed with SIGKILL while a paid job
+// runs and started again on the same address; the validator reconnects and re-sends what
+// the dead process did not answer, the user's `horde job run` rides over the gap, and the
+// job ends completed, charged once, with the ledger intact.
+func TestCLIFacilitatorKilledMidJob(t *testing.T) {
+	needDocker(t)
+	image := jobimagetest.Hello(t)
+	sim := startChainSim(t, minerGenesis)
+	dir := t.TempDir()
+	m := startMiner(t, writeMinerConfig(t, filepath.Join(dir, "m"), sim.url, `allow_egress = ["127.0.0.1/32"]`))
+	announce(t, sim, m.port)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := ln.Addr().String()
+	ln.Close()
+	fcfg := writeFacilitatorConfig(t, filepath.Join(dir, "f"), listen)
+	_, fproc, _ := runFacilitatorProcess(t, fcfg)
+	startValidator(t, writeValidatorConfig(t, filepath.Join(dir, "v"), sim.url, `facilitator_url = "ws://`+listen+`/ws/v0/"`))
+	ferdie, _ := keys.FromURI("//Ferdie")
+	if _, err := keys.WriteHotkey(filepath.Join(dir, "u", "wallets"), "user", "default", ferdie, ""); err != nil {
+		t.Fatal(err)
+	}
+	if g := horde(t, runOpts{}, "facilitator", "grant", "--config", fcfg, ferdie.SS58(), "10000000"); g.code != 0 {
+		t.Fatalf("grant:\n%s", g)
+	}
+	user := []string{"--facilitator", "http://" + listen, "--wallet", "user", "--wallet-path", filepath.Join(dir, "u", "wallets")}
+	run := exec.Command(hordeBin, append(append([]string{"job", "run", "--image", image, "--time-limit", "60s"}, user...), "--", "--sleep", "4s", "survived")...)
+	var runOut, runErr lockedBuffer
+	run.Stdout, run.Stderr = &runOut, &runErr
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = run.Process.Kill() })
+	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(runErr.String(), "volumes_ready"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the job never ran:\n%s", runErr.String())
+		}
+	}
+	if err := fproc.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = fproc.Wait()
+	_, again, againErr := runFacilitatorProcess(t, fcfg)
+	done := make(chan error, 1)
+	go func() { done <- run.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil || !strings.Contains(runOut.String(), "survived") {
+			t.Fatalf("horde job run: %v\n%s\n%s\n--- facilitator ---\n%s", err, runOut.String(), runErr.String(), againErr.String())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the job did not end after the facilitator's restart:\n%s\n--- facilitator ---\n%s", runErr.String(), againErr.String())
+	}
+	mm := chargedLine.FindStringSubmatch(runErr.String())
+	if mm == nil {
+		t.Fatalf("no charge line:\n%s", runErr.String())
+	}
+	charged, _ := strconv.ParseFloat(mm[1], 64)
+	if charged < 0.004 || charged > 0.006 {
+		t.Errorf("charged %v credits for a 4-second job at 0.001 per second", charged)
+	}
+	bal := horde(t, runOpts{}, append([]string{"account", "balance"}, user...)...)
+	wantContains(t, "balance", bal.stdout, strconv.FormatFloat(10-charged, 'f', -1, 64)+" credits")
+	if err := again.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	_ = again.Wait()
 }

@@ -6,6 +6,9 @@ package facilitatord
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -43,7 +46,9 @@ type Config struct {
 	// Database is "sqlite:PATH" or a postgres:// DSN (replicas share one); empty means
 	// DataDir/facilitator.db.
 	Database string `toml:"database" secret:"true"`
-	// TokenSecret signs login tokens; replicas must share it. Empty: random per process.
+	// TokenSecret signs login tokens and, unless blobs.secret is set, blob URLs; replicas
+	// must share it. Empty: one generated once and kept in data_dir/secret (so tokens and
+	// presigned uploads survive a restart; fine for one replica).
 	TokenSecret string `toml:"token_secret" secret:"true"`
 	// Validators are the validator hotkeys (ss58) allowed on the channel.
 	Validators []string `toml:"validators"`
@@ -271,6 +276,10 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 	} else {
 		log.Info("no [chain] url: users share the validators' capacity equally, not by stake")
 	}
+	secret, err := processSecret(cfg)
+	if err != nil {
+		return err
+	}
 	prices := map[protocol.ExecutorClass]int64{}
 	for c, p := range cfg.Prices {
 		prices[protocol.ExecutorClass(c)] = p
@@ -281,7 +290,7 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 	}
 	defer ln.Close()
 	addr := netip.MustParseAddrPort(ln.Addr().String())
-	blobs, blobHandler, err := openBlobs(cfg, addr, log)
+	blobs, blobHandler, err := openBlobs(cfg, addr, secret, log)
 	if err != nil {
 		return err
 	}
@@ -291,7 +300,7 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 		images = facilitator.NewImageChecker(egress.Policy{Allow: allow}, cfg.InsecureRegistries)
 	}
 	f, err := facilitator.New(facilitator.Config{Blobs: blobs, BlobHandler: blobHandler, Images: images, Store: db, Keypair: key, Validators: cfg.Validators, Prices: prices,
-		PricePerValueSecond: cfg.PricePerValueSecond, TokenSecret: []byte(cfg.TokenSecret), JobsPerValidator: cfg.JobsPerValidator,
+		PricePerValueSecond: cfg.PricePerValueSecond, TokenSecret: secret, JobsPerValidator: cfg.JobsPerValidator,
 		RequeueAfter: time.Duration(cfg.RequeueAfter), RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, Stake: stake, Logger: log})
 	if err != nil {
 		return err
@@ -326,8 +335,33 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 	return serveErr
 }
 
+// processSecret is token_secret, or else a secret generated once and kept in
+// data_dir/secret (mode 0600).
+func processSecret(cfg Config) ([]byte, error) {
+	if cfg.TokenSecret != "" {
+		return []byte(cfg.TokenSecret), nil
+	}
+	path := filepath.Join(cfg.DataDir, "secret")
+	if b, err := os.ReadFile(path); err == nil && len(b) >= 32 {
+		return b, nil
+	}
+	fresh := []byte(rand.Text() + rand.Text())
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) { // another process wrote it first
+		return os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("token secret: %w", err)
+	}
+	if _, err := f.Write(fresh); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("token secret: %w", err)
+	}
+	return fresh, f.Close()
+}
+
 // openBlobs opens the blob store the configuration names.
-func openBlobs(cfg Config, addr netip.AddrPort, log *slog.Logger) (blob.Store, http.Handler, error) {
+func openBlobs(cfg Config, addr netip.AddrPort, secret []byte, log *slog.Logger) (blob.Store, http.Handler, error) {
 	b := cfg.Blobs
 	switch b.Kind {
 	case "local":
@@ -340,7 +374,15 @@ func openBlobs(cfg Config, addr netip.AddrPort, log *slog.Logger) (blob.Store, h
 			public = "http://" + addr.String()
 			log.Warn("blobs.public_url not set: executors upload outputs to "+public+"; set it to the URL miners reach", "dir", dir)
 		}
-		l, err := blob.NewLocal(dir, public, []byte(b.Secret), b.MaxBytes)
+		blobSecret := []byte(b.Secret)
+		if len(blobSecret) == 0 {
+			// Presigned uploads outlive the process that signed them (a job may wait in the
+			// queue across a restart): derived from the lasting secret, not random.
+			mac := hmac.New(sha256.New, secret)
+			mac.Write([]byte("blobs"))
+			blobSecret = mac.Sum(nil)
+		}
+		l, err := blob.NewLocal(dir, public, blobSecret, b.MaxBytes)
 		if err != nil {
 			return nil, nil, err
 		}
