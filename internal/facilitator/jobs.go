@@ -208,10 +208,7 @@ func (f *Facilitator) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		}
 		spec.OutputUpload = &protocol.OutputUpload{ZipAndHTTPPut: &protocol.ZipAndHTTPPutUpload{URL: u}}
 	}
-	if err := f.signJob(&spec); err != nil {
-		f.internal(w, "sign the job", err)
-		return
-	}
+	// Stored unsigned: the dispatcher signs it as it sends it, off the request's path.
 	specJSON, err := protocol.Encode(&spec)
 	if err != nil {
 		f.internal(w, "encode the job", err)

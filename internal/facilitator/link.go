@@ -429,6 +429,9 @@ func (h *hub) dispatch(ctx context.Context) {
 			_, _ = f.db.AddFacJobEvent(ctx, store.FacJobEvent{JobUUID: j.UUID, Status: store.FacJobSent, At: time.Now()})
 			var spec protocol.V2JobRequest
 			err = json.Unmarshal(j.Spec, &spec)
+			if err == nil && spec.Signature == nil {
+				err = f.signJob(&spec) // the validator checks every job's signature
+			}
 			if err == nil {
 				err = live[v].conn.Send(ctx, &spec)
 			}
