@@ -849,3 +849,32 @@ func TestImageChecked(t *testing.T) {
 		t.Errorf("a checker refused by the egress policy: %v", err)
 	}
 }
+
+// TestDispatchFollowsCapacity: a validator that reports its free executors gets no more
+// jobs of a class than it has room for; the rest wait in the queue until it reports more.
+func TestDispatchFollowsCapacity(t *testing.T) {
+	e := newEnv(t, "", nil)
+	v := e.validator("//Alice")
+	v.send(&protocol.V0ExecutorCapacityUpdate{FreeExecutors: protocol.Manifest{{Class: protocol.ExecutorClassAlwaysOnTest, Count: 2}}})
+	c, _ := e.user("//Ferdie", 1_000_000_000)
+	for range 4 {
+		if _, err := c.Submit(t.Context(), helloSpec(), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v.job()
+	v.job()
+	e.f.hub.dispatch(t.Context())
+	v.send(&protocol.V0MachineSpecsUpdate{Specs: json.RawMessage(`{}`)}) // a round trip: a third job would be here
+	select {
+	case j := <-v.jobs:
+		t.Fatalf("a third job %s went to a validator with room for 2", j.UUID)
+	default:
+	}
+	page, _ := c.Jobs(t.Context(), []string{"queued"}, 0, "")
+	if len(page.Jobs) != 2 {
+		t.Errorf("%d jobs queued, want 2 waiting for room", len(page.Jobs))
+	}
+	v.send(&protocol.V0ExecutorCapacityUpdate{FreeExecutors: protocol.Manifest{{Class: protocol.ExecutorClassAlwaysOnTest, Count: 1}}})
+	v.job()
+}

@@ -34,6 +34,10 @@ type hub struct {
 	conns  map[string]*validatorConn                     // by hotkey: the latest connection
 	gone   map[string]time.Time                          // validators whose channel dropped, since when
 	values map[string]map[protocol.ExecutorClass]float64 // each validator's demand multipliers
+	// free is each validator's free executors per class as it last reported them, less the
+	// jobs sent it since; a validator that never reported (upstream) has none here and
+	// is bounded by JobsPerValidator only.
+	free map[string]map[protocol.ExecutorClass]int
 }
 
 type validatorConn struct {
@@ -44,7 +48,7 @@ type validatorConn struct {
 
 func newHub(f *Facilitator) *hub {
 	return &hub{f: f, wake: make(chan struct{}, 1), conns: map[string]*validatorConn{}, gone: map[string]time.Time{},
-		values: map[string]map[protocol.ExecutorClass]float64{}}
+		values: map[string]map[protocol.ExecutorClass]float64{}, free: map[string]map[protocol.ExecutorClass]int{}}
 }
 
 func (h *hub) kick() {
@@ -116,6 +120,7 @@ func (h *hub) serve(w http.ResponseWriter, r *http.Request) {
 		h.mu.Lock()
 		if h.conns[hotkey] == vc {
 			delete(h.conns, hotkey)
+			delete(h.free, hotkey)
 			h.gone[hotkey] = time.Now()
 		}
 		h.mu.Unlock()
@@ -190,6 +195,15 @@ func (h *hub) handle(ctx context.Context, vc *validatorConn, msg protocol.Messag
 		h.mu.Lock()
 		h.values[vc.hotkey] = vals
 		h.mu.Unlock()
+	case *protocol.V0ExecutorCapacityUpdate:
+		free := map[protocol.ExecutorClass]int{}
+		for _, e := range m.FreeExecutors {
+			free[e.Class] = max(e.Count, 0)
+		}
+		h.mu.Lock()
+		h.free[vc.hotkey] = free
+		h.mu.Unlock()
+		h.kick()
 	case *protocol.V0JobCheatDetected:
 		detail, _ := json.Marshal(map[string]any{"trusted_job_uuid": m.TrustedJobUUID, "miner": m.MinerHotkey, "details": m.Details})
 		_, _ = h.f.db.AddFacJobEvent(ctx, store.FacJobEvent{JobUUID: m.JobUUID, Status: "cheat_detected", At: time.Now(), Detail: detail})
@@ -353,6 +367,24 @@ func (h *hub) dispatchLoop(ctx context.Context) {
 	}
 }
 
+// hasRoom reports whether validator v can take a job of class, by the capacity it reported
+// (true when it never reported any: upstream validators do not).
+func (h *hub) hasRoom(v, class string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	free, reported := h.free[v]
+	return !reported || free[protocol.ExecutorClass(class)] > 0
+}
+
+// take counts a job of class sent to v against its reported capacity.
+func (h *hub) take(v, class string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if free, reported := h.free[v]; reported {
+		free[protocol.ExecutorClass(class)]--
+	}
+}
+
 // live returns the validators with a fresh heartbeat.
 func (h *hub) live() map[string]*validatorConn {
 	h.mu.Lock()
@@ -403,7 +435,7 @@ func (h *hub) dispatch(ctx context.Context) {
 			// proportion to stake, and a user alone takes all of it.
 			best, bestLoad, bestWeight := -1, 0.0, 0.0
 			for i, j := range queued {
-				if taken[j.UUID] || j.TargetValidator != "" && j.TargetValidator != v {
+				if taken[j.UUID] || j.TargetValidator != "" && j.TargetValidator != v || !h.hasRoom(v, j.Class) {
 					continue
 				}
 				w := weights[j.User]
@@ -440,6 +472,7 @@ func (h *hub) dispatch(ctx context.Context) {
 				_, _ = f.db.RequeueFacJob(ctx, j.UUID, []string{store.FacJobSent})
 				continue
 			}
+			h.take(v, j.Class)
 			f.log.Info("job dispatched", "job", j.UUID, "validator", v[:min(10, len(v))], "user", j.User[:min(10, len(j.User))])
 			perValidator[v]++
 			perUser[j.User]++

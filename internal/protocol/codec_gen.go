@@ -45,6 +45,7 @@ var registry = map[string]msgSpec{
 	"V0ClassValuesUpdate":           {UnionValidatorToFacilitator, decoderFor[V0ClassValuesUpdate]()},
 	"V0JobCheatDetected":            {UnionValidatorToFacilitator, decoderFor[V0JobCheatDetected]()},
 	"V0JobWorkReport":               {UnionValidatorToFacilitator, decoderFor[V0JobWorkReport]()},
+	"V0ExecutorCapacityUpdate":      {UnionValidatorToFacilitator, decoderFor[V0ExecutorCapacityUpdate]()},
 	"V0Heartbeat":                   {UnionValidatorToFacilitator, decoderFor[V0Heartbeat]()},
 	"V0AuthenticationRequest":       {UnionValidatorToFacilitator, decoderFor[V0AuthenticationRequest]()},
 	"V0JobStatusUpdate":             {UnionValidatorToFacilitator, decoderFor[V0JobStatusUpdate]()},
@@ -551,6 +552,42 @@ func (m V0JobWorkReport) MarshalJSON() ([]byte, error) { return marshalModel(m) 
 // UnmarshalJSON decodes strictly (see the package documentation).
 func (m *V0JobWorkReport) UnmarshalJSON(data []byte) error {
 	return unmarshalInto(data, "V0JobWorkReport", m)
+}
+
+// MessageType returns "V0ExecutorCapacityUpdate".
+func (V0ExecutorCapacityUpdate) MessageType() string { return "V0ExecutorCapacityUpdate" }
+
+var v0ExecutorCapacityUpdateKeys = []string{"message_type", "free_executors"}
+
+func (m *V0ExecutorCapacityUpdate) decode(r *reader) error {
+	var seen uint64
+	err := r.object(func(k []byte) error {
+		switch string(k) {
+		case "message_type":
+			return fLiteral(r, &seen, 0, "message_type", "V0ExecutorCapacityUpdate")
+		case "free_executors":
+			return fVia(r, &seen, 1, "free_executors", &m.FreeExecutors, decodeManifest)
+		}
+		return r.skipValue()
+	})
+	if err != nil {
+		return err
+	}
+	return checkRequired(seen, 0b10, v0ExecutorCapacityUpdateKeys)
+}
+
+func (m V0ExecutorCapacityUpdate) encode(e *encoder) {
+	e.raw(`{"message_type":"V0ExecutorCapacityUpdate","free_executors":`)
+	encodeManifest(e, m.FreeExecutors)
+	e.byte1('}')
+}
+
+// MarshalJSON returns the pydantic-compatible encoding.
+func (m V0ExecutorCapacityUpdate) MarshalJSON() ([]byte, error) { return marshalModel(m) }
+
+// UnmarshalJSON decodes strictly (see the package documentation).
+func (m *V0ExecutorCapacityUpdate) UnmarshalJSON(data []byte) error {
+	return unmarshalInto(data, "V0ExecutorCapacityUpdate", m)
 }
 
 var signatureKeys = []string{"signature_type", "signatory", "timestamp_ns", "signature", "signature_scope"}

@@ -117,3 +117,14 @@ type V0JobWorkReport struct {
 	IntervalIndex int           `wire:"interval_index"`
 	WorkedSeconds int           `wire:"worked_seconds"`
 }
+
+// V0ExecutorCapacityUpdate (extension, validator → facilitator, after authentication and
+// whenever it changes) tells how many executors of each class the validator could start a
+// job on now: the executors its miners' honoured manifests offer, less its own jobs running
+// there. The facilitator sends no more jobs of a class than that, so the rest wait in its
+// queue, where users share by stake, instead of being rejected for want of a miner.
+//
+//wire:message ValidatorToFacilitator
+type V0ExecutorCapacityUpdate struct {
+	FreeExecutors Manifest `wire:"free_executors,via=Manifest"` // executor class → free executors
+}

@@ -12,7 +12,8 @@ import (
 
 // TestExtensionGoldens holds horde's own messages (V0WorkIntervalReceiptRequest,
 // V0ClassValuesMessage, the class_not_offered decline, a WorkInterval receipt line, the
-// facilitator extensions V0ClassValuesUpdate, V0JobCheatDetected and V0JobWorkReport) to golden
+// facilitator extensions V0ClassValuesUpdate, V0JobCheatDetected, V0JobWorkReport and
+// V0ExecutorCapacityUpdate) to golden
 // bytes in testdata/extension_messages.json, with the same checks as upstream's vectors:
 // each decodes through exactly the unions that accept it and re-encodes byte for byte, its
 // signing blob is rebuilt byte for byte, and its embedded signatures (by //Alice and
@@ -26,8 +27,8 @@ func TestExtensionGoldens(t *testing.T) {
 	if err := json.Unmarshal(data, &vf); err != nil {
 		t.Fatal(err)
 	}
-	if len(vf.Messages) != 7 || len(vf.SigningBlobs) != 1 {
-		t.Fatalf("%d messages and %d blobs, want 7 and 1", len(vf.Messages), len(vf.SigningBlobs))
+	if len(vf.Messages) != 8 || len(vf.SigningBlobs) != 1 {
+		t.Fatalf("%d messages and %d blobs, want 8 and 1", len(vf.Messages), len(vf.SigningBlobs))
 	}
 	checkVectorMessages(t, &vf)
 

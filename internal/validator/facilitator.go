@@ -35,6 +35,8 @@ const (
 	organicJobWindow = 10 * time.Minute
 	// classValuesCheck is how often changed class values are published.
 	classValuesCheck = time.Minute
+	// capacityCheck is how often a changed free capacity is published.
+	capacityCheck = 2 * time.Second
 	// facilitatorJobMemory is how long a facilitator job's outcome is kept for cheat
 	// reports and cross-checks.
 	facilitatorJobMemory = 24 * time.Hour
@@ -55,8 +57,9 @@ type facilitatorLink struct {
 	sent   int
 	wake   chan struct{}
 	jobs   sync.WaitGroup
-	// values is the class values last queued (encoded), to publish changes only.
-	values string
+	// values and capacity are the class values and free capacity last queued (encoded), to
+	// publish changes only.
+	values, capacity string
 	// book holds the facilitator's jobs by the UUID it sent.
 	book map[string]*facilitatorJob
 }
@@ -129,9 +132,10 @@ func (l *facilitatorLink) connectOnce(ctx context.Context, url string) error {
 	defer stop()
 	l.mu.Lock()
 	l.sent = 0 // everything unanswered goes again on this connection
-	l.values = ""
+	l.values, l.capacity = "", ""
 	l.mu.Unlock()
 	l.publishValues()
+	l.publishCapacity()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer stop()
@@ -164,6 +168,8 @@ func (l *facilitatorLink) write(ctx context.Context, conn *wsconn.Conn) {
 	defer beat.Stop()
 	values := time.NewTicker(classValuesCheck)
 	defer values.Stop()
+	capacity := time.NewTicker(capacityCheck)
+	defer capacity.Stop()
 	for {
 		l.mu.Lock()
 		var next protocol.Message
@@ -191,6 +197,8 @@ func (l *facilitatorLink) write(ctx context.Context, conn *wsconn.Conn) {
 			}
 		case <-values.C:
 			l.publishValues()
+		case <-capacity.C:
+			l.publishCapacity()
 		case <-l.wake:
 		}
 	}
@@ -219,25 +227,42 @@ func (l *facilitatorLink) report(m protocol.Message) {
 	l.kick()
 }
 
+func (l *facilitatorLink) kick() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
 // publishValues queues the validator's class values when they differ from those last
-// queued; an unsent older copy is replaced rather than followed.
+// queued.
 func (l *facilitatorLink) publishValues() {
 	cv := l.v.ClassValues()
-	msg := &protocol.V0ClassValuesUpdate{ClassValues: cv.ClassValues, RewardRate: cv.RewardRate}
+	l.publish(&protocol.V0ClassValuesUpdate{ClassValues: cv.ClassValues, RewardRate: cv.RewardRate}, &l.values)
+}
+
+// publishCapacity queues the validator's free capacity when it differs from the last queued.
+func (l *facilitatorLink) publishCapacity() {
+	l.publish(&protocol.V0ExecutorCapacityUpdate{FreeExecutors: l.v.FreeCapacity()}, &l.capacity)
+}
+
+// publish queues msg unless it encodes as *last; an unsent older message of its type is
+// replaced rather than followed.
+func (l *facilitatorLink) publish(msg protocol.Message, last *string) {
 	enc, err := protocol.Encode(msg)
 	if err != nil {
-		l.v.log.Error("cannot encode the class values", "err", err)
+		l.v.log.Error("cannot encode an update for the facilitator", "message", msg.MessageType(), "err", err)
 		return
 	}
 	l.mu.Lock()
-	if string(enc) == l.values {
+	if string(enc) == *last {
 		l.mu.Unlock()
 		return
 	}
-	l.values = string(enc)
+	*last = string(enc)
 	replaced := false
 	for i := l.sent; i < len(l.outbox); i++ {
-		if _, ok := l.outbox[i].(*protocol.V0ClassValuesUpdate); ok {
+		if l.outbox[i].MessageType() == msg.MessageType() {
 			l.outbox[i], replaced = msg, true
 		}
 	}
@@ -246,13 +271,6 @@ func (l *facilitatorLink) publishValues() {
 	}
 	l.mu.Unlock()
 	l.kick()
-}
-
-func (l *facilitatorLink) kick() {
-	select {
-	case l.wake <- struct{}{}:
-	default:
-	}
 }
 
 // runJob checks the job's signature, routes it and reports every status.

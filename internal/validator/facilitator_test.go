@@ -37,8 +37,9 @@ type fakeFacilitator struct {
 	jobs    []protocol.V2JobRequest
 	updates chan *protocol.V0JobStatusUpdate
 	// values and cheats, when set, receive the class values and cheat reports.
-	values chan *protocol.V0ClassValuesUpdate
-	cheats chan *protocol.V0JobCheatDetected
+	values   chan *protocol.V0ClassValuesUpdate
+	cheats   chan *protocol.V0JobCheatDetected
+	capacity chan *protocol.V0ExecutorCapacityUpdate
 	// out, when set, carries more messages to the validator (cheat reports).
 	out chan protocol.Message
 	// dropFirst drops the first connection at its first status update, unanswered.
@@ -116,6 +117,10 @@ func (f *fakeFacilitator) serve(w http.ResponseWriter, r *http.Request) {
 		case *protocol.V0JobCheatDetected:
 			if f.cheats != nil {
 				f.cheats <- m
+			}
+		case *protocol.V0ExecutorCapacityUpdate:
+			if f.capacity != nil {
+				f.capacity <- m
 			}
 		}
 		// Everything else is answered, in order, as upstream's facilitator does.
@@ -370,5 +375,33 @@ func TestFacilitatorLinkResendsAfterReconnect(t *testing.T) {
 	}
 	if strings.Join(got[1:], ",") != "received,accepted,executor_ready,volumes_ready,execution_done,completed" {
 		t.Errorf("updates after the reconnect: %v", got[1:])
+	}
+}
+
+// TestFacilitatorLinkPublishesCapacity: the validator tells the facilitator how many
+// executors of each class it could use now, and again when that changes.
+func TestFacilitatorLinkPublishesCapacity(t *testing.T) {
+	e := newEnv(t, nil)
+	e.serveAxon(9)
+	bob := e.bob.SS58()
+	e.v.manifests.announce(bob, protocol.Manifest{{Class: protocol.ExecutorClassAlwaysOnTest, Count: 2}}, e.clock.Now())
+	f := &fakeFacilitator{t: t, updates: make(chan *protocol.V0JobStatusUpdate, 32), capacity: make(chan *protocol.V0ExecutorCapacityUpdate, 8)}
+	startLink(t, e, f)
+	next := func() protocol.Manifest {
+		t.Helper()
+		select {
+		case u := <-f.capacity:
+			return u.FreeExecutors
+		case <-time.After(10 * time.Second):
+			t.Fatal("no capacity update")
+		}
+		return nil
+	}
+	if got := next(); got.Count(protocol.ExecutorClassAlwaysOnTest) != 2 {
+		t.Fatalf("capacity after auth: %v", got)
+	}
+	e.v.countInFlight(bob, protocol.ExecutorClassAlwaysOnTest, 1)
+	if got := next(); got.Count(protocol.ExecutorClassAlwaysOnTest) != 1 {
+		t.Errorf("capacity with one job running: %v", got)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -215,4 +216,30 @@ func (v *Validator) Reliability(miner string) float64 {
 		bad += c[1]
 	}
 	return good / (good + bad)
+}
+
+// FreeCapacity returns, per class, the executors of the serving miners' honoured manifests
+// that run none of this validator's jobs (classes offered but full count 0): what the
+// facilitator may send this validator now.
+func (v *Validator) FreeCapacity() protocol.Manifest {
+	free := map[protocol.ExecutorClass]int{}
+	for _, m := range v.servingMiners("") {
+		honoured, ok := v.manifests.honoured(m)
+		if !ok {
+			continue
+		}
+		for _, e := range honoured {
+			free[e.Class] += max(e.Count-v.inFlight(m, e.Class), 0)
+		}
+	}
+	classes := make([]protocol.ExecutorClass, 0, len(free))
+	for c := range free {
+		classes = append(classes, c)
+	}
+	slices.Sort(classes)
+	out := make(protocol.Manifest, 0, len(classes))
+	for _, c := range classes {
+		out = append(out, protocol.ManifestEntry{Class: c, Count: free[c]})
+	}
+	return out
 }
