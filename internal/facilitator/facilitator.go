@@ -80,6 +80,9 @@ type Config struct {
 	// serves a local store's URLs under /blobs/ (nil for S3).
 	Blobs       blob.Store
 	BlobHandler http.Handler
+	// RequireFreshAuth refuses upstream's replayable V0AuthenticationRequest: validators
+	// must send V1AuthenticationRequest (a signed timestamp).
+	RequireFreshAuth bool
 	// Images, when set, asks each job's image registry whether the image exists, so a typo
 	// is refused at submit time.
 	Images *ImageChecker

@@ -878,3 +878,65 @@ func TestDispatchFollowsCapacity(t *testing.T) {
 	v.send(&protocol.V0ExecutorCapacityUpdate{FreeExecutors: protocol.Manifest{{Class: protocol.ExecutorClassAlwaysOnTest, Count: 1}}})
 	v.job()
 }
+
+// TestValidatorAuth: a V1AuthenticationRequest (a signed timestamp) is taken once and
+// within a minute; upstream's replayable V0AuthenticationRequest is taken unless the
+// facilitator requires fresh authentication; an unknown validator is refused.
+func TestValidatorAuth(t *testing.T) {
+	e := newEnv(t, "", nil)
+	strict := newEnv(t, "", func(c *Config) { c.RequireFreshAuth = true })
+	alice := mustKey(t, "//Alice")
+	pub := alice.Public()
+	pubHex := hex.EncodeToString(pub[:])
+	v1 := func(k *keys.Keypair, ts int64) *protocol.V1AuthenticationRequest {
+		p := k.Public()
+		h := hex.EncodeToString(p[:])
+		return &protocol.V1AuthenticationRequest{PublicKey: h, Timestamp: ts, Signature: k.Sign(protocol.V1AuthBlob(h, ts)).Hex()}
+	}
+	try := func(env *env, m protocol.Message) *protocol.Response {
+		t.Helper()
+		conn, err := wsconn.Dial(t.Context(), "ws"+strings.TrimPrefix(env.srv.URL, "http")+"/ws/v0/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.CloseNow()
+		if err := conn.Send(t.Context(), m); err != nil {
+			t.Fatal(err)
+		}
+		frame, err := conn.ReadFrame(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := protocol.DecodeResponse(frame)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &r
+	}
+	errType := func(r *protocol.Response) string {
+		if r.Status == protocol.ResponseStatusSuccess {
+			return "success"
+		}
+		return r.Errors[0].Type
+	}
+	fresh := v1(alice, time.Now().Unix())
+	for name, tc := range map[string]struct {
+		env  *env
+		msg  protocol.Message
+		want string
+	}{
+		"v1":            {e, fresh, "success"},
+		"v1 stale":      {e, v1(alice, time.Now().Add(-5*time.Minute).Unix()), "auth.stale"},
+		"v1 unknown":    {e, v1(mustKey(t, "//Eve"), time.Now().Unix()), "auth.validator_not_found"},
+		"v0":            {e, &protocol.V0AuthenticationRequest{PublicKey: pubHex, Signature: alice.Sign(pub[:]).Hex()}, "success"},
+		"v0 forged":     {e, &protocol.V0AuthenticationRequest{PublicKey: pubHex, Signature: alice.Sign([]byte("x")).Hex()}, "auth.signature_invalid"},
+		"v0 when fresh": {strict, &protocol.V0AuthenticationRequest{PublicKey: pubHex, Signature: alice.Sign(pub[:]).Hex()}, "auth.stale"},
+	} {
+		if got := errType(try(tc.env, tc.msg)); got != tc.want {
+			t.Errorf("%s: %s, want %s", name, got, tc.want)
+		}
+	}
+	if got := errType(try(e, fresh)); got != "auth.stale" {
+		t.Errorf("a replayed V1 authentication: %s, want auth.stale", got)
+	}
+}

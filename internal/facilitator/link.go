@@ -152,15 +152,29 @@ func (h *hub) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// checkAuth checks the first frame: a V0AuthenticationRequest of an allowed validator
-// signing its own public key.
+// checkAuth checks the first frame: a V1AuthenticationRequest (a signed timestamp, taken
+// within a minute and once) or, unless RequireFreshAuth, upstream's replayable
+// V0AuthenticationRequest (the validator signs its own public key), of an allowed validator.
 func (h *hub) checkAuth(frame []byte) (hotkey, errType, why string) {
 	msg, err := protocol.DecodeValidatorToFacilitator(frame)
-	auth, ok := msg.(*protocol.V0AuthenticationRequest)
-	if err != nil || !ok {
-		return "", "auth.not_authenticated", "authenticate first with V0AuthenticationRequest"
+	if err != nil {
+		return "", "auth.not_authenticated", "authenticate first with V1AuthenticationRequest or V0AuthenticationRequest"
 	}
-	raw, err := hex.DecodeString(auth.PublicKey)
+	var pubHex, sigHex string
+	var signed []byte
+	var ts int64
+	switch a := msg.(type) {
+	case *protocol.V1AuthenticationRequest:
+		pubHex, sigHex, ts, signed = a.PublicKey, a.Signature, a.Timestamp, protocol.V1AuthBlob(a.PublicKey, a.Timestamp)
+	case *protocol.V0AuthenticationRequest:
+		if h.f.cfg.RequireFreshAuth {
+			return "", "auth.stale", "this facilitator takes only V1AuthenticationRequest (a signed timestamp): upgrade the validator"
+		}
+		pubHex, sigHex = a.PublicKey, a.Signature
+	default:
+		return "", "auth.not_authenticated", "authenticate first with V1AuthenticationRequest or V0AuthenticationRequest"
+	}
+	raw, err := hex.DecodeString(pubHex)
 	if err != nil || len(raw) != 32 {
 		return "", "auth.signature_invalid", "public_key is not 32 bytes of hex"
 	}
@@ -170,12 +184,30 @@ func (h *hub) checkAuth(frame []byte) (hotkey, errType, why string) {
 	if !slices.Contains(h.f.cfg.Validators, hotkey) {
 		return "", "auth.validator_not_found", "validator " + hotkey + " is not allowed on this facilitator"
 	}
-	sig, err := keys.ParseSignature(auth.Signature)
-	if err != nil || !pub.Verify(raw, sig) {
-		return "", "auth.signature_invalid", "the signature over the public key does not verify"
+	if signed == nil {
+		signed = raw // V0: the public key itself
+	}
+	sig, err := keys.ParseSignature(sigHex)
+	if err != nil || !pub.Verify(signed, sig) {
+		return "", "auth.signature_invalid", "the authentication signature does not verify"
+	}
+	if _, v1 := msg.(*protocol.V1AuthenticationRequest); v1 {
+		now := time.Now()
+		at := time.Unix(ts, 0)
+		if at.Before(now.Add(-authFreshness)) || at.After(now.Add(authFreshness)) {
+			return "", "auth.stale", "the authentication's timestamp is more than a minute from the facilitator's clock"
+		}
+		if !h.f.nonces.use("auth:"+sigHex, at.Add(authFreshness), now) {
+			return "", "auth.stale", "this authentication was already used"
+		}
+	} else {
+		h.f.log.Warn("validator authenticated with upstream's replayable V0AuthenticationRequest", "validator", hotkey)
 	}
 	return hotkey, "", ""
 }
+
+// authFreshness is how far a V1AuthenticationRequest's timestamp may be from the clock.
+const authFreshness = time.Minute
 
 // handle applies one message of an authenticated validator; it returns the error to answer.
 func (h *hub) handle(ctx context.Context, vc *validatorConn, msg protocol.Message) (errType, why string) {

@@ -64,6 +64,9 @@ type Config struct {
 	// RateLimit (requests per second) and RateBurst bound each user's API requests.
 	RateLimit float64 `toml:"rate_limit"`
 	RateBurst int     `toml:"rate_burst"`
+	// RequireFreshAuth takes only validators that authenticate with a signed timestamp
+	// (horde's V1AuthenticationRequest), refusing upstream's replayable V0 form.
+	RequireFreshAuth bool `toml:"require_fresh_auth"`
 	// CheckImages asks each job's image registry whether the image exists before taking the
 	// job (an unreachable registry or a private image lets it through). InsecureRegistries
 	// are hosts ("host:port") spoken to over plain HTTP; AllowEgress lists the internal CIDRs
@@ -299,7 +302,7 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 		allow, _ := egress.ParseAllow(strings.Join(cfg.AllowEgress, ",")) // checked by Validate
 		images = facilitator.NewImageChecker(egress.Policy{Allow: allow}, cfg.InsecureRegistries)
 	}
-	f, err := facilitator.New(facilitator.Config{Blobs: blobs, BlobHandler: blobHandler, Images: images, Store: db, Keypair: key, Validators: cfg.Validators, Prices: prices,
+	f, err := facilitator.New(facilitator.Config{Blobs: blobs, BlobHandler: blobHandler, Images: images, RequireFreshAuth: cfg.RequireFreshAuth, Store: db, Keypair: key, Validators: cfg.Validators, Prices: prices,
 		PricePerValueSecond: cfg.PricePerValueSecond, TokenSecret: secret, JobsPerValidator: cfg.JobsPerValidator,
 		RequeueAfter: time.Duration(cfg.RequeueAfter), RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, Stake: stake, Logger: log})
 	if err != nil {

@@ -46,6 +46,7 @@ var registry = map[string]msgSpec{
 	"V0JobCheatDetected":            {UnionValidatorToFacilitator, decoderFor[V0JobCheatDetected]()},
 	"V0JobWorkReport":               {UnionValidatorToFacilitator, decoderFor[V0JobWorkReport]()},
 	"V0ExecutorCapacityUpdate":      {UnionValidatorToFacilitator, decoderFor[V0ExecutorCapacityUpdate]()},
+	"V1AuthenticationRequest":       {UnionValidatorToFacilitator, decoderFor[V1AuthenticationRequest]()},
 	"V0Heartbeat":                   {UnionValidatorToFacilitator, decoderFor[V0Heartbeat]()},
 	"V0AuthenticationRequest":       {UnionValidatorToFacilitator, decoderFor[V0AuthenticationRequest]()},
 	"V0JobStatusUpdate":             {UnionValidatorToFacilitator, decoderFor[V0JobStatusUpdate]()},
@@ -588,6 +589,50 @@ func (m V0ExecutorCapacityUpdate) MarshalJSON() ([]byte, error) { return marshal
 // UnmarshalJSON decodes strictly (see the package documentation).
 func (m *V0ExecutorCapacityUpdate) UnmarshalJSON(data []byte) error {
 	return unmarshalInto(data, "V0ExecutorCapacityUpdate", m)
+}
+
+// MessageType returns "V1AuthenticationRequest".
+func (V1AuthenticationRequest) MessageType() string { return "V1AuthenticationRequest" }
+
+var v1AuthenticationRequestKeys = []string{"message_type", "public_key", "timestamp", "signature"}
+
+func (m *V1AuthenticationRequest) decode(r *reader) error {
+	var seen uint64
+	err := r.object(func(k []byte) error {
+		switch string(k) {
+		case "message_type":
+			return fLiteral(r, &seen, 0, "message_type", "V1AuthenticationRequest")
+		case "public_key":
+			return fVal(r, &seen, 1, "public_key", &m.PublicKey, (*reader).readString)
+		case "timestamp":
+			return fVal(r, &seen, 2, "timestamp", &m.Timestamp, (*reader).readInt)
+		case "signature":
+			return fVal(r, &seen, 3, "signature", &m.Signature, (*reader).readString)
+		}
+		return r.skipValue()
+	})
+	if err != nil {
+		return err
+	}
+	return checkRequired(seen, 0b1110, v1AuthenticationRequestKeys)
+}
+
+func (m V1AuthenticationRequest) encode(e *encoder) {
+	e.raw(`{"message_type":"V1AuthenticationRequest","public_key":`)
+	e.str(m.PublicKey)
+	e.raw(`,"timestamp":`)
+	e.int64(m.Timestamp)
+	e.raw(`,"signature":`)
+	e.str(m.Signature)
+	e.byte1('}')
+}
+
+// MarshalJSON returns the pydantic-compatible encoding.
+func (m V1AuthenticationRequest) MarshalJSON() ([]byte, error) { return marshalModel(m) }
+
+// UnmarshalJSON decodes strictly (see the package documentation).
+func (m *V1AuthenticationRequest) UnmarshalJSON(data []byte) error {
+	return unmarshalInto(data, "V1AuthenticationRequest", m)
 }
 
 var signatureKeys = []string{"signature_type", "signatory", "timestamp_ns", "signature", "signature_scope"}

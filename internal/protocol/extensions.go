@@ -1,6 +1,9 @@
 package protocol
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"strconv"
+)
 
 // horde's protocol extensions, in upstream style. Upstream peers do not know
 // these message types or values; they reject the frames and carry on.
@@ -127,4 +130,22 @@ type V0JobWorkReport struct {
 //wire:message ValidatorToFacilitator
 type V0ExecutorCapacityUpdate struct {
 	FreeExecutors Manifest `wire:"free_executors,via=Manifest"` // executor class → free executors
+}
+
+// V1AuthenticationRequest (extension, validator → facilitator) authenticates like
+// V0AuthenticationRequest but cannot be replayed: Signature ("0x"-hex sr25519) covers
+// V1AuthBlob(PublicKey, Timestamp), and the facilitator takes it only within a minute of
+// Timestamp (unix seconds) and once. A facilitator that does not know it answers with an
+// error, and the validator falls back to V0AuthenticationRequest on the same connection.
+//
+//wire:message ValidatorToFacilitator
+type V1AuthenticationRequest struct {
+	PublicKey string `wire:"public_key"` // hex of the 32-byte hotkey, no 0x
+	Timestamp int64  `wire:"timestamp"`
+	Signature string `wire:"signature"`
+}
+
+// V1AuthBlob is what a V1AuthenticationRequest's signature covers.
+func V1AuthBlob(publicKeyHex string, timestamp int64) []byte {
+	return []byte("horde-fv-auth:" + publicKeyHex + ":" + strconv.FormatInt(timestamp, 10))
 }

@@ -13,7 +13,7 @@ import (
 // TestExtensionGoldens holds horde's own messages (V0WorkIntervalReceiptRequest,
 // V0ClassValuesMessage, the class_not_offered decline, a WorkInterval receipt line, the
 // facilitator extensions V0ClassValuesUpdate, V0JobCheatDetected, V0JobWorkReport and
-// V0ExecutorCapacityUpdate) to golden
+// V0ExecutorCapacityUpdate, V1AuthenticationRequest) to golden
 // bytes in testdata/extension_messages.json, with the same checks as upstream's vectors:
 // each decodes through exactly the unions that accept it and re-encodes byte for byte, its
 // signing blob is rebuilt byte for byte, and its embedded signatures (by //Alice and
@@ -27,8 +27,8 @@ func TestExtensionGoldens(t *testing.T) {
 	if err := json.Unmarshal(data, &vf); err != nil {
 		t.Fatal(err)
 	}
-	if len(vf.Messages) != 8 || len(vf.SigningBlobs) != 1 {
-		t.Fatalf("%d messages and %d blobs, want 8 and 1", len(vf.Messages), len(vf.SigningBlobs))
+	if len(vf.Messages) != 9 || len(vf.SigningBlobs) != 1 {
+		t.Fatalf("%d messages and %d blobs, want 9 and 1", len(vf.Messages), len(vf.SigningBlobs))
 	}
 	checkVectorMessages(t, &vf)
 

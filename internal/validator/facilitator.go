@@ -109,21 +109,24 @@ func (l *facilitatorLink) connectOnce(ctx context.Context, url string) error {
 		return err
 	}
 	defer conn.CloseNow()
+	// A signed timestamp first (it cannot be replayed); a facilitator that does not know it
+	// (upstream's) answers with an error that is not about the authentication itself, and
+	// gets upstream's V0AuthenticationRequest on the same connection.
 	pub := v.cfg.Keypair.Public()
-	if err := conn.Send(ctx, &protocol.V0AuthenticationRequest{
-		PublicKey: hex.EncodeToString(pub[:]), Signature: v.cfg.Keypair.Sign(pub[:]).Hex(),
-	}); err != nil {
-		return err
-	}
-	frame, err := conn.ReadFrame(ctx)
+	pubHex := hex.EncodeToString(pub[:])
+	ts := time.Now().Unix()
+	r, frame, err := authenticate(ctx, conn, &protocol.V1AuthenticationRequest{PublicKey: pubHex, Timestamp: ts,
+		Signature: v.cfg.Keypair.Sign(protocol.V1AuthBlob(pubHex, ts)).Hex()})
 	if err != nil {
 		return err
 	}
-	msg, err := protocol.DecodeFacilitatorToValidator(frame)
-	if err != nil {
-		return fmt.Errorf("the facilitator's answer to the authentication: %w", err)
+	if r.Status != protocol.ResponseStatusSuccess && !authRefusal(r) {
+		r, frame, err = authenticate(ctx, conn, &protocol.V0AuthenticationRequest{PublicKey: pubHex, Signature: v.cfg.Keypair.Sign(pub[:]).Hex()})
+		if err != nil {
+			return err
+		}
 	}
-	if r, ok := msg.(*protocol.Response); !ok || r.Status != protocol.ResponseStatusSuccess {
+	if r.Status != protocol.ResponseStatusSuccess {
 		return fmt.Errorf("%w: %s", ErrFacilitatorRefused, frame)
 	}
 	v.log.Info("facilitator link up", "url", url)
@@ -160,6 +163,37 @@ func (l *facilitatorLink) connectOnce(ctx context.Context, url string) error {
 			l.judgeCheatReport(m)
 		}
 	}
+}
+
+// authenticate sends an authentication message and reads the facilitator's Response.
+func authenticate(ctx context.Context, conn *wsconn.Conn, auth protocol.Message) (*protocol.Response, []byte, error) {
+	if err := conn.Send(ctx, auth); err != nil {
+		return nil, nil, err
+	}
+	frame, err := conn.ReadFrame(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	msg, err := protocol.DecodeFacilitatorToValidator(frame)
+	if err != nil {
+		return nil, frame, fmt.Errorf("the facilitator's answer to the authentication: %w", err)
+	}
+	r, ok := msg.(*protocol.Response)
+	if !ok {
+		return nil, frame, fmt.Errorf("%w: %s", ErrFacilitatorRefused, frame)
+	}
+	return r, frame, nil
+}
+
+// authRefusal reports whether r refuses the validator itself (an unknown validator, a bad
+// signature, a stale timestamp) rather than the message's form.
+func authRefusal(r *protocol.Response) bool {
+	for _, e := range r.Errors {
+		if strings.HasPrefix(e.Type, "auth.") && e.Type != "auth.not_authenticated" {
+			return true
+		}
+	}
+	return false
 }
 
 // write sends heartbeats, changed class values and the outbox in order until ctx ends.

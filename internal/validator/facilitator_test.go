@@ -59,7 +59,16 @@ func (f *fakeFacilitator) serve(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
+	// Like upstream's facilitator, this one knows only V0AuthenticationRequest: anything
+	// else first is answered with an error, and the validator falls back.
 	msg, err := protocol.Decode(protocol.UnionValidatorToFacilitator, frame)
+	if _, v1 := msg.(*protocol.V1AuthenticationRequest); err == nil && v1 {
+		_ = conn.Send(ctx, &protocol.Response{Status: protocol.ResponseStatusError, Errors: []protocol.ResponseError{{Msg: "bad message", Type: "parse_error"}}})
+		if frame, err = conn.ReadFrame(ctx); err != nil {
+			return
+		}
+		msg, err = protocol.Decode(protocol.UnionValidatorToFacilitator, frame)
+	}
 	auth, ok := msg.(*protocol.V0AuthenticationRequest)
 	if err != nil || !ok {
 		f.t.Errorf("facilitator: first frame %s: %v", frame, err)
