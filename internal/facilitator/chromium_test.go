@@ -64,7 +64,8 @@ func TestPagesInChromium(t *testing.T) {
 	b.Eval(ctx, `(() => { document.getElementById("credential").value = "`+key.Key+`"; document.getElementById("signin").click(); return ""; })()`)
 	b.WaitFor(ctx, "/jobs")
 	jobs := text()
-	if !strings.Contains(jobs, job.UUID) || !strings.Contains(jobs, "completed") || !strings.Contains(jobs, "0.042") {
+	if !strings.Contains(jobs, job.UUID) || !strings.Contains(jobs, "completed") || !strings.Contains(jobs, "0.042") ||
+		!strings.Contains(jobs, "hello from the page test") {
 		t.Fatalf("jobs page reads:\n%s", jobs)
 	}
 	if bg := b.Eval(ctx, `getComputedStyle(document.querySelector("header")).backgroundColor`); bg != "rgb(23, 50, 77)" {

@@ -237,11 +237,20 @@ func completed(stdout, attempt string) *protocol.JobStatusMetadata {
 	return md
 }
 
+// engines runs fn on a fresh SQLite file and on a fresh PostgreSQL database.
+func engines(t *testing.T, fn func(t *testing.T, dsn string)) {
+	t.Run("sqlite", func(t *testing.T) { fn(t, "") })
+	t.Run("postgres", func(t *testing.T) { fn(t, pgtest.DSN(t)) })
+}
+
 // TestPaidJob: a user signs in with a hotkey, submits through the SDK, watches the stages
 // and gets the output; the job is signed for the validator, and the user is charged exactly
-// the reported seconds × price (three intervals and a partial one), the rest refunded.
-func TestPaidJob(t *testing.T) {
-	e := newEnv(t, "", nil)
+// the reported seconds × price (three intervals and a partial one), the rest refunded. On
+// SQLite and PostgreSQL.
+func TestPaidJob(t *testing.T) { engines(t, testPaidJob) }
+
+func testPaidJob(t *testing.T, dsn string) {
+	e := newEnv(t, dsn, nil)
 	v := e.validator("//Alice")
 	c, user := e.user("//Ferdie", 10_000_000)
 	job, err := c.Submit(t.Context(), helloSpec(), "")
@@ -299,8 +308,10 @@ func TestPaidJob(t *testing.T) {
 }
 
 // TestHordeFailureRefunded: work reported for a job the horde then failed is not charged.
-func TestHordeFailureRefunded(t *testing.T) {
-	e := newEnv(t, "", nil)
+func TestHordeFailureRefunded(t *testing.T) { engines(t, testHordeFailureRefunded) }
+
+func testHordeFailureRefunded(t *testing.T, dsn string) {
+	e := newEnv(t, dsn, nil)
 	v := e.validator("//Alice")
 	c, user := e.user("//Ferdie", 10_000_000)
 	job, err := c.Submit(t.Context(), helloSpec(), "")
@@ -341,8 +352,10 @@ func TestOnlyTheFinalAttemptIsCharged(t *testing.T) {
 
 // TestUnaffordableJobRefused: a job whose maximum cost the balance cannot cover is refused
 // before anything runs, with the figures; nothing is held or listed.
-func TestUnaffordableJobRefused(t *testing.T) {
-	e := newEnv(t, "", nil)
+func TestUnaffordableJobRefused(t *testing.T) { engines(t, testUnaffordableJobRefused) }
+
+func testUnaffordableJobRefused(t *testing.T, dsn string) {
+	e := newEnv(t, dsn, nil)
 	c, user := e.user("//Ferdie", 1_000_000)
 	_, err := c.Submit(t.Context(), helloSpec(), "")
 	if !sdk.IsInsufficientCredits(err) || !strings.Contains(err.Error(), "your balance is 1") {
@@ -456,8 +469,10 @@ func getJSON(t *testing.T, url string, v any) {
 }
 
 // TestUsersSeeOnlyTheirJobs: another user's job answers 404, to get and to cancel.
-func TestUsersSeeOnlyTheirJobs(t *testing.T) {
-	e := newEnv(t, "", nil)
+func TestUsersSeeOnlyTheirJobs(t *testing.T) { engines(t, testUsersSeeOnlyTheirJobs) }
+
+func testUsersSeeOnlyTheirJobs(t *testing.T, dsn string) {
+	e := newEnv(t, dsn, nil)
 	a, _ := e.user("//Ferdie", 10_000_000)
 	b, _ := e.user("//Dave", 10_000_000)
 	job, err := a.Submit(t.Context(), helloSpec(), "")

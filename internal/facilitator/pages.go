@@ -36,6 +36,14 @@ var pageFuncs = template.FuncMap{
 	"when":    func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
 	"short":   func(s string) string { return s[:min(12, len(s))] + "…" },
 	"done":    func(s string) bool { return slices.Contains(terminal, s) },
+	// excerpt is the start of a job's output for the jobs list: its first line, cut short.
+	"excerpt": func(s string) string {
+		line, _, _ := strings.Cut(s, "\n")
+		if len(line) > 60 {
+			return line[:60] + "…"
+		}
+		return line
+	},
 }
 
 // pages holds one parsed template set per page (each with the layout).
