@@ -115,13 +115,15 @@ func (l *facilitatorLink) connectOnce(ctx context.Context, url string) error {
 	pub := v.cfg.Keypair.Public()
 	pubHex := hex.EncodeToString(pub[:])
 	ts := time.Now().Unix()
-	r, frame, err := authenticate(ctx, conn, &protocol.V1AuthenticationRequest{PublicKey: pubHex, Timestamp: ts,
+	authCtx, cancelAuth := context.WithTimeout(ctx, 10*time.Second) // a facilitator that never answers
+	defer cancelAuth()
+	r, frame, err := authenticate(authCtx, conn, &protocol.V1AuthenticationRequest{PublicKey: pubHex, Timestamp: ts,
 		Signature: v.cfg.Keypair.Sign(protocol.V1AuthBlob(pubHex, ts)).Hex()})
 	if err != nil {
 		return err
 	}
 	if r.Status != protocol.ResponseStatusSuccess && !authRefusal(r) {
-		r, frame, err = authenticate(ctx, conn, &protocol.V0AuthenticationRequest{PublicKey: pubHex, Signature: v.cfg.Keypair.Sign(pub[:]).Hex()})
+		r, frame, err = authenticate(authCtx, conn, &protocol.V0AuthenticationRequest{PublicKey: pubHex, Signature: v.cfg.Keypair.Sign(pub[:]).Hex()})
 		if err != nil {
 			return err
 		}
