@@ -29,6 +29,9 @@ const authReadLimit = 4 << 10
 type hub struct {
 	f    *Facilitator
 	wake chan struct{}
+	// dispatching serialises dispatch rounds: two at once (the loop's and a kick's) would
+	// each see a validator's room before the other took it, and overfill it.
+	dispatching sync.Mutex
 
 	mu     sync.Mutex
 	conns  map[string]*validatorConn                     // by hotkey: the latest connection
@@ -431,6 +434,8 @@ func (h *hub) live() map[string]*validatorConn {
 }
 
 func (h *hub) dispatch(ctx context.Context) {
+	h.dispatching.Lock()
+	defer h.dispatching.Unlock()
 	f := h.f
 	live := h.live()
 	if len(live) == 0 {
