@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/computehorde/horde/internal/jobimage"
 	"github.com/computehorde/horde/internal/jobimage/jobimagetest"
 )
 
@@ -102,6 +103,7 @@ func (r result) String() string {
 
 // runOpts are the optional settings of one run.
 type runOpts struct {
+	bin     string        // the executable; empty means hordeBin
 	dir     string        // working directory; empty means a fresh temporary one
 	env     []string      // added to the environment (later entries win)
 	timeout time.Duration // zero means 10 s
@@ -119,7 +121,11 @@ func horde(t *testing.T, o runOpts, args ...string) result {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), o.timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, hordeBin, args...)
+	bin := o.bin
+	if bin == "" {
+		bin = hordeBin
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = o.dir
 	cmd.Env = append(os.Environ(), o.env...)
 	cmd.WaitDelay = 5 * time.Second
@@ -217,7 +223,7 @@ func TestCLIHelp(t *testing.T) {
 		if r.code != 0 {
 			t.Fatalf("horde %v:\n%s", args, r)
 		}
-		for _, name := range []string{"dev", "wallet", "validator", "miner", "executor", "facilitator", "job", "account"} {
+		for _, name := range []string{"dev", "wallet", "validator", "miner", "executor", "facilitator", "job", "account", "doctor"} {
 			if !regexp.MustCompile(`(?m)^  ` + name + ` +\S`).MatchString(r.stdout) {
 				t.Errorf("horde %v does not list %s:\n%s", args, name, r.stdout)
 			}
@@ -397,6 +403,29 @@ func TestCLIDevOnce(t *testing.T) {
 	if len(stray) != 0 {
 		t.Errorf("files left in the working directory: %v", stray)
 	}
+	requireNoLeftovers(t)
+}
+
+// TestCLIDevOnceDynamic runs `horde dev --once` from a horde built as plain `go build` does with
+// a C compiler present (cgo on), so dynamically linked: the job image assembled from it must
+// carry the loader and libc for the job to run.
+func TestCLIDevOnceDynamic(t *testing.T) {
+	needDocker(t)
+	bin := filepath.Join(t.TempDir(), "horde")
+	start := time.Now()
+	build := exec.CommandContext(t.Context(), "go", "build", "-o", bin, ".")
+	// Set explicitly so that a CGO_ENABLED=0 in the caller's environment cannot turn this into
+	// the static build the other tests use.
+	build.Env = append(os.Environ(), "CGO_ENABLED=1")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Skipf("cannot build horde with cgo here (no C compiler? install gcc): %v\n%s", err, out)
+	}
+	t.Logf("built %s with cgo in %s", bin, time.Since(start).Round(time.Millisecond))
+	if _, err := jobimage.CheckStatic(bin); !errors.Is(err, jobimage.ErrNotStatic) {
+		t.Skipf("the cgo build of horde is not dynamically linked (CheckStatic: %v); nothing to test", err)
+	}
+	r := horde(t, runOpts{bin: bin, timeout: time.Minute}, "dev", "--once")
+	checkHello(t, r, "hello from horde\n")
 	requireNoLeftovers(t)
 }
 

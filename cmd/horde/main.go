@@ -35,6 +35,7 @@ func commands() []command {
 		{name: "facilitator", summary: "run a facilitator: users' paid job API, credits, validators' channel (`horde facilitator run`)", run: runFacilitator},
 		{name: "job", summary: "a user's jobs on a facilitator: run, status, list, cancel", run: runUserJob},
 		{name: "account", summary: "a user's account on a facilitator: balance, API keys", run: runAccount},
+		{name: "doctor", summary: "check this machine for a role (`horde doctor --role miner`) and say what to fix", run: runDoctor},
 		{name: "wallet", summary: "Bittensor hotkeys: inspect a secret URI, create or show a wallet hotkey", run: runWallet},
 		{name: jobCommand, summary: "run a built-in job program (used inside job images)", run: runJob, hidden: true},
 	}

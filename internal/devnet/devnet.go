@@ -53,7 +53,8 @@ type Config struct {
 	DataDir string
 	// BlockTime is the simulated chain's block interval; zero means 1 s.
 	BlockTime time.Duration
-	// JobBinary is a static executable that job images are assembled from, and
+	// JobBinary is the executable that job images are assembled from (static, or dynamically
+	// linked: jobimage then copies in its loader and libraries from this host), and
 	// JobEntrypoint how the image starts it (e.g. the horde binary with its hidden `__job
 	// hello` command, or a binary compiled from jobs/hello).
 	JobBinary     string
@@ -65,7 +66,7 @@ type Config struct {
 	ExecutorClass protocol.ExecutorClass
 	// Executors is how many executors of that class the miner offers; zero means 1.
 	Executors int
-	// BenchBinary, when set, is a static executable of the benchmark job (jobs/bench) that
+	// BenchBinary, when set, is an executable of the benchmark job (jobs/bench) that
 	// the validator's benchmark image is assembled from, started as BenchEntrypoint; the
 	// image is tagged BenchImage (empty means "horde-jobs/bench:dev"). BenchRate and
 	// BenchSeconds size each run as validator.Config says.
@@ -113,7 +114,7 @@ type Devnet struct {
 // Start builds and starts a devnet. On error everything already started is stopped again.
 func Start(ctx context.Context, cfg Config) (_ *Devnet, err error) {
 	if cfg.JobBinary == "" {
-		return nil, errors.New("devnet: config: JobBinary is required (a static executable for the job image)")
+		return nil, errors.New("devnet: config: JobBinary is required (the executable the job image is assembled from)")
 	}
 	cfg.setDefaults()
 	tempDir, err := cfg.makeDataDir()

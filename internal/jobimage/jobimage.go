@@ -1,10 +1,15 @@
-// Package jobimage assembles job images offline from one static executable: no Dockerfile, no
+// Package jobimage assembles job images offline from one executable: no Dockerfile, no
 // registry, no build toolchain at run time. The image has a single layer holding the executable at
 // /bin/<name> and the empty directories /volume, /output and /tmp; it is written in the
 // docker-archive (`docker save`) format and loaded through the Engine API.
 //
-// Every image carries the label LabelContent, a digest over the executable and the image
-// settings, so Build skips the load when an image with the same tag and content exists.
+// A dynamically linked executable (a plain `go build` with cgo, or any program linked against
+// libc) also gets the host's dynamic loader and the shared libraries it needs, at the paths the
+// host's loader finds them, so that `go build` and `go install` binaries work as well as
+// CGO_ENABLED=0 ones. A static executable gets nothing more.
+//
+// Every image carries the label LabelContent, a digest over the executable, the libraries and
+// the image settings, so Build skips the load when an image with the same tag and content exists.
 package jobimage
 
 import (
@@ -35,13 +40,15 @@ import (
 const (
 	// LabelBinary is the hex SHA-256 of the executable.
 	LabelBinary = "horde.binary.sha256"
-	// LabelContent is the hex SHA-256 over the executable and the image settings (name,
-	// entrypoint, cmd, env); Build skips the load when the tag already carries the same value.
+	// LabelContent is the hex SHA-256 over the executable, the loader and libraries copied in
+	// with a dynamically linked one, and the image settings (name, entrypoint, cmd, env); Build
+	// skips the load when the tag already carries the same value.
 	LabelContent = "horde.content.sha256"
 )
 
-// ErrNotStatic reports an executable that needs a dynamic loader, so it cannot run in an image
-// that holds nothing else.
+// ErrNotStatic is CheckStatic's report of an executable that needs a dynamic loader. Build
+// accepts such executables (it copies the loader and libraries in); callers that want a single
+// self-contained file, e.g. to ship it to hosts of unknown libc, check with CheckStatic.
 var ErrNotStatic = errors.New("jobimage: executable is not statically linked")
 
 // Client is the part of the Docker Engine client that Build uses; *client.Client implements it.
@@ -57,14 +64,16 @@ var _ Client = (*client.Client)(nil)
 type Spec struct {
 	// Tag is the image reference to create, e.g. "horde/hello:dev". Required.
 	Tag string
-	// Binary is the path of a statically linked ELF executable. Required. It lands at
-	// /bin/<base name of Binary>.
+	// Binary is the path of an ELF executable. Required. It lands at /bin/<base name of
+	// Binary>. If it is dynamically linked, its loader and shared libraries are taken from this
+	// host (see the package documentation).
 	Binary string
 	// Entrypoint of the image; empty means ["/bin/<name>"].
 	Entrypoint []string
 	// Cmd is the default command (the arguments after the entrypoint); may be empty.
 	Cmd []string
-	// Env is extra "KEY=value" entries; PATH=/bin is always set first.
+	// Env is extra "KEY=value" entries; PATH=/bin is always set first, and for a dynamically
+	// linked Binary LD_LIBRARY_PATH next, unless Env sets it.
 	Env []string
 	// Labels are extra image labels; LabelBinary and LabelContent are added.
 	Labels map[string]string
@@ -94,11 +103,17 @@ func Assemble(ctx context.Context, c Client, spec Spec) (Result, error) {
 		return Result{}, errors.New("jobimage: Spec.Tag is empty; name the image to create")
 	}
 	if spec.Binary == "" {
-		return Result{}, errors.New("jobimage: Spec.Binary is empty; give the path of a static executable")
+		return Result{}, errors.New("jobimage: Spec.Binary is empty; give the path of an executable")
 	}
-	arch, err := CheckStatic(spec.Binary)
+	arch, interp, err := inspectELF(spec.Binary)
 	if err != nil {
 		return Result{}, err
+	}
+	var rt runtimeFiles
+	if interp != "" {
+		if rt, err = resolveRuntime(spec.Binary, interp); err != nil {
+			return Result{}, err
+		}
 	}
 	bin, err := os.ReadFile(spec.Binary)
 	if err != nil {
@@ -109,11 +124,15 @@ func Assemble(ctx context.Context, c Client, spec Spec) (Result, error) {
 	if len(entrypoint) == 0 {
 		entrypoint = []string{"/bin/" + name}
 	}
-	env := append([]string{"PATH=/bin"}, spec.Env...)
+	env := []string{"PATH=/bin"}
+	if len(rt.libDirs) > 0 && !setsVar(spec.Env, "LD_LIBRARY_PATH") {
+		env = append(env, "LD_LIBRARY_PATH="+strings.Join(rt.libDirs, ":"))
+	}
+	env = append(env, spec.Env...)
 
 	binSum := sha256.Sum256(bin)
 	binHex := hex.EncodeToString(binSum[:])
-	content := contentDigest(binHex, name, arch, entrypoint, spec.Cmd, env, spec.Labels)
+	content := contentDigest(binHex, name, arch, entrypoint, spec.Cmd, env, spec.Labels, rt.digests())
 
 	// previous is the ID of an older build under this tag, removed once the new one is in.
 	var previous string
@@ -136,7 +155,7 @@ func Assemble(ctx context.Context, c Client, spec Spec) (Result, error) {
 	labels[LabelContent] = content
 
 	archive, err := dockerArchive(archiveInput{
-		tag: spec.Tag, name: name, bin: bin, arch: arch,
+		tag: spec.Tag, name: name, bin: bin, arch: arch, runtime: rt.files,
 		entrypoint: entrypoint, cmd: spec.Cmd, env: env, labels: labels,
 	})
 	if err != nil {
@@ -175,24 +194,70 @@ var goArches = map[elf.Machine]string{elf.EM_X86_64: "amd64", elf.EM_AARCH64: "a
 // dynamic loader needed) and returns its architecture as an OCI name ("amd64", "arm64", …).
 // A dynamically linked file yields an error wrapping ErrNotStatic.
 func CheckStatic(path string) (arch string, err error) {
+	arch, interp, err := inspectELF(path)
+	if err != nil {
+		return "", err
+	}
+	if interp != "" {
+		return "", fmt.Errorf("%w: %s is dynamically linked; build it with CGO_ENABLED=0", ErrNotStatic, path)
+	}
+	return arch, nil
+}
+
+// inspectELF checks that path is an ELF executable for a supported machine and returns its
+// architecture as an OCI name and its PT_INTERP (the dynamic loader; "" if static).
+func inspectELF(path string) (arch, interp string, err error) {
 	f, err := elf.Open(path)
 	if err != nil {
-		return "", fmt.Errorf("jobimage: %s is not an ELF executable: %w", path, err)
+		return "", "", fmt.Errorf("jobimage: %s is not an ELF executable: %w", path, err)
 	}
 	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			return "", fmt.Errorf("%w: %s is dynamically linked; build it with CGO_ENABLED=0", ErrNotStatic, path)
-		}
-	}
 	if f.Type != elf.ET_EXEC && f.Type != elf.ET_DYN {
-		return "", fmt.Errorf("jobimage: %s is an ELF %s, not an executable", path, f.Type)
+		return "", "", fmt.Errorf("jobimage: %s is an ELF %s, not an executable", path, f.Type)
 	}
 	arch, ok := goArches[f.Machine]
 	if !ok {
-		return "", fmt.Errorf("jobimage: %s is built for unsupported machine %s", path, f.Machine)
+		return "", "", fmt.Errorf("jobimage: %s is built for unsupported machine %s", path, f.Machine)
 	}
-	return arch, nil
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			b, err := io.ReadAll(p.Open())
+			if err != nil {
+				return "", "", fmt.Errorf("jobimage: %s: read PT_INTERP: %w", path, err)
+			}
+			interp = strings.TrimRight(string(b), "\x00")
+			if !filepath.IsAbs(interp) {
+				return "", "", fmt.Errorf("jobimage: %s names the dynamic loader %q, not an absolute path", path, interp)
+			}
+			return arch, interp, nil
+		}
+	}
+	return arch, "", nil
+}
+
+// resolveRuntime returns the loader interp and the shared libraries that the dynamically
+// linked executable at path needs, from this host.
+func resolveRuntime(path, interp string) (runtimeFiles, error) {
+	f, err := elf.Open(path)
+	if err != nil {
+		return runtimeFiles{}, fmt.Errorf("jobimage: %s is not an ELF executable: %w", path, err)
+	}
+	r, err := newLibResolver(f)
+	f.Close()
+	if err != nil {
+		return runtimeFiles{}, err
+	}
+	return r.resolve(path, interp)
+}
+
+// setsVar reports whether env has an entry for the variable name.
+func setsVar(env []string, name string) bool {
+	for _, e := range env {
+		if k, _, _ := strings.Cut(e, "="); k == name {
+			return true
+		}
+	}
+	return false
 }
 
 // CompileStatic builds the Go package pkg (an import path or a ./relative directory, resolved
@@ -215,8 +280,12 @@ func CompileStatic(ctx context.Context, pkg, outPath string) error {
 	return nil
 }
 
-func contentDigest(binHex, name, arch string, entrypoint, cmd, env []string, labels map[string]string) string {
-	// json.Marshal sorts map keys, so the digest is stable.
+// contentDigest hashes everything that goes into the image; runtime maps each copied loader or
+// library path to its hex SHA-256 (nil for a static executable).
+func contentDigest(binHex, name, arch string, entrypoint, cmd, env []string, labels, runtime map[string]string) string {
+	// json.Marshal sorts map keys, so the digest is stable. Runtime is omitted when empty so
+	// that static executables keep the digests (and the images) they had before dynamic ones
+	// were supported.
 	b, _ := json.Marshal(struct {
 		Version    int               `json:"v"`
 		Binary     string            `json:"binary"`
@@ -226,7 +295,8 @@ func contentDigest(binHex, name, arch string, entrypoint, cmd, env []string, lab
 		Cmd        []string          `json:"cmd"`
 		Env        []string          `json:"env"`
 		Labels     map[string]string `json:"labels"`
-	}{1, binHex, name, arch, entrypoint, cmd, env, labels})
+		Runtime    map[string]string `json:"runtime,omitempty"`
+	}{1, binHex, name, arch, entrypoint, cmd, env, labels, runtime})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }
@@ -234,6 +304,7 @@ func contentDigest(binHex, name, arch string, entrypoint, cmd, env []string, lab
 type archiveInput struct {
 	tag, name, arch string
 	bin             []byte
+	runtime         []hostFile
 	entrypoint, cmd []string
 	env             []string
 	labels          map[string]string
@@ -243,8 +314,9 @@ type archiveInput struct {
 // same layer digest.
 var epoch = time.Unix(0, 0).UTC()
 
-// layerTar returns the uncompressed single layer.
-func layerTar(name string, bin []byte) ([]byte, error) {
+// layerTar returns the uncompressed single layer; runtime (sorted by path) comes after the
+// executable, each file preceded by the directories above it that the layer lacks so far.
+func layerTar(name string, bin []byte, runtime []hostFile) ([]byte, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	dir := func(path string, mode int64) error {
@@ -272,6 +344,28 @@ func layerTar(name string, bin []byte) ([]byte, error) {
 	}
 	if _, err := tw.Write(bin); err != nil {
 		return nil, err
+	}
+	haveDir := map[string]bool{"bin": true, "output": true, "tmp": true, "volume": true}
+	for _, f := range runtime {
+		rel := strings.TrimPrefix(filepath.Clean(f.path), "/")
+		var parents []string
+		for d := filepath.Dir(rel); d != "." && !haveDir[d]; d = filepath.Dir(d) {
+			parents = append(parents, d)
+		}
+		for i := len(parents) - 1; i >= 0; i-- {
+			haveDir[parents[i]] = true
+			if err := dir(parents[i]+"/", 0o755); err != nil {
+				return nil, err
+			}
+		}
+		if err := tw.WriteHeader(&tar.Header{
+			Typeflag: tar.TypeReg, Name: rel, Mode: f.mode, Size: int64(len(f.data)), ModTime: epoch, Format: tar.FormatPAX,
+		}); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			return nil, err
+		}
 	}
 	if err := tw.Close(); err != nil {
 		return nil, err
@@ -316,7 +410,7 @@ type manifestEntry struct {
 // dockerArchive returns a `docker save` style tar: manifest.json, <config digest>.json and
 // <layer digest>/layer.tar.
 func dockerArchive(in archiveInput) ([]byte, error) {
-	layer, err := layerTar(in.name, in.bin)
+	layer, err := layerTar(in.name, in.bin, in.runtime)
 	if err != nil {
 		return nil, fmt.Errorf("jobimage: build layer: %w", err)
 	}
@@ -335,7 +429,7 @@ func dockerArchive(in archiveInput) ([]byte, error) {
 			Labels:     in.labels,
 		},
 		RootFS:  rootFS{Type: "layers", DiffIDs: []string{"sha256:" + layerHex}},
-		History: []history{{Created: epoch, CreatedBy: "horde jobimage: /bin/" + in.name}},
+		History: []history{{Created: epoch, CreatedBy: createdBy(in.name, len(in.runtime))}},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jobimage: encode image config: %w", err)
@@ -379,4 +473,12 @@ func dockerArchive(in archiveInput) ([]byte, error) {
 		return nil, fmt.Errorf("jobimage: write archive: %w", err)
 	}
 	return buf.Bytes(), nil
+}
+
+// createdBy is the history line; unchanged for a static executable so its image stays the same.
+func createdBy(name string, runtimeFiles int) string {
+	if runtimeFiles == 0 {
+		return "horde jobimage: /bin/" + name
+	}
+	return fmt.Sprintf("horde jobimage: /bin/%s with its dynamic loader and libraries from the host (%d files)", name, runtimeFiles)
 }

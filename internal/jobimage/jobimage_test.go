@@ -7,7 +7,9 @@ import (
 	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -51,11 +53,61 @@ func TestCheckStaticRejectsNonELF(t *testing.T) {
 	}
 }
 
-func TestBuildRejectsDynamicBeforeLoading(t *testing.T) {
-	// A nil client: Build must fail on the binary check before touching the engine.
-	err := jobimage.Build(context.Background(), nil, jobimage.Spec{Tag: "horde-test/never:1", Binary: "/bin/ls"})
-	if !errors.Is(err, jobimage.ErrNotStatic) {
-		t.Fatalf("Build(/bin/ls) = %v, want ErrNotStatic", err)
+// TestArchiveLayoutDynamic assembles an image from a dynamically linked host executable without
+// an engine: the loader and libraries are in the layer at the host's paths, LD_LIBRARY_PATH
+// names their directories, and the same input gives the same bytes.
+func TestArchiveLayoutDynamic(t *testing.T) {
+	exe := ""
+	for _, p := range []string{"/bin/ls", "/usr/bin/env"} {
+		if _, err := jobimage.CheckStatic(p); errors.Is(err, jobimage.ErrNotStatic) {
+			exe = p
+			break
+		}
+	}
+	if exe == "" {
+		t.Skip("no dynamically linked executable found on this host to test with")
+	}
+	assemble := func() []byte {
+		rec := &recordingClient{}
+		if err := jobimage.Build(context.Background(), rec, jobimage.Spec{Tag: "horde-test/dynamic:1", Binary: exe}); err == nil {
+			t.Fatal("recording client cannot complete a build; want the post-load inspect error")
+		}
+		if rec.archive == nil {
+			t.Fatal("nothing was loaded")
+		}
+		return rec.archive
+	}
+	archive := assemble()
+	if !bytes.Equal(archive, assemble()) {
+		t.Error("two builds of the same executable gave different archives")
+	}
+	files := readTar(t, archive)
+	var layer, config []byte
+	for name, data := range files {
+		switch {
+		case strings.HasSuffix(name, "/layer.tar"):
+			layer = data
+		case name != "manifest.json" && strings.HasSuffix(name, ".json"):
+			config = data
+		}
+	}
+	entries := readTar(t, layer)
+	base := filepath.Base(exe)
+	if _, ok := entries["bin/"+base]; !ok {
+		t.Fatalf("no bin/%s in the layer: %v", base, keys(entries))
+	}
+	var libs []string
+	for name := range entries {
+		if !strings.HasPrefix(name, "bin/") {
+			libs = append(libs, name)
+		}
+	}
+	if !slices.ContainsFunc(libs, func(n string) bool { return strings.HasPrefix(filepath.Base(n), "ld-") }) ||
+		!slices.ContainsFunc(libs, func(n string) bool { return filepath.Base(n) == "libc.so.6" }) {
+		t.Errorf("loader or libc missing from the layer: %v", libs)
+	}
+	if !bytes.Contains(config, []byte(`"LD_LIBRARY_PATH=/`)) {
+		t.Errorf("image config sets no LD_LIBRARY_PATH: %s", config)
 	}
 }
 
@@ -227,4 +279,79 @@ func keys(m map[string][]byte) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// cgoProgram is a Go program that links against libc through cgo, so a plain build of it is
+// dynamically linked.
+const cgoProgram = `package main
+
+/*
+#include <stdlib.h>
+static int answer(void) { return abs(-42); }
+*/
+import "C"
+
+import (
+	"fmt"
+	"os"
+)
+
+func main() { fmt.Printf("dynamic hello %d %v\n", int(C.answer()), os.Args[1:]) }
+`
+
+// TestBuildRunDynamic builds a cgo program the way plain `go build` does, assembles its image
+// and runs it on the engine; and the same for a host executable with a deeper library tree.
+func TestBuildRunDynamic(t *testing.T) {
+	cli := jobimagetest.Engine(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	dir := t.TempDir()
+	src, bin := filepath.Join(dir, "main.go"), filepath.Join(dir, "dyn")
+	if err := os.WriteFile(src, []byte(cgoProgram), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, src)
+	build.Dir = dir
+	build.Env = append(os.Environ(), "CGO_ENABLED=1")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Skipf("cannot build a cgo program here (no C toolchain? install gcc): %v\n%s", err, out)
+	}
+	if _, err := jobimage.CheckStatic(bin); !errors.Is(err, jobimage.ErrNotStatic) {
+		t.Fatalf("the cgo build is not dynamically linked (CheckStatic: %v); the test proves nothing", err)
+	}
+
+	rt, err := docker.New(ctx, docker.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+
+	for _, c := range []struct {
+		name, binary string
+		cmd          []string
+		want         string
+	}{
+		{"cgo", bin, []string{"a", "b"}, "dynamic hello 42 [a b]\n"},
+		{"ls", "/bin/ls", []string{"/"}, "volume\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if _, err := os.Stat(c.binary); err != nil {
+				t.Skip(err)
+			}
+			tag := jobimagetest.RandomTag()
+			t.Cleanup(func() {
+				if err := jobimagetest.RemoveImage(cli, tag); err != nil {
+					t.Errorf("remove %s: %v", tag, err)
+				}
+			})
+			if err := jobimage.Build(ctx, cli, jobimage.Spec{Tag: tag, Binary: c.binary, Cmd: c.cmd}); err != nil {
+				t.Fatal(err)
+			}
+			res := runOnce(t, rt, executor.RunSpec{ID: "jobimage-test-" + tag[len(jobimagetest.TagPrefix):], JobUUID: "jobimage-test", Image: tag, Timeout: time.Minute})
+			if res.ExitCode != 0 || !strings.Contains(res.Stdout, c.want) {
+				t.Fatalf("run: %+v; want exit 0 and %q in stdout", res, c.want)
+			}
+		})
+	}
 }
