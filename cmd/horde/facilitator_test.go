@@ -156,6 +156,20 @@ func TestCLIPaidJobThroughFacilitator(t *testing.T) {
 		t.Errorf("horde account token:\n%s", tok)
 	}
 
+	// Logs a person can act on: each role's configuration at start with its secrets masked,
+	// the job's life one line per stage in every role, and a refusal with its reason.
+	if r := horde(t, runOpts{}, append([]string{"job", "run", "--image", image, "--time-limit", "86400s"}, user...)...); r.code == 0 {
+		t.Errorf("a job costing more than the balance was not refused:\n%s", r)
+	}
+	secret := strings.Repeat("x", 32)
+	wantContains(t, "facilitator log", fstderr.String(), "facilitator starting", "token_secret = ****", "job queued", "job dispatched", "job ended",
+		`msg="request refused"`, "code=insufficient_credits")
+	if strings.Contains(fstderr.String(), secret) {
+		t.Error("the facilitator logged its token secret")
+	}
+	wantContains(t, "validator log", v.stderr.String(), "validator starting", `msg="job sent"`, `msg="job accepted"`, `msg="job executor_ready"`, `msg="job execution_done"`, `msg="job ended"`, "status=completed")
+	wantContains(t, "miner log", m.stderr.String(), "miner starting", `msg="accepting job"`, `msg="job running"`, `msg="job finished"`)
+
 	if err := fproc.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

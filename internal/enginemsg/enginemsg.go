@@ -15,7 +15,8 @@ type Message struct {
 	Status         string `json:"status"`
 	Stream         string `json:"stream"`
 	ProgressDetail struct {
-		Total int64 `json:"total"`
+		Current int64 `json:"current"`
+		Total   int64 `json:"total"`
 	} `json:"progressDetail"`
 	Error       string `json:"error"`
 	ErrorDetail *struct {

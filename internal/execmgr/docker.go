@@ -269,7 +269,8 @@ func (c *DockerConfig) validate() error {
 		return bad("durations and DownAfter must not be negative (zero means the default)")
 	}
 	if c.Binary != "" {
-		if _, err := jobimage.CheckStatic(c.Binary); err != nil {
+		// A dynamically linked binary is fine: the image carries its loader and libraries.
+		if _, err := jobimage.CheckStatic(c.Binary); err != nil && !errors.Is(err, jobimage.ErrNotStatic) {
 			return bad("Binary: %w", err)
 		}
 	}
@@ -750,11 +751,31 @@ func (d *Docker) ensureImage(ctx context.Context, h *dockerHost) error {
 		return fmt.Errorf("pull %s: %w", d.cfg.Image, err)
 	}
 	defer rc.Close()
-	if err := enginemsg.Read(rc, nil); err != nil {
+	// A pull takes minutes on a slow link: say how far it got, every pullProgressEvery.
+	last := time.Now()
+	sizes, got := map[string]int64{}, map[string]int64{}
+	if err := enginemsg.Read(rc, func(m enginemsg.Message) error {
+		if m.Status != "Downloading" {
+			return nil
+		}
+		sizes[m.ID], got[m.ID] = m.ProgressDetail.Total, m.ProgressDetail.Current
+		if now := time.Now(); now.Sub(last) >= pullProgressEvery {
+			last = now
+			var done, total int64
+			for id := range sizes {
+				done, total = done+got[id], total+sizes[id]
+			}
+			d.log.Info("pulling the executor image", "host", h.cfg.Name, "image", d.cfg.Image, "downloaded_mib", done>>20, "of_mib", total>>20)
+		}
+		return nil
+	}); err != nil {
 		return fmt.Errorf("pull %s: %w", d.cfg.Image, err)
 	}
 	return nil
 }
+
+// pullProgressEvery is how often a running pull of the executor image logs its progress.
+const pullProgressEvery = 5 * time.Second
 
 // reap removes h's exited executor containers and frees their slots; stops leftovers of an
 // earlier process and executors past MaxLifetime; and frees the slots of containers that

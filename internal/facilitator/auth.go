@@ -225,6 +225,9 @@ func (f *Facilitator) authed(h http.HandlerFunc) http.HandlerFunc {
 				fmt.Sprintf("more than %v requests per second; retry in %v", f.cfg.RateLimit, wait.Round(time.Millisecond)))
 			return
 		}
+		if rw, ok := w.(*refusalWriter); ok {
+			rw.user = user
+		}
 		h(w, r.WithContext(context.WithValue(r.Context(), userKey{}, user)))
 	}
 }

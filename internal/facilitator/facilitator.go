@@ -175,16 +175,16 @@ func (f *Facilitator) Handler() http.Handler {
 		if rt.authed {
 			h = f.authed(h)
 		}
-		mux.HandleFunc(rt.method+" "+rt.path, h)
+		mux.HandleFunc(rt.method+" "+rt.path, f.logRefusals(h))
 	}
 	mux.HandleFunc("GET /ws/v0/", f.hub.serve)
 	if f.cfg.BlobHandler != nil {
 		mux.Handle("/blobs/", f.cfg.BlobHandler)
 	}
 	f.registerPages(mux)
-	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/api/", f.logRefusals(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
-	})
+	}))
 	return mux
 }
 

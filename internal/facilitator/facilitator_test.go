@@ -1,6 +1,7 @@
 package facilitator
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -954,4 +955,41 @@ func TestValidatorAuth(t *testing.T) {
 	if got := errType(try(e, fresh)); got != "auth.stale" {
 		t.Errorf("a replayed V1 authentication: %s, want auth.stale", got)
 	}
+}
+
+// TestRefusalLogged: a refused request is logged once with its reason and its user, so an
+// operator can answer "why was my job refused?" from the log alone.
+func TestRefusalLogged(t *testing.T) {
+	var logs lockedBuffer
+	e := newEnv(t, "", func(c *Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	})
+	c, user := e.user("//Ferdie", 1_000_000)
+	if _, err := c.Submit(t.Context(), helloSpec(), ""); !sdk.IsInsufficientCredits(err) {
+		t.Fatalf("Submit: %v", err)
+	}
+	got := logs.String()
+	for _, want := range []string{`msg="request refused"`, "path=/api/v1/jobs", "status=402", "code=insufficient_credits", "user=" + user, `why="`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("log lacks %s:\n%s", want, got)
+		}
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for the handler's and the test's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -23,6 +23,11 @@ type fieldError struct {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	if rw, ok := w.(*refusalWriter); ok {
+		if e, ok := v.(map[string]apiError); ok {
+			rw.code, rw.msg = e["error"].Code, e["error"].Message
+		}
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
@@ -33,6 +38,48 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 func writeError(w http.ResponseWriter, status int, code, msg string) {
 	writeJSON(w, status, map[string]apiError{"error": {Code: code, Message: msg}})
+}
+
+// refusalWriter notes the error an API handler answered with, so that every refusal is
+// logged once with its reason (an operator answering "why was my job refused?" needs it).
+type refusalWriter struct {
+	http.ResponseWriter
+	status    int
+	code, msg string
+	user      string // set by authed
+}
+
+func (w *refusalWriter) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+// Flush keeps the job events stream (server-sent events) working through the wrapper.
+func (w *refusalWriter) Flush() {
+	if fl, ok := w.ResponseWriter.(http.Flusher); ok {
+		fl.Flush()
+	}
+}
+
+func (w *refusalWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// logRefusals logs each API request answered with a 4xx status: who, what, and why. Server
+// errors are logged where they happen (internal).
+func (f *Facilitator) logRefusals(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		rw := &refusalWriter{ResponseWriter: w}
+		h(rw, r)
+		if rw.status < 400 || rw.status >= 500 {
+			return
+		}
+		attrs := []any{"method", r.Method, "path", r.URL.Path, "status", rw.status, "code", rw.code, "why", rw.msg}
+		if rw.user != "" {
+			attrs = append(attrs, "user", rw.user)
+		}
+		f.log.Info("request refused", attrs...)
+	}
 }
 
 func writeFieldErrors(w http.ResponseWriter, fields []fieldError) {

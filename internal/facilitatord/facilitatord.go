@@ -249,6 +249,7 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 	if err != nil {
 		return fmt.Errorf("wallet %s hotkey %s: %w", cfg.Wallet.Name, cfg.Wallet.Hotkey, err)
 	}
+	log.Info("facilitator starting", "hotkey", key.SS58(), "config", strings.TrimSpace(config.Describe(&cfg)))
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data_dir: %w", err)
 	}

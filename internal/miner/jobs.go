@@ -321,6 +321,8 @@ func (m *Miner) forget(j *job) {
 }
 
 func (m *Miner) updateStatus(ctx context.Context, j *job, to string, result []byte) {
+	// One line per stage, so an operator can follow a job (and see where it stopped).
+	j.validator.log.Info("job "+to, "job", j.uuid)
 	err := m.cfg.Store.UpdateJobStatus(ctx, j.uuid, activeStatuses, to, result)
 	if err != nil && !errors.Is(err, store.ErrConflict) {
 		j.validator.log.Error("cannot record job status", "job", j.uuid, "status", to, "err", err)

@@ -194,6 +194,9 @@ func (v *Validator) Benchmark(ctx context.Context, miner string, class protocol.
 		Args:              []string{"--salt", hex.EncodeToString(salt[:]), "--space", strconv.FormatUint(space, 10), "--hashes", strings.Join(hashes, ",")},
 		DownloadTimeLimit: limit, ExecutionTimeLimit: limit, UploadTimeLimit: 60,
 	}
+	// A benchmark runs for minutes; the job's own stage lines follow this one.
+	v.log.Info("benchmark started", "miner", miner[:min(10, len(miner))], "class", class, "job", spec.UUID,
+		"expected", time.Duration(float64(cost)/rate*float64(time.Second)).Round(time.Second), "limit", time.Duration(limit)*time.Second)
 	res, err := v.RunJob(ctx, miner, spec)
 	if err != nil {
 		return BenchRun{}, err

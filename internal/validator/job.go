@@ -81,6 +81,7 @@ func (v *Validator) runJob(ctx context.Context, minerHotkey, base string, spec p
 		return nil, fmt.Errorf("validator: record job %s: %w", spec.UUID, err)
 	}
 
+	log.Info("job sent", "class", spec.ExecutorClass, "image", spec.DockerImage)
 	v.countInFlight(minerHotkey, spec.ExecutorClass, 1)
 	defer v.countInFlight(minerHotkey, spec.ExecutorClass, -1)
 	d := &driver{v: v, spec: spec, miner: minerHotkey, log: log, class: cls, started: start, base: base, obs: obs}
@@ -298,6 +299,8 @@ func failure(msg protocol.Message) (*JobResult, bool) {
 }
 
 func (d *driver) setStatus(ctx context.Context, s protocol.JobStatus) {
+	// One line per stage, so an operator can follow a job (and see where it stopped).
+	d.log.Info("job "+string(s), "after", d.v.cfg.Clock.Now().Sub(d.started).Round(time.Millisecond))
 	if err := d.v.cfg.Store.UpdateJobStatus(ctx, d.spec.UUID, activeStatuses, string(s), nil); err != nil {
 		d.log.Warn("cannot record job status", "status", s, "err", err)
 	}

@@ -2,6 +2,7 @@ package docker
 
 import (
 	"context"
+	"io"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -47,3 +48,8 @@ func NextDiskPoll(limit, used int64, rate float64, cost, maxWait time.Duration) 
 
 // DisableDiskWatch leaves the disk cap to the check after the job exits.
 func (r *Runtime) DisableDiskWatch() { r.noDiskWatch = true }
+
+// ReadPull drains a pull's progress stream as pull does.
+func ReadPull(rd io.Reader, bound int64, progress func(done, total int64)) error {
+	return readPull(rd, bound, progress)
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"regexp"
 	"strings"
+	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/distribution/reference"
@@ -163,7 +164,14 @@ func (r *Runtime) pull(ctx context.Context, ref, host string) error {
 			return err
 		}
 		defer rc.Close() // on a bound breach this drops the connection, which ends the engine's pull
-		return readPull(rc, r.opts.MaxImageBytes)
+		// A pull of a large image takes minutes: say how far it got, every pullProgressEvery.
+		last := time.Now()
+		return readPull(rc, r.opts.MaxImageBytes, func(done, total int64) {
+			if now := time.Now(); now.Sub(last) >= pullProgressEvery {
+				last = now
+				r.log.Info("pulling image", "image", ref, "downloaded_mib", done>>20, "of_mib", total>>20)
+			}
+		})
 	}()
 	if err == nil {
 		return nil
@@ -208,19 +216,34 @@ func (r *Runtime) dropImage(ref string) {
 	}
 }
 
+// pullProgressEvery is how often a running pull logs its progress.
+const pullProgressEvery = 5 * time.Second
+
 // readPull drains a pull's progress stream. It returns the first error the engine reports in
 // it, or a tooLargeError once the download sizes of the layers (the totals of their
-// "Downloading" progress) add up past bound (when bound > 0).
-func readPull(rd io.Reader, bound int64) error {
-	sizes := map[string]int64{} // by layer ID
-	var total int64
+// "Downloading" progress) add up past bound (when bound > 0). progress, if not nil, is called
+// on each download update with the bytes downloaded and the sizes known so far, all layers
+// together.
+func readPull(rd io.Reader, bound int64, progress func(done, total int64)) error {
+	sizes, got := map[string]int64{}, map[string]int64{} // by layer ID
+	var total, done int64
 	return enginemsg.Read(rd, func(msg enginemsg.Message) error {
-		if bound > 0 && msg.Status == "Downloading" && msg.ProgressDetail.Total > sizes[msg.ID] {
+		if msg.Status != "Downloading" {
+			return nil
+		}
+		if msg.ProgressDetail.Total > sizes[msg.ID] {
 			total += msg.ProgressDetail.Total - sizes[msg.ID]
 			sizes[msg.ID] = msg.ProgressDetail.Total
-			if total > bound {
+			if bound > 0 && total > bound {
 				return tooLargeError{total}
 			}
+		}
+		if msg.ProgressDetail.Current > got[msg.ID] {
+			done += msg.ProgressDetail.Current - got[msg.ID]
+			got[msg.ID] = msg.ProgressDetail.Current
+		}
+		if progress != nil {
+			progress(done, total)
 		}
 		return nil
 	})

@@ -435,3 +435,24 @@ func TestRegistryHost(t *testing.T) {
 		t.Errorf("RedactURLs = %q", got)
 	}
 }
+
+// TestReadPullProgress: the progress of a pull adds up the layers' downloaded bytes and sizes,
+// as the engine streams them (the operator's "pulling image" lines), and the size bound holds.
+func TestReadPullProgress(t *testing.T) {
+	stream := `{"status":"Pulling fs layer","id":"a"}
+{"status":"Downloading","id":"a","progressDetail":{"current":100,"total":1000}}
+{"status":"Downloading","id":"b","progressDetail":{"current":50,"total":500}}
+{"status":"Downloading","id":"a","progressDetail":{"current":1000,"total":1000}}
+{"status":"Download complete","id":"a"}
+`
+	var done, total int64
+	if err := docker.ReadPull(strings.NewReader(stream), 0, func(d, tt int64) { done, total = d, tt }); err != nil {
+		t.Fatal(err)
+	}
+	if done != 1050 || total != 1500 {
+		t.Errorf("progress %d of %d, want 1050 of 1500", done, total)
+	}
+	if err := docker.ReadPull(strings.NewReader(stream), 1200, nil); err == nil {
+		t.Error("a pull past its bound of 1200 bytes was not stopped")
+	}
+}
