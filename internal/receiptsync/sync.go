@@ -129,7 +129,17 @@ type Config struct {
 	VerifyWorkers int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// CatchUp is how far back SyncAll reads a miner's pages when it has not pulled them all
+	// since: at the first pull of a miner in this process (after a validator restart), and
+	// after pulls that failed (the miner was down or unreachable for a while). Receipts on
+	// pages that stopped being active meanwhile would otherwise never be read, and this
+	// validator's books would miss work the other validators count. Default DefaultCatchUp;
+	// it should cover the scoring window.
+	CatchUp time.Duration
 }
+
+// DefaultCatchUp reads back two hours of pages: more than a scoring window.
+const DefaultCatchUp = 2 * time.Hour
 
 // Miner is a miner to pull from: its hotkey and its axon's base URL, "http://ip:port".
 type Miner struct {
@@ -202,6 +212,10 @@ type Syncer struct {
 
 	mu          sync.Mutex
 	checkpoints map[pageKey]int64 // guarded by mu
+	// pulled is, per miner (hotkey and base), the current page at its last pull in which
+	// every page asked for was read: pages from the one before it on may have gained
+	// receipts since. Guarded by mu.
+	pulled map[minerAt]int64
 
 	validatorKeys sync.Map // hotkey string -> keys.PublicKey, for accepted validators only
 }
@@ -210,6 +224,8 @@ type pageKey struct {
 	miner, base string
 	page        int64
 }
+
+type minerAt struct{ miner, base string }
 
 // New returns a Syncer.
 func New(cfg Config) (*Syncer, error) {
@@ -234,8 +250,11 @@ func New(cfg Config) (*Syncer, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.CatchUp <= 0 {
+		cfg.CatchUp = DefaultCatchUp
+	}
 	s := &Syncer{cfg: cfg, client: cfg.HTTPClient, log: cfg.Logger, cpu: make(chan struct{}, cfg.VerifyWorkers),
-		checkpoints: make(map[pageKey]int64)}
+		checkpoints: make(map[pageKey]int64), pulled: make(map[minerAt]int64)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -299,15 +318,43 @@ func ActivePages(now time.Time) []int64 {
 	return pages
 }
 
-// SyncAll pulls the active pages (ActivePages) of every miner, Config.Concurrency miners at
-// a time. The error joins the miners' errors; Stats.Failed counts them too.
+// SyncAll pulls, Config.Concurrency miners at a time, every miner's pages that may hold
+// receipts it has not read: the active pages (ActivePages) of a miner it pulled completely in
+// the last round, and for any other (first seen by this process, or whose last pulls failed)
+// every page since its last complete pull, at most Config.CatchUp back. Checkpoints keep the
+// pages already read from being imported twice. The error joins the miners' errors;
+// Stats.Failed counts them too.
 func (s *Syncer) SyncAll(ctx context.Context, miners []Miner) (Stats, error) {
-	return s.SyncPages(ctx, miners, ActivePages(s.cfg.Now()))
+	now := s.cfg.Now()
+	cur := protocol.ReceiptPage(now)
+	oldest := protocol.ReceiptPage(now.Add(-s.cfg.CatchUp))
+	return s.syncEach(ctx, miners, func(m Miner) []int64 {
+		s.mu.Lock()
+		last, ok := s.pulled[minerAt{m.Hotkey, strings.TrimRight(m.Base, "/")}]
+		s.mu.Unlock()
+		// Pages active at the last complete pull (last-1 and last) may have grown since.
+		from := last - protocol.ReceiptActivePages + 1
+		if !ok || from < oldest {
+			from = oldest
+		}
+		from = min(from, cur-protocol.ReceiptActivePages+1)
+		pages := make([]int64, 0, cur-from+1)
+		for p := from; p <= cur; p++ {
+			pages = append(pages, p)
+		}
+		return pages
+	}, cur)
 }
 
 // SyncPages pulls the given pages of every miner, Config.Concurrency miners at a time, like
-// SyncAll; use it to catch up on older pages after a start.
+// SyncAll.
 func (s *Syncer) SyncPages(ctx context.Context, miners []Miner, pages []int64) (Stats, error) {
+	return s.syncEach(ctx, miners, func(Miner) []int64 { return pages }, -1)
+}
+
+// syncEach pulls pagesOf(m) of every miner m; when cur is a page number (not -1), a miner
+// whose pages were all read is recorded as pulled up to cur.
+func (s *Syncer) syncEach(ctx context.Context, miners []Miner, pagesOf func(Miner) []int64, cur int64) (Stats, error) {
 	s.prune()
 	var (
 		mu    sync.Mutex
@@ -325,7 +372,13 @@ func (s *Syncer) SyncPages(ctx context.Context, miners []Miner, pages []int64) (
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			st, err := s.SyncMiner(ctx, m.Hotkey, m.Base, pages)
+			st, err := s.SyncMiner(ctx, m.Hotkey, m.Base, pagesOf(m))
+			if err == nil && cur >= 0 && ctx.Err() == nil {
+				k := minerAt{m.Hotkey, strings.TrimRight(m.Base, "/")}
+				s.mu.Lock()
+				s.pulled[k] = max(s.pulled[k], cur)
+				s.mu.Unlock()
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			total.Add(st)

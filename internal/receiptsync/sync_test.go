@@ -550,7 +550,7 @@ func TestSyncAll(t *testing.T) {
 	bobSrv, daveSrv := newPageServer(t), newPageServer(t)
 	bobSrv.set(active[0], f.good(2))
 	bobSrv.set(active[1], f.good(3))
-	bobSrv.set(active[0]-1, f.good(1)) // closed: not pulled
+	bobSrv.set(active[0]-1, f.good(1)) // closed, but never pulled by this process: caught up
 	var dave []byte
 	for range 4 {
 		dave = append(dave, f.line(f.payload(f.eve, f.dave), f.eve, f.dave)...)
@@ -563,8 +563,49 @@ func TestSyncAll(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), f.charlie.SS58()) {
 		t.Errorf("err = %v, want the unreachable miner's error", err)
 	}
-	if st.Imported != 9 || st.Failed != 2 || st.Pages != 4 || st.Empty != 1 {
-		t.Fatalf("stats %+v", st)
+	// A first pull reads two hours (25 pages) of each miner: 6 receipts of Bob's, 4 of Dave's;
+	// each of Charlie's 25 pages fails.
+	if st.Imported != 10 || st.Failed != 25 || st.Pages != 50 || st.Empty != 46 {
+		t.Fatalf("first pull: stats %+v", st)
+	}
+	// Five minutes later only the pages that may have grown are read from Bob and Dave: the
+	// two that were active and the new one; Charlie, never pulled, is still caught up on.
+	now = now.Add(protocol.ReceiptPageDuration)
+	bobSrv.set(active[1]+1, f.good(1))
+	st, _ = s.SyncAll(context.Background(), miners)
+	if st.Imported != 1 || st.Failed != 25 || st.Pages != 6 {
+		t.Fatalf("second pull: stats %+v", st)
+	}
+}
+
+// TestSyncAllCatchesUpAfterAGap: receipts a miner wrote while its pulls failed, on pages that
+// stopped being active before it answered again, are still read once it does.
+func TestSyncAllCatchesUpAfterAGap(t *testing.T) {
+	f := newFixture(t)
+	now := time.Date(2026, 1, 21, 13, 18, 47, 0, time.UTC)
+	srv := newPageServer(t)
+	s := f.syncer(func(c *Config) { c.Now = func() time.Time { return now } })
+	miners := []Miner{{f.bob.SS58(), srv.URL}}
+	if _, err := s.SyncAll(context.Background(), miners); err != nil {
+		t.Fatal(err)
+	}
+	srv.mu.Lock()
+	srv.status = http.StatusServiceUnavailable
+	srv.mu.Unlock()
+	gap := protocol.ReceiptPage(now) + 2
+	for range 6 { // half an hour of failed pulls
+		now = now.Add(protocol.ReceiptPageDuration)
+		if _, err := s.SyncAll(context.Background(), miners); err == nil {
+			t.Fatal("a pull from a failing miner succeeded")
+		}
+	}
+	srv.set(gap, f.good(3)) // written while unreachable; inactive by now
+	srv.mu.Lock()
+	srv.status = 0
+	srv.mu.Unlock()
+	st, err := s.SyncAll(context.Background(), miners)
+	if err != nil || st.Imported != 3 {
+		t.Fatalf("after the gap: %+v, %v; want the 3 receipts of page %d", st, err, gap)
 	}
 }
 
