@@ -12,10 +12,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -237,7 +239,7 @@ func TestCLIHelp(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("horde dev --help:\n%s", r)
 	}
-	wantContains(t, "horde dev --help", r.stderr, "-once", "-data-dir", "-interval", "-block-time")
+	wantContains(t, "horde dev --help", r.stderr, "-once", "-data ", "-data-dir", "-interval", "-block-time", "-validators", "-miners")
 }
 
 func TestCLIUsageErrors(t *testing.T) {
@@ -389,14 +391,20 @@ func TestCLIDevOnce(t *testing.T) {
 	t.Run("--data-dir", func(t *testing.T) {
 		r := horde(t, runOpts{dir: cwd, timeout: time.Minute}, "dev", "--once", "--data-dir", data)
 		checkHello(t, r, "hello from horde\n")
-		for _, name := range []string{"validator.db", "miner.db"} {
+		for _, name := range []string{"validator.db", "validator2.db", "miner.db", "miner2.db", "miner3.db", "facilitator.db"} {
 			if st, err := os.Stat(filepath.Join(data, name)); err != nil || st.Size() == 0 {
 				t.Errorf("%s in --data-dir: %v, %v", name, st, err)
 			}
 		}
-		// The same data dir again: the databases are reopened, not rejected.
-		r = horde(t, runOpts{dir: cwd, timeout: time.Minute}, "dev", "--once", "--data-dir", data)
-		checkHello(t, r, "hello from horde\n")
+		// The same data dir again (--data is the same flag): the databases are reopened, not
+		// rejected, and the dev user keeps its balance: its credits are not granted twice.
+		_, balance := charge(t, r)
+		again := horde(t, runOpts{dir: cwd, timeout: time.Minute}, "dev", "--once", "--data", data)
+		checkHello(t, again, "hello from horde\n")
+		charged, after := charge(t, again)
+		if after != balance-charged {
+			t.Errorf("balance %v after a restart and a job of %v; want %v less that:\n%s", after, charged, balance, again)
+		}
 	})
 
 	stray, _ := filepath.Glob(filepath.Join(cwd, "*"))
@@ -427,6 +435,22 @@ func TestCLIDevOnceDynamic(t *testing.T) {
 	r := horde(t, runOpts{bin: bin, timeout: time.Minute}, "dev", "--once")
 	checkHello(t, r, "hello from horde\n")
 	requireNoLeftovers(t)
+}
+
+var chargeLine = regexp.MustCompile(`(?m)^charged ([0-9.]+) credits[^;\n]*; the dev user's balance is ([0-9.]+) credits$`)
+
+// charge returns what horde dev's job cost the dev user and the balance it left, in
+// micro-credits.
+func charge(t *testing.T, r result) (charged, balance float64) {
+	t.Helper()
+	m := chargeLine.FindStringSubmatch(r.stdout)
+	if m == nil {
+		t.Fatalf("no charge line:\n%s", r)
+	}
+	charged, _ = strconv.ParseFloat(m[1], 64)
+	balance, _ = strconv.ParseFloat(m[2], 64)
+	// Whole micro-credits: compared exactly once rounded.
+	return math.Round(charged * 1e6), math.Round(balance * 1e6)
 }
 
 func checkHello(t *testing.T, r result, wantStdout string) {
@@ -634,7 +658,7 @@ func TestCLIDevInterruptMidJob(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("want exit 0 after SIGINT:\n%s", r)
 	}
-	if r.stdout != "" {
+	if jobLine.MatchString(r.stdout) {
 		t.Errorf("a result printed for the interrupted job:\n%s", r.stdout)
 	}
 	wantContains(t, "stderr", r.stderr, "horde dev: stopping\n")
