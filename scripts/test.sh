@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's second command and what CI runs: installs what the suite needs (Docker engine,
-# PostgreSQL, btrfs-progs, staticcheck), then runs gofmt, go vet, staticcheck and the whole go test suite
+# PostgreSQL, btrfs-progs, chromium, shellcheck, staticcheck), then runs gofmt, go vet, staticcheck and the whole go test suite
 # against the real Docker engine, SQLite and a throwaway PostgreSQL cluster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +23,13 @@ if [ "$(id -u)" = 0 ] && ! command -v chromium >/dev/null 2>&1 && ! command -v c
   say "installing chromium (apt-get) for the admin panel's browser test"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null ||
     say "could not install chromium: the admin panel's browser test will be skipped"
+fi
+
+# The install scripts are checked with shellcheck (internal/installtest).
+if [ "$(id -u)" = 0 ] && ! command -v shellcheck >/dev/null 2>&1; then
+  say "installing shellcheck (apt-get) for the install scripts' check"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null ||
+    say "could not install shellcheck: the install scripts' shellcheck is skipped"
 fi
 
 pgdir=$(mktemp -d /tmp/horde-pg.XXXXXX)

@@ -3,6 +3,7 @@ package chain
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -122,6 +123,49 @@ type CacheStatus struct {
 	// FailingSince is when the current run of failed refreshes began; zero when the latest
 	// refresh succeeded.
 	FailingSince time.Time
+}
+
+// MarshalJSON writes LastError as its text: an error value has no JSON form of its own, and
+// the status travels over the roles' status sockets.
+func (s CacheStatus) MarshalJSON() ([]byte, error) {
+	type plain CacheStatus
+	return json.Marshal(struct {
+		plain
+		LastError string `json:",omitempty"`
+	}{plain(s), ErrorText(s.LastError)})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes; LastError comes back as an error with the
+// same text.
+func (s *CacheStatus) UnmarshalJSON(b []byte) error {
+	type plain CacheStatus
+	var v struct {
+		plain
+		LastError string
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*s = CacheStatus(v.plain)
+	s.LastError = TextError(v.LastError)
+	return nil
+}
+
+// ErrorText is err's text, "" for nil.
+func ErrorText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// TextError is an error with text s, nil for "": the inverse of ErrorText, for errors that
+// crossed a process boundary as text.
+func TextError(s string) error {
+	if s == "" {
+		return nil
+	}
+	return errors.New(s)
 }
 
 // NewMetagraphCache returns an empty cache; it reads nothing until Refresh or Run.

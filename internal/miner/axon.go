@@ -3,6 +3,7 @@ package miner
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -35,6 +36,31 @@ type AxonStatus struct {
 	FixCommand string
 	// Err says why the check is not OK.
 	Err error
+}
+
+// MarshalJSON writes Err as its text, for the status socket (`horde miner status`): an error
+// value has no JSON form of its own.
+func (s AxonStatus) MarshalJSON() ([]byte, error) {
+	type plain AxonStatus
+	return json.Marshal(struct {
+		plain
+		Err string `json:",omitempty"`
+	}{plain(s), chain.ErrorText(s.Err)})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (s *AxonStatus) UnmarshalJSON(b []byte) error {
+	type plain AxonStatus
+	var v struct {
+		plain
+		Err string
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*s = AxonStatus(v.plain)
+	s.Err = chain.TextError(v.Err)
+	return nil
 }
 
 // errAxonNotChecked is AxonStatus's error before the first check.

@@ -2,6 +2,7 @@ package miner
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -262,5 +263,30 @@ func TestRunAxonCheckWithoutAxonReturns(t *testing.T) {
 	}
 	if st := m.AxonStatus(); !st.OK {
 		t.Errorf("AxonStatus() without an axon configured = %+v, want OK", st)
+	}
+}
+
+// TestAxonStatusJSON: the axon check's error survives the status socket (`horde miner status`
+// failed to decode a status whose axon was wrong), as does the metagraph cache's.
+func TestAxonStatusJSON(t *testing.T) {
+	in := Status{
+		Axon:      AxonStatus{Want: netip.MustParseAddrPort("203.0.113.7:8000"), Err: errors.New("the chain shows another axon")},
+		Metagraph: chain.CacheStatus{Block: 7, LastError: errors.New("chain down")},
+	}
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out Status
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatalf("decode %s: %v", b, err)
+	}
+	if out.Axon.Err == nil || out.Axon.Err.Error() != "the chain shows another axon" || out.Axon.Want != in.Axon.Want ||
+		out.Metagraph.LastError == nil || out.Metagraph.LastError.Error() != "chain down" || out.Metagraph.Block != 7 {
+		t.Errorf("round trip: %+v from %s", out, b)
+	}
+	b, _ = json.Marshal(Status{Axon: AxonStatus{OK: true}})
+	if err := json.Unmarshal(b, &out); err != nil || out.Axon.Err != nil || out.Metagraph.LastError != nil {
+		t.Errorf("no errors: %+v, %v", out, err)
 	}
 }

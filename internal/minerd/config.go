@@ -172,7 +172,7 @@ func (c *Config) Validate() error {
 	switch c.Executors.Manager {
 	case "process":
 		if len(c.Executors.Classes) == 0 {
-			bad("executors.classes", "empty; offer at least one class, e.g. classes = { \"always_on.gpu-24gb\" = 1 }")
+			bad("executors.classes", "empty; offer at least one class, e.g. classes = { \"spin_up-4min.gpu-24gb\" = 1 }")
 		}
 		checkClasses("executors.classes", c.Executors.Classes)
 	case "docker":

@@ -23,7 +23,7 @@ func TestExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Chain.NetUID != 12 || c.Manifest().Count(protocol.ExecutorClassAlwaysOnGPU24GB) != 1 || c.DSN() != "sqlite:/var/lib/horde-miner/miner.db" {
+	if c.Chain.NetUID != 12 || c.Manifest().Count(protocol.ExecutorClassSpinUp4minGPU24GB) != 1 || c.DSN() != "sqlite:/var/lib/horde-miner/miner.db" {
 		t.Errorf("example config: %+v", c)
 	}
 }

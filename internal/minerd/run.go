@@ -215,14 +215,13 @@ func shutdown(log *slog.Logger, cfg *Config, srv *http.Server, m *miner.Miner, e
 }
 
 // executorDialAddr is the address executors on this machine dial: the listening address, or
-// loopback when the miner listens on every interface.
+// 127.0.0.1 when the miner listens on every interface. Always IPv4 loopback: Go listens on
+// "0.0.0.0:PORT" with a dual-stack socket that reports [::]:PORT and takes IPv4 too, while ::1
+// is missing where IPv6 is off (containers, ipv6.disable=1), as a miner installed in a Debian
+// container by scripts/install_miner.sh showed.
 func executorDialAddr(listen netip.AddrPort) netip.AddrPort {
 	if listen.Addr().IsUnspecified() {
-		lo := netip.IPv6Loopback()
-		if listen.Addr().Is4() {
-			lo = netip.AddrFrom4([4]byte{127, 0, 0, 1})
-		}
-		return netip.AddrPortFrom(lo, listen.Port())
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), listen.Port())
 	}
 	return listen
 }
