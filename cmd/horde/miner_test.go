@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"os"
@@ -232,6 +233,15 @@ func TestCLIMinerRunsAJob(t *testing.T) {
 		t.Errorf("horde miner jobs:\n%s", jobs)
 	}
 	wantContains(t, "horde miner jobs", jobs.stdout, res.UUID, "finished", "V0JobFinishedRequest", "1 jobs in the last 24h0m0s")
+	// A configuration naming another data_dir is refused, and no empty database appears there.
+	elsewhere := filepath.Join(t.TempDir(), "nowhere")
+	wrong := horde(t, runOpts{env: []string{"HORDE_MINER_DATA_DIR=" + elsewhere}}, "miner", "jobs", "--config", m.config)
+	if wrong.code == 0 || !strings.Contains(wrong.stderr, "no miner database at "+filepath.Join(elsewhere, "miner.db")) {
+		t.Errorf("horde miner jobs on a data_dir the miner never used:\n%s", wrong)
+	}
+	if _, err := os.Stat(elsewhere); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("horde miner jobs created %s: %v", elsewhere, err)
+	}
 	wantContains(t, "horde miner status", st.stdout, "miner "+devBob, "always_on.test  1         true", "PROBLEM: no validator is connected", "axon: not checked")
 
 	if err := m.cmd.Process.Signal(syscall.SIGTERM); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -170,7 +171,7 @@ func runMinerJobs(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	db, err := store.Open(ctx, store.Config{DSN: cfg.DSN()})
+	db, err := openRoleStore(ctx, "miner", cfg.DSN())
 	if err != nil {
 		return err
 	}
@@ -215,4 +216,17 @@ func outcomeOf(result []byte) string {
 		return r.MessageType + " (" + r.Reason + ")"
 	}
 	return r.MessageType
+}
+
+// openRoleStore opens the database of a role that has already run, for the commands that only
+// read it: a SQLite file that does not exist is an error naming it, not a new empty database
+// (a wrong --config or data_dir would otherwise show no jobs and leave a stray file behind).
+func openRoleStore(ctx context.Context, role, dsn string) (*store.DB, error) {
+	if !strings.HasPrefix(dsn, "postgres://") && !strings.HasPrefix(dsn, "postgresql://") && dsn != "sqlite::memory:" {
+		path := strings.TrimPrefix(dsn, "sqlite:")
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("no %s database at %s: has the %s run with this configuration? check --config and its data_dir (or database)", role, path, role)
+		}
+	}
+	return store.Open(ctx, store.Config{DSN: dsn})
 }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/computehorde/horde/internal/keys"
 	"github.com/computehorde/horde/internal/scoring"
-	"github.com/computehorde/horde/internal/store"
 	"github.com/computehorde/horde/internal/validator"
 	"github.com/computehorde/horde/internal/validatord"
 )
@@ -46,7 +45,7 @@ func runValidatorScores(ctx context.Context, args []string, stdout, stderr io.Wr
 	if err != nil {
 		return fmt.Errorf("wallet %s hotkey %s: %w", cfg.Wallet.Name, cfg.Wallet.Hotkey, err)
 	}
-	db, err := store.Open(ctx, store.Config{DSN: cfg.DSN()})
+	db, err := openRoleStore(ctx, "validator", cfg.DSN())
 	if err != nil {
 		return err
 	}
