@@ -140,6 +140,9 @@ type Config struct {
 type MinerSpec struct {
 	Manifest protocol.Manifest
 	Costs    map[protocol.ExecutorClass]float64
+	// WrongBenchAnswers makes the miner's executors cheat on the validators' benchmarks:
+	// they answer without searching, so every answer is wrong (hooks_bench.go).
+	WrongBenchAnswers bool
 }
 
 // DefaultMinerCost is the cost per executor-hour of miner i's class when its spec names
@@ -173,6 +176,11 @@ type MinerNode struct {
 	Spec MinerSpec
 
 	metagraph *chain.MetagraphCache
+	// What KillMiner stops and RestartMiner starts again (hooks_miner.go): this miner's
+	// executors and background loops, its server, and its admin panel's password hash.
+	stopExecutors, stopLoops context.CancelFunc
+	srv                      *http.Server
+	adminHash                string
 }
 
 // AdminURL is the miner's admin panel login page.
@@ -211,6 +219,8 @@ type Devnet struct {
 	FacilitatorURL    string
 	FacilitatorHotkey string
 	User              User
+	// facMetagraph is the facilitator's metagraph cache: users' stakes (hooks_users.go).
+	facMetagraph *chain.MetagraphCache
 
 	// AdminPassword is the password of every miner's admin panel (user AdminUser): random,
 	// kept in the data directory.
@@ -237,6 +247,10 @@ type Devnet struct {
 	tempDir       string
 	closeErr      error
 	once          sync.Once
+
+	// runCtx and execCtx are the roles' and the executors' contexts, for roles started
+	// while the devnet runs (AddMiner).
+	runCtx, execCtx context.Context
 }
 
 // Start builds and starts a devnet. On error everything already started is stopped again.
@@ -255,6 +269,7 @@ func Start(ctx context.Context, cfg Config) (_ *Devnet, err error) {
 	execCtx, stopExecutors := context.WithCancel(runCtx)
 	d := &Devnet{cfg: cfg, log: cfg.Logger, cancel: cancel, stopExecutors: stopExecutors, tempDir: tempDir,
 		ExecutorID: executorID(cfg.DataDir, tempDir != ""), http: &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}}
+	d.runCtx, d.execCtx = runCtx, execCtx
 	defer func() {
 		if err != nil {
 			d.Close()
@@ -590,13 +605,15 @@ func (d *Devnet) startMiner(ctx, execCtx context.Context, m *MinerNode, adminHas
 	if err != nil {
 		return fmt.Errorf("devnet: %w", err)
 	}
-	lis, err := d.listen("miner " + m.URI)
+	lis, err := d.minerListener(m)
 	if err != nil {
 		return err
 	}
 	m.Addr = netip.MustParseAddrPort(lis.Addr().String())
+	m.adminHash = adminHash
+	execCtx, m.stopExecutors = context.WithCancel(execCtx) // KillMiner stops this miner's alone
 	execs := &localExecutors{
-		ctx: execCtx, wg: &d.wg, runtime: d.runtime, classes: d.Classes, workDir: d.workDir(),
+		ctx: execCtx, wg: &d.wg, runtime: d.minerRuntime(m.Spec), classes: d.Classes, workDir: d.workDir(),
 		minerURL: "ws://" + m.Addr.String(), log: d.log,
 	}
 	m.Miner, err = miner.New(miner.Config{
@@ -632,6 +649,7 @@ func (d *Devnet) startMiner(ctx, execCtx context.Context, m *MinerNode, adminHas
 	web.Register(mux)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	d.servers = append(d.servers, srv)
+	m.srv = srv
 	d.wg.Go(func() {
 		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			d.log.Error("miner server stopped", "miner", m.URI, "err", err)
@@ -657,8 +675,7 @@ func (d *Devnet) announceAxons(ctx, runCtx context.Context) error {
 		}
 	}
 	for _, m := range d.Miners {
-		d.wg.Go(func() { _ = m.Miner.RunAxonCheck(runCtx) })
-		d.wg.Go(func() { _ = m.Miner.RunManifest(runCtx) })
+		d.startMinerLoops(runCtx, m)
 	}
 	return nil
 }
@@ -879,7 +896,7 @@ type localExecutors struct {
 	ctx context.Context // outlives the request that started the executor
 	wg  *sync.WaitGroup
 
-	runtime  *docker.Runtime
+	runtime  executor.Runtime
 	classes  *hwclass.Registry
 	workDir  string
 	minerURL string

@@ -53,9 +53,15 @@ func (d *Devnet) startFacilitator(ctx, runCtx context.Context) error {
 	for _, v := range d.Validators {
 		validators = append(validators, v.Hotkey)
 	}
+	// Users share the capacity by their stake on chain, as with `horde facilitator run`.
+	stake, err := d.startUserStakes(ctx, runCtx)
+	if err != nil {
+		lis.Close()
+		return err
+	}
 	// No image check: the job images exist only in the local engine.
 	d.Facilitator, err = facilitator.New(facilitator.Config{Store: d.FacilitatorStore, Keypair: key, Validators: validators,
-		Classes: d.Classes, TokenSecret: []byte(secret), Blobs: blobs, BlobHandler: blobs.Handler(), Logger: d.log})
+		Classes: d.Classes, TokenSecret: []byte(secret), Blobs: blobs, BlobHandler: blobs.Handler(), Stake: stake, Logger: d.log})
 	if err != nil {
 		lis.Close()
 		return err

@@ -287,19 +287,26 @@ func (f *Facilitator) statusUpdate(ctx context.Context, validator string, u *pro
 	if result == nil {
 		result = json.RawMessage("{}")
 	}
-	if err := f.db.UpdateFacJobStatus(ctx, u.UUID, inFlight, st, result); err != nil && !errors.Is(err, store.ErrConflict) {
-		return "internal", "the facilitator could not record the status; send it again"
-	}
 	attempt := ""
 	if u.Metadata != nil {
 		if raw, ok := u.Metadata.Extra.Get("attempt_uuid"); ok {
 			_ = json.Unmarshal(raw, &attempt)
 		}
 	}
+	// The money first, then the status: a user who sees the job ended sees what it cost.
+	// Settling is keyed, so the validator's resend after a crash in between settles nothing
+	// twice.
 	if err := f.settle(ctx, u.UUID, st, attempt); err != nil {
 		f.log.Error("cannot settle a finished job; it is settled at the next start", "job", u.UUID, "err", err)
 	}
+	err = f.db.UpdateFacJobStatus(ctx, u.UUID, inFlight, st, result)
+	if err != nil && !errors.Is(err, store.ErrConflict) {
+		return "internal", "the facilitator could not record the status; send it again"
+	}
 	f.log.Info("job ended", "job", u.UUID, "status", st, "validator", validator[:min(10, len(validator))])
+	if err == nil { // once per job: a resent final status gives back nothing more
+		f.hub.giveBack(validator, j.Class)
+	}
 	f.hub.kick()
 	return "", ""
 }
@@ -417,6 +424,21 @@ func (h *hub) take(v, class string) {
 	defer h.mu.Unlock()
 	if free, reported := h.free[v]; reported {
 		free[protocol.ExecutorClass(class)]--
+	}
+}
+
+// giveBack returns the executor a job of class took on v when it ends. The validator's own
+// reports come every few seconds and only when its capacity changed: without this, a freed
+// executor idles until the next one, and one freed by a job that began and ended between
+// two reports would count as taken until the capacity changed for another reason. A class
+// the last report left out is not offered there any more and gets nothing back.
+func (h *hub) giveBack(v, class string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if free, reported := h.free[v]; reported {
+		if n, offered := free[protocol.ExecutorClass(class)]; offered {
+			free[protocol.ExecutorClass(class)] = n + 1
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package validator
 
 import (
+	"math"
 	"sync"
 	"time"
 
@@ -23,7 +24,11 @@ const (
 )
 
 // DefaultRewardRate is the reward (alpha) per executor-hour of value 1.0 the validator
-// publishes to miners (V0ClassValuesMessage) when none is configured.
+// publishes to miners (V0ClassValuesMessage) when none is configured. A class publishes
+// RewardRate × its relative value × its demand multiplier, per executor-hour, which miners
+// compare with their cost per executor-hour of the class: the same unit, so the scale of
+// the relative values matters. At this default, spin_up-4min.gpu-24gb (value 98) publishes
+// 49 to 196 α/h, and always_on.test (value 1 on the devnet) 0.5 to 2.
 const DefaultRewardRate = 1.0
 
 type demandEvent struct {
@@ -123,7 +128,23 @@ func (v *Validator) ClassValues() *protocol.V0ClassValuesMessage {
 	return msg
 }
 
+// SetRewardRate changes the reward rate published to miners from now on; 0 restores
+// Config.RewardRate. The miner links send the new class values at once, so that miners
+// judge again which classes pay for themselves (and drop those that no longer do, under
+// their 2-hour rule).
+func (v *Validator) SetRewardRate(r float64) {
+	if r > 0 && !math.IsInf(r, 0) {
+		v.rateOverride.Store(&r)
+	} else {
+		v.rateOverride.Store(nil)
+	}
+	v.valuesChanged.fire()
+}
+
 func (v *Validator) rewardRate() float64 {
+	if r := v.rateOverride.Load(); r != nil {
+		return *r
+	}
 	if v.cfg.RewardRate > 0 {
 		return v.cfg.RewardRate
 	}

@@ -1,9 +1,11 @@
 package validator
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/computehorde/horde/internal/chain"
@@ -118,17 +120,23 @@ func (v *Validator) linkOnce(ctx context.Context, miner string) error {
 		return err
 	}
 	defer conn.CloseNow()
-	auth := &protocol.ValidatorAuthForMiner{ValidatorHotkey: v.hotkey, MinerHotkey: miner, Timestamp: time.Now().Unix()}
+	// The validator's clock, as for its jobs' auth: the miner checks it against the same time.
+	auth := &protocol.ValidatorAuthForMiner{ValidatorHotkey: v.hotkey, MinerHotkey: miner, Timestamp: v.cfg.Clock.Now().Unix()}
 	auth.Signature = v.cfg.Keypair.Sign(auth.BlobForSigning()).Hex()
 	if err := conn.Send(ctx, auth); err != nil {
 		return err
 	}
-	if err := conn.Send(ctx, v.ClassValues()); err != nil {
+	changed := v.valuesChanged.wait() // before the values are read, so no change is missed
+	values := v.ClassValues()
+	if err := conn.Send(ctx, values); err != nil {
 		return err
 	}
 	pctx, stopPing := context.WithCancel(ctx)
+	var republish sync.WaitGroup
+	defer republish.Wait()
 	defer stopPing()
 	go clock.Every(pctx, linkPing, func() { _ = conn.Ping(pctx) })
+	republish.Go(func() { v.republishValues(pctx, conn, values, changed) })
 	for {
 		frame, err := conn.ReadFrame(ctx)
 		if err != nil {
@@ -147,5 +155,59 @@ func (v *Validator) linkOnce(ctx context.Context, miner string) error {
 		case *protocol.GenericError:
 			v.log.Debug("miner link: the miner reported an error", "miner", miner[:min(10, len(miner))], "details", m.Details)
 		}
+	}
+}
+
+// republishValues sends the class values on the link again whenever they change (demand
+// multipliers, checked every classValuesCheck; the reward rate, at once after
+// SetRewardRate), so that the miner judges profitability by the validator's current rates,
+// not by those of the link's start. sent is what the link sent last, changed the signal
+// taken before sent was read. It returns when ctx ends or a send fails (the link is then
+// going down).
+func (v *Validator) republishValues(ctx context.Context, conn *wsconn.Conn, sent *protocol.V0ClassValuesMessage, changed <-chan struct{}) {
+	last, _ := protocol.Encode(sent)
+	t := time.NewTicker(classValuesCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-changed:
+		}
+		changed = v.valuesChanged.wait()
+		values := v.ClassValues()
+		enc, err := protocol.Encode(values)
+		if err != nil || bytes.Equal(enc, last) {
+			continue
+		}
+		if err := conn.Send(ctx, values); err != nil {
+			return
+		}
+		last = enc
+	}
+}
+
+// signal wakes every waiter at once: wait returns a channel that the next fire closes.
+type signal struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func (s *signal) wait() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ch == nil {
+		s.ch = make(chan struct{})
+	}
+	return s.ch
+}
+
+func (s *signal) fire() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ch != nil {
+		close(s.ch)
+		s.ch = nil
 	}
 }

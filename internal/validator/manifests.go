@@ -5,12 +5,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/computehorde/horde/internal/clock"
 	"github.com/computehorde/horde/internal/protocol"
 )
 
 // ManifestChangeInterval is how often a miner's manifest change is honoured: at most one per
-// 2 hours (mission rule 7). A change inside the window is ignored and logged; the honoured
-// manifest stays until the window has passed and the miner announces again.
+// 2 hours (mission rule 10). A change inside the window is ignored and logged; the honoured
+// manifest stays until the window has passed, and then becomes the miner's latest
+// announcement.
 const ManifestChangeInterval = 2 * time.Hour
 
 // MinerManifest is what the validator knows of one miner's manifest.
@@ -31,6 +33,36 @@ type MinerManifest struct {
 type manifestBook struct {
 	mu     sync.Mutex
 	miners map[string]*MinerManifest
+	// clock, when set, lets readers see an ignored change honoured once its window has
+	// passed (catchUpLocked); nil leaves that to the miner's next announcement.
+	clock clock.Clock
+}
+
+// catchUpLocked honours mm's latest announcement once the window since the honoured one has
+// passed (strictly before now: an announcement at the window's very end is announce's to
+// judge), as of the window's end. A miner announces only when it connects and when its
+// manifest changes, so without this a change announced inside the window would never be
+// honoured: the miner does not announce it again.
+func catchUpLocked(mm *MinerManifest, now time.Time) {
+	open := mm.HonouredAt.Add(ManifestChangeInterval)
+	if sameManifest(mm.Announced, mm.Honoured) || !now.After(open) {
+		return
+	}
+	mm.Honoured, mm.HonouredAt = slices.Clone(mm.Announced), open
+	if mm.AnnouncedAt.After(open) {
+		mm.HonouredAt = mm.AnnouncedAt
+	}
+}
+
+// catchUpAllLocked applies catchUpLocked to every miner at the book's clock.
+func (b *manifestBook) catchUpAllLocked() {
+	if b.clock == nil {
+		return
+	}
+	now := b.clock.Now()
+	for _, mm := range b.miners {
+		catchUpLocked(mm, now)
+	}
 }
 
 // announce records miner's manifest at now and returns whether a change was ignored.
@@ -45,6 +77,7 @@ func (b *manifestBook) announce(miner string, m protocol.Manifest, now time.Time
 		b.miners[miner] = &MinerManifest{Miner: miner, Honoured: slices.Clone(m), HonouredAt: now, Announced: slices.Clone(m), AnnouncedAt: now}
 		return false
 	}
+	catchUpLocked(mm, now) // a change ignored earlier counts from its window's end
 	mm.Announced, mm.AnnouncedAt = slices.Clone(m), now
 	if sameManifest(m, mm.Honoured) {
 		return false
@@ -66,12 +99,16 @@ func (b *manifestBook) honoured(miner string) (protocol.Manifest, bool) {
 	if mm == nil {
 		return nil, false
 	}
+	if b.clock != nil {
+		catchUpLocked(mm, b.clock.Now())
+	}
 	return mm.Honoured, true
 }
 
 func (b *manifestBook) all() []MinerManifest {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.catchUpAllLocked()
 	out := make([]MinerManifest, 0, len(b.miners))
 	for _, mm := range b.miners {
 		c := *mm

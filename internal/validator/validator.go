@@ -77,6 +77,10 @@ type Validator struct {
 	reliability reliabilityBook                 // jobs done against declined or failed, per miner
 	cheats      cheatBook                       // cross-check mismatches
 	facilitator atomic.Pointer[facilitatorLink] // the facilitator link while it runs
+	// rateOverride is SetRewardRate's rate (nil: Config.RewardRate); valuesChanged wakes
+	// the miner links to publish it.
+	rateOverride  atomic.Pointer[float64]
+	valuesChanged signal
 
 	mu       sync.Mutex
 	inflight map[scoring.MinerClass]int // this validator's jobs per miner and class; guarded by mu
@@ -113,7 +117,9 @@ func New(cfg Config) (*Validator, error) {
 		cfg.Logger = slog.Default()
 	}
 	hotkey := cfg.Keypair.Public().SS58()
-	return &Validator{cfg: cfg, hotkey: hotkey, log: cfg.Logger.With("role", "validator", "hotkey", hotkey[:10])}, nil
+	v := &Validator{cfg: cfg, hotkey: hotkey, log: cfg.Logger.With("role", "validator", "hotkey", hotkey[:10])}
+	v.manifests.clock = cfg.Clock
+	return v, nil
 }
 
 // Hotkey returns the validator's SS58 hotkey.

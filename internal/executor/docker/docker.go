@@ -78,6 +78,7 @@ const (
 const (
 	pingTimeout    = 5 * time.Second
 	cleanupTimeout = 30 * time.Second
+	createTimeout  = 30 * time.Second // one container create, which is not cancelled half-way
 	killTimeout    = 15 * time.Second
 	retryFirst     = 100 * time.Millisecond
 	retryMax       = 2 * time.Second
@@ -337,14 +338,23 @@ func (r *Runtime) Start(ctx context.Context, spec executor.RunSpec) error {
 			return fmt.Errorf("docker: job directory %s: %w", j.ws.Dir, err)
 		}
 	}
-	created, err := r.cli.ContainerCreate(ctx, cfg, host, nil, nil, ContainerName(spec.ID))
+	// The create itself is not cancelled: the engine may finish a create whose request was
+	// cancelled, and that container would be nobody's (Remove knows only recorded IDs) until
+	// the sweep of expired ones. A cancellation is acted on once the create has answered.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), createTimeout)
+	defer cancel()
+	created, err := r.cli.ContainerCreate(cctx, cfg, host, nil, nil, ContainerName(spec.ID))
 	if err != nil && host.StorageOpt != nil && quotaUnsupported.MatchString(err.Error()) {
 		// Without the engine's hard limit the disk watchdog alone holds the cap.
 		if !r.noQuota.Swap(true) {
 			r.log.Info("the engine's storage driver has no per-container quota; the disk watchdog enforces disk caps", "engine_says", err.Error())
 		}
 		host.StorageOpt = nil
-		created, err = r.cli.ContainerCreate(ctx, cfg, host, nil, nil, ContainerName(spec.ID))
+		created, err = r.cli.ContainerCreate(cctx, cfg, host, nil, nil, ContainerName(spec.ID))
+	}
+	if err == nil && ctx.Err() != nil {
+		_ = r.removeContainer(ctx, created.ID)
+		err = ctx.Err()
 	}
 	if err != nil {
 		return fmt.Errorf("docker: create container for job %s: %w", spec.ID, err)
