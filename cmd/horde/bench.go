@@ -15,6 +15,9 @@ import (
 // runBench measures whole-system figures on the devnet: hello jobs from the validator's
 // request to its receipt of the outcome, through miner, executor and Docker.
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "faults" {
+		return runBenchFaults(ctx, args[1:], stdout, stderr)
+	}
 	fs := newFlagSet("bench", "bench [flags]", stderr)
 	jobs := fs.Int("jobs", 20, "number of hello jobs to run")
 	concurrency := fs.Int("concurrency", 1, "jobs in flight at once (the miner offers this many executors)")

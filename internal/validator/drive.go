@@ -198,6 +198,14 @@ func (d *driver) followStages(ctx context.Context, deadline time.Time) *JobResul
 				return hordeFailure(stages[s].timeout, "miner did not send "+stages[s].ends.MessageType()+" in time")
 			}
 			if res, done := failure(msg); done {
+				if res.Status == protocol.JobStatusFailed && d.work.running() {
+					// The job itself failed while it executed (e.g. it exited non-zero): the
+					// executor time it used up to now is the user's, accounted like that of a
+					// job that ended normally. A horde failure gets its full intervals only.
+					now := d.v.cfg.Clock.Now()
+					d.executed = now.Sub(d.work.from)
+					d.accountWork(ctx, now, true)
+				}
 				return res
 			}
 			// A repeated stage message keeps the first.

@@ -10,7 +10,8 @@ import (
 )
 
 // WorkInterval is the length of one accounted interval of a job's execution: a job is paid
-// for every interval it completed, with a final partial one when it ends normally, each
+// for every interval it completed, with a final partial one when it ends normally or fails
+// by its own fault (not the horde's), each
 // proven by a work-interval receipt the validator signs and the miner countersigns.
 const WorkInterval = 10 * time.Minute
 
@@ -32,8 +33,8 @@ func (w *workAccount) boundary() time.Time {
 	return w.from.Add(time.Duration(w.next+1) * WorkInterval)
 }
 
-// accountWork signs every interval that ended by t and, when final (the execution ended at t
-// normally), the partial interval up to t. Each receipt is stored before it is sent, so a
+// accountWork signs every interval that ended by t and, when final (the execution ended at t,
+// normally or by the job's own failure), the partial interval up to t. Each receipt is stored before it is sent, so a
 // validator that dies loses none it gave away.
 func (d *driver) accountWork(ctx context.Context, t time.Time, final bool) {
 	w := &d.work

@@ -86,3 +86,16 @@ func TestCutOffJobPaidForCompletedIntervals(t *testing.T) {
 	})
 	checkIntervals(t, got, stored, []int{600, 600})
 }
+
+// TestFailedJobPaidForItsPartialInterval: a job that fails by its own fault (it exits
+// non-zero) after 25 minutes of execution is accounted like one that ended normally: two
+// full intervals and the 5 minutes it ran of the third. The executor time was the user's.
+func TestFailedJobPaidForItsPartialInterval(t *testing.T) {
+	exit := 3
+	got, stored := runLong(t, 25*time.Minute, func(p *minerPeer, job string) {
+		p.send(&protocol.V0JobFailedRequest{JobUUID: job, Reason: protocol.JobFailureReasonNonzeroReturnCode,
+			Stage: protocol.JobStageExecution, DockerProcessExitStatus: &exit})
+		expect[protocol.V0WorkIntervalReceiptRequest](p) // the final partial interval
+	})
+	checkIntervals(t, got, stored, []int{600, 600, 300})
+}
