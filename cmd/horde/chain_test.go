@@ -97,6 +97,13 @@ func TestCLIChainSharedByProcesses(t *testing.T) {
 		}
 		sim.call(t, http.MethodGet, wire.SubnetBase("miner", 12)+wire.PathWeightsStatus(2), "miner-token", "", &st)
 	}
+	// The command says why at once: wait for that before ending the epoch, or a loaded
+	// machine may end it before the command has read the refusal.
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(stderr.String(), "NeuronNoValidatorPermit"); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the command did not report the refusal while the epoch was open:\n%s", stderr.String())
+		}
+	}
 	sim.call(t, http.MethodPost, "/sim/advance", "", `{"blocks": 12}`, &head)
 	err := refused.Wait()
 	if err == nil || !strings.Contains(stderr.String(), "weights not set yet") || strings.Count(stderr.String(), "NeuronNoValidatorPermit") < 2 {
