@@ -26,6 +26,7 @@ import (
 
 	"github.com/computehorde/horde/internal/jobimage"
 	"github.com/computehorde/horde/internal/jobimage/jobimagetest"
+	"github.com/computehorde/horde/internal/syncbuf"
 )
 
 // hordeBin is the executable TestMain built.
@@ -533,23 +534,8 @@ type devProcess struct {
 	done           chan struct{} // closed when stdout is drained
 }
 
-// lockedBuffer is a bytes.Buffer that the test may read while horde still writes to it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// lockedBuffer is a buffer the test may read while another goroutine still writes to it.
+type lockedBuffer = syncbuf.Buffer
 
 func startDev(t *testing.T, args ...string) *devProcess {
 	t.Helper()

@@ -1,7 +1,6 @@
 package facilitator
 
 import (
-	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -25,6 +24,7 @@ import (
 	"github.com/computehorde/horde/internal/protocol"
 	"github.com/computehorde/horde/internal/store"
 	"github.com/computehorde/horde/internal/store/pgtest"
+	"github.com/computehorde/horde/internal/syncbuf"
 	"github.com/computehorde/horde/internal/wsconn"
 	"github.com/computehorde/horde/sdk"
 )
@@ -976,20 +976,5 @@ func TestRefusalLogged(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer safe for the handler's and the test's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+// lockedBuffer is a buffer the test may read while another goroutine still writes to it.
+type lockedBuffer = syncbuf.Buffer

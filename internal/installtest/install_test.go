@@ -45,6 +45,7 @@ import (
 	"github.com/computehorde/horde/internal/jobimage/jobimagetest"
 	"github.com/computehorde/horde/internal/keys"
 	"github.com/computehorde/horde/internal/protocol"
+	"github.com/computehorde/horde/internal/syncbuf"
 )
 
 const (
@@ -818,23 +819,8 @@ func (p *chainSim) admin(t *testing.T, method, path, body string) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer that the test may read while a process still writes to it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// lockedBuffer is a buffer the test may read while another goroutine still writes to it.
+type lockedBuffer = syncbuf.Buffer
 
 // sha256Hex is the hex SHA-256 of s.
 func sha256Hex(s string) string {
