@@ -75,12 +75,25 @@ func TestCLIDevSubnet(t *testing.T) {
 	}
 	wantContains(t, "job run's progress", errOut.String(), "queued", "completed; charged")
 
+	// The demo job horde dev submitted itself ends too (it may run after the pasted one).
+	var demo []string
+	for wait := time.After(60 * time.Second); demo == nil; {
+		select {
+		case line, ok := <-p.lines:
+			if !ok {
+				t.Fatalf("horde dev exited before the demo job's result\n%s", p.stdout.String())
+			}
+			demo = jobLine.FindStringSubmatch(line)
+		case <-wait:
+			t.Fatalf("no demo job result within 60 s\n--- stdout ---\n%s--- stderr ---\n%s", p.stdout.String(), p.stderr.String())
+		}
+	}
+	if demo[2] != "completed" {
+		t.Errorf("the demo job did not complete:\n%s", p.stdout.String())
+	}
 	r := p.stop(t, 10*time.Second)
 	if r.code != 0 {
 		t.Fatalf("want exit 0 after SIGINT:\n%s", r)
-	}
-	if m := jobLine.FindStringSubmatch(r.stdout); m == nil || m[2] != "completed" {
-		t.Errorf("the demo job did not complete:\n%s", r.stdout)
 	}
 	requireNoLeftovers(t)
 }

@@ -148,8 +148,9 @@ func TestSweepExpired(t *testing.T) {
 	}
 
 	// Long enough to read the labels back before any horde process (a concurrent test's)
-	// may remove the job.
-	const short = 300 * time.Millisecond
+	// may remove the expired job: on a loaded machine, with packages running side by side,
+	// starting the containers below can take seconds.
+	const short = 5 * time.Second
 	prepOnly, err := dead.Prepare(ctx, uniqueID(t), short) // expires before the container below
 	if err != nil {
 		t.Fatal(err)
