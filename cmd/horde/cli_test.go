@@ -256,6 +256,8 @@ func TestCLIUsageErrors(t *testing.T) {
 		{[]string{"miner", "run", "--config", "/nonexistent/miner.toml"}, []string{"horde miner:", "/nonexistent/miner.toml"}},
 		{[]string{"executor"}, []string{"horde executor:", "name a command (run, serve, pull)"}},
 		{[]string{"executor", "serve"}, []string{"horde executor:", "--miner-url and a token"}},
+		{[]string{"executor", "serve", "--miner-url", "ws://127.0.0.1:1", "--token", "t", "--gpus", "0,0"}, []string{"horde executor:", "--gpus", "listed twice"}},
+		{[]string{"executor", "serve", "--miner-url", "ws://127.0.0.1:1", "--token", "t", "--gpus", "0,,1"}, []string{"horde executor:", "--gpus", "entry 2 is empty"}},
 		{[]string{"executor", "run"}, []string{"horde executor:", "--spec is required"}},
 		{[]string{"executor", "pull"}, []string{"horde executor:", "name at least one image"}},
 		{[]string{"facilitator"}, []string{"horde facilitator:", "name a command (run, grant)"}},

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -195,5 +197,41 @@ func TestCLIExecutorRunKilled(t *testing.T) {
 	}
 	if ws := workspaces(); len(ws) != 0 {
 		t.Errorf("abandoned workspaces survived the next run: %v", ws)
+	}
+}
+
+func TestExecutorServeGPUs(t *testing.T) {
+	env := func(v string) func(string) string {
+		return func(k string) string {
+			if k == envExecutorGPUs {
+				return v
+			}
+			return ""
+		}
+	}
+	for _, tc := range []struct {
+		flag, env string
+		want      []string
+	}{
+		{"", "", nil},
+		{"0,1", "", []string{"0", "1"}},
+		{"", "2,3", []string{"2", "3"}},
+		{"1", "2,3", []string{"1"}}, // the flag wins
+		{"GPU-5d1e", "", []string{"GPU-5d1e"}},
+	} {
+		got, err := executorGPUs(tc.flag, env(tc.env))
+		if err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("--gpus %q, $%s %q: %q, %v; want %q", tc.flag, envExecutorGPUs, tc.env, got, err, tc.want)
+		}
+	}
+	for _, tc := range []struct{ flag, env, want string }{
+		{"0,0", "", "listed twice"},
+		{"", "1,", "entry 2 is empty"},
+		{"0;1", "", "not a device index"},
+	} {
+		_, err := executorGPUs(tc.flag, env(tc.env))
+		if err == nil || !errors.Is(err, errUsage) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "--gpus") {
+			t.Errorf("--gpus %q, $%s %q: %v; want a usage error saying %q", tc.flag, envExecutorGPUs, tc.env, err, tc.want)
+		}
 	}
 }

@@ -29,6 +29,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -41,6 +42,7 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/computehorde/horde/internal/enginemsg"
+	"github.com/computehorde/horde/internal/hwclass"
 	"github.com/computehorde/horde/internal/jobimage"
 	"github.com/computehorde/horde/internal/miner"
 	"github.com/computehorde/horde/internal/protocol"
@@ -55,6 +57,9 @@ const (
 	LabelExecutorClass = "horde.executor.class" // the executor class of the slot it takes
 	LabelExecutorHost  = "horde.executor.host"  // Host.Name: several hosts may share one engine
 	LabelJob           = "horde.job"            // the job UUID it was started for
+	// LabelExecutorSlot is the GPU slot of its class it holds (its GPUs), so that a restarted
+	// miner does not hand those GPUs to another executor before the leftover is gone.
+	LabelExecutorSlot = "horde.executor.slot"
 )
 
 // Defaults of DockerConfig.
@@ -99,6 +104,11 @@ type Host struct {
 	ExecutorEndpoint string
 	// Classes is how many executors of each class this host runs at once.
 	Classes map[protocol.ExecutorClass]int
+	// GPUs is the host's GPU count: each executor of a GPU class gets its own GPUs among
+	// 0..GPUs-1 (`executor serve --gpus`), and executors needing more than GPUs is a
+	// configuration error. 0 means unknown, allowed only for a host with one GPU executor,
+	// which then gets every GPU.
+	GPUs int
 }
 
 // DockerConfig configures a Docker manager.
@@ -146,6 +156,8 @@ type DockerConfig struct {
 	// MaxLifetime stops (StopGrace, then kill) executors running longer than this; 0 means
 	// never: executors end with their job, whose time limits the executor enforces.
 	MaxLifetime time.Duration
+	// Registry gives each class's GPU count; nil means hwclass.Default().
+	Registry *hwclass.Registry
 	// OnManifestChange, when set, is called with the new Manifest whenever a host going down
 	// or coming back changes it (and once from NewDocker); calls are serialised, from the
 	// manager's goroutines, and must not call Close.
@@ -191,6 +203,7 @@ type dockerHost struct {
 	since      time.Time
 	lastErr    error
 	used       map[protocol.ExecutorClass]int
+	gpus       *gpuSlots // the GPUs of each executor slot of a GPU class; nil: none assigned
 }
 
 func (h *dockerHost) up() bool { return h.answering && h.imageReady }
@@ -202,6 +215,8 @@ type executorEntry struct {
 	class   protocol.ExecutorClass
 	job     string
 	created time.Time
+	slot    int      // its GPU slot of class on host; -1: none
+	devices []string // the GPUs of slot
 
 	// Guarded by Docker.mu.
 	starting bool // Start is creating it: the reaper leaves it alone
@@ -228,7 +243,7 @@ func NewDocker(ctx context.Context, cfg DockerConfig) (*Docker, error) {
 	d := &Docker{cfg: cfg, log: cmp.Or(cfg.Logger, slog.Default()), byName: map[string]*executorEntry{}, byJob: map[string]*executorEntry{}}
 	now := time.Now()
 	for _, hc := range cfg.Hosts {
-		h, err := newDockerHost(hc)
+		h, err := newDockerHost(hc, cfg.Registry)
 		if err != nil {
 			d.closeClients()
 			return nil, err
@@ -318,13 +333,23 @@ func (c *DockerConfig) validate() error {
 		if total == 0 {
 			return bad("host %s offers no executors; give a count for at least one class", h.Name)
 		}
+		if h.GPUs < 0 {
+			return bad("host %s: GPUs is %d; give its GPU count, or 0 if unknown", h.Name, h.GPUs)
+		}
+		if _, err := planGPUs("host "+h.Name, h.Classes, c.Registry, h.GPUs, "set gpus in its [[executors.hosts]] entry to its GPU count"); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-func newDockerHost(hc Host) (*dockerHost, error) {
+func newDockerHost(hc Host, reg *hwclass.Registry) (*dockerHost, error) {
 	opts := []client.Opt{client.WithHost(hc.Endpoint), client.WithAPIVersionNegotiation()}
-	h := &dockerHost{cfg: hc, used: map[protocol.ExecutorClass]int{}}
+	plan, err := planGPUs("host "+hc.Name, hc.Classes, reg, hc.GPUs, "") // checked by validate
+	if err != nil {
+		return nil, err
+	}
+	h := &dockerHost{cfg: hc, used: map[protocol.ExecutorClass]int{}, gpus: newGPUSlots(plan)}
 	if strings.HasPrefix(hc.Endpoint, "tcp://") && hc.TLS != nil {
 		opts = append(opts, client.WithTLSClientConfig(hc.TLS.CA, hc.TLS.Cert, hc.TLS.Key))
 		certs, err := certTar(*hc.TLS)
@@ -372,31 +397,15 @@ func certTar(files TLSFiles) ([]byte, error) {
 // Start runs the executor of req in a container on an up host with a free executor of its
 // class (the one with the most free), and returns once the container runs.
 func (d *Docker) Start(ctx context.Context, req miner.ExecutorRequest) error {
-	d.mu.Lock()
-	if d.closed {
-		d.mu.Unlock()
-		return errors.New("execmgr: the miner is stopping; no executor starts")
+	e, err := d.reserve(req)
+	if err != nil {
+		return err
 	}
-	if d.byJob[req.JobUUID] != nil {
-		d.mu.Unlock()
-		return fmt.Errorf("execmgr: job %s already has an executor", req.JobUUID)
-	}
-	h := d.pickLocked(req.ExecutorClass)
-	if h == nil {
-		why := d.whyNoneLocked(req.ExecutorClass)
-		d.mu.Unlock()
-		return fmt.Errorf("execmgr: no free executor of class %s: %s", req.ExecutorClass, why)
-	}
-	e := &executorEntry{name: containerName(req.JobUUID), host: h, class: req.ExecutorClass, job: req.JobUUID, created: time.Now(), starting: true}
-	h.used[e.class]++
-	d.byName[e.name] = e
-	d.byJob[e.job] = e
-	d.starts.Add(1)
-	d.mu.Unlock()
 	defer d.starts.Done()
+	h := e.host
 
 	log := d.log.With("job", req.JobUUID, "class", req.ExecutorClass, "host", h.cfg.Name)
-	err := d.create(ctx, e, req.Token)
+	err = d.create(ctx, e, req.Token)
 	d.mu.Lock()
 	e.starting = false
 	if err != nil {
@@ -421,6 +430,36 @@ func (d *Docker) Start(ctx context.Context, req miner.ExecutorRequest) error {
 	}
 	log.Info("executor container started", "container", e.name, "id", shortID(e.id))
 	return nil
+}
+
+// reserve takes a free executor of req's class, and its GPUs, on the up host with the most
+// free; the caller creates its container and then calls d.starts.Done.
+func (d *Docker) reserve(req miner.ExecutorRequest) (*executorEntry, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil, errors.New("execmgr: the miner is stopping; no executor starts")
+	}
+	if d.byJob[req.JobUUID] != nil {
+		return nil, fmt.Errorf("execmgr: job %s already has an executor", req.JobUUID)
+	}
+	h := d.pickLocked(req.ExecutorClass)
+	if h == nil {
+		return nil, fmt.Errorf("execmgr: no free executor of class %s: %s", req.ExecutorClass, d.whyNoneLocked(req.ExecutorClass))
+	}
+	e := &executorEntry{name: containerName(req.JobUUID), host: h, class: req.ExecutorClass, job: req.JobUUID, created: time.Now(), starting: true, slot: -1}
+	if h.gpus.assigned(e.class) {
+		// A slot is free: no more slots are busy than executors of the class are counted.
+		e.slot, e.devices = h.gpus.take(e.class)
+		if e.slot < 0 {
+			return nil, fmt.Errorf("execmgr: host %s: every executor of class %s holds its GPUs", h.cfg.Name, e.class)
+		}
+	}
+	h.used[e.class]++
+	d.byName[e.name] = e
+	d.byJob[e.job] = e
+	d.starts.Add(1)
+	return e, nil
 }
 
 // pickLocked returns the up host with the most free executors of class, nil if none.
@@ -476,8 +515,8 @@ func containerName(job string) string {
 	return "horde-executor-" + clean + "-" + hex.EncodeToString(b[:])
 }
 
-// create creates, fills and starts the container of e.
-func (d *Docker) create(ctx context.Context, e *executorEntry, token string) error {
+// containerConfig is the executor container of e.
+func (d *Docker) containerConfig(e *executorEntry, token string) (*container.Config, *container.HostConfig) {
 	h := e.host
 	env := append([]string{EnvToken + "=" + token}, d.cfg.Env...)
 	binds := []string{d.cfg.WorkDir + ":" + d.cfg.WorkDir}
@@ -495,23 +534,31 @@ func (d *Docker) create(ctx context.Context, e *executorEntry, token string) err
 	}
 	binds = append(binds, d.cfg.Binds...)
 	args := append([]string{"--miner-url", d.cfg.MinerURL, "--executor-id", d.cfg.ExecutorID, "--work-dir", d.cfg.WorkDir}, d.cfg.Args...)
-	created, err := h.cli.ContainerCreate(ctx, &container.Config{
-		Image: d.cfg.Image,
-		Cmd:   args,
-		Env:   env,
-		Labels: map[string]string{
-			LabelExecutor:      d.cfg.ExecutorID,
-			LabelExecutorClass: string(e.class),
-			LabelExecutorHost:  h.cfg.Name,
-			LabelJob:           e.job,
-		},
-	}, &container.HostConfig{
+	labels := map[string]string{
+		LabelExecutor:      d.cfg.ExecutorID,
+		LabelExecutorClass: string(e.class),
+		LabelExecutorHost:  h.cfg.Name,
+		LabelJob:           e.job,
+	}
+	if e.slot >= 0 {
+		// The executor requests these for its job containers; it needs no GPU itself.
+		args = append(args, "--gpus", strings.Join(e.devices, ","))
+		labels[LabelExecutorSlot] = strconv.Itoa(e.slot)
+	}
+	return &container.Config{Image: d.cfg.Image, Cmd: args, Env: env, Labels: labels}, &container.HostConfig{
 		// The host's network: the executor dials the miner and the engine as the host does.
 		// Job containers get --network none from the executor (see the top of this file).
 		NetworkMode: "host",
 		Binds:       binds,
 		AutoRemove:  false, // the reaper removes it, after reading its last lines on failure
-	}, nil, nil, e.name)
+	}
+}
+
+// create creates, fills and starts the container of e.
+func (d *Docker) create(ctx context.Context, e *executorEntry, token string) error {
+	h := e.host
+	cfg, hostCfg := d.containerConfig(e, token)
+	created, err := h.cli.ContainerCreate(ctx, cfg, hostCfg, nil, nil, e.name)
 	if err != nil {
 		return err
 	}
@@ -564,6 +611,7 @@ func (d *Docker) release(e *executorEntry) {
 	}
 	e.released = true
 	e.host.used[e.class]--
+	e.host.gpus.free(e.class, e.slot)
 	if d.byName[e.name] == e {
 		delete(d.byName, e.name)
 	}
@@ -808,7 +856,11 @@ func (d *Docker) reap(ctx context.Context, h *dockerHost) error {
 			// It takes its slot until it is gone.
 			e = &executorEntry{
 				name: name, id: c.ID, host: h, class: protocol.ExecutorClass(c.Labels[LabelExecutorClass]),
-				job: c.Labels[LabelJob], created: time.Unix(c.Created, 0), stale: true,
+				job: c.Labels[LabelJob], created: time.Unix(c.Created, 0), stale: true, slot: -1,
+			}
+			// Its job may still be on those GPUs until it is stopped.
+			if slot, err := strconv.Atoi(c.Labels[LabelExecutorSlot]); err == nil && h.gpus.assigned(e.class) && h.gpus.takeSlot(e.class, slot) {
+				e.slot = slot
 			}
 			if d.byJob[e.job] != nil {
 				e.job = "" // a job of ours now: do not shadow it

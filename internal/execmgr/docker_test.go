@@ -52,6 +52,14 @@ func TestDockerConfigRefusals(t *testing.T) {
 		{"bad class", "no executor class", func(c *execmgr.DockerConfig) { c.Hosts[0].Classes = map[protocol.ExecutorClass]int{"gpu.huge": 1} }},
 		{"relative work dir", "absolute", func(c *execmgr.DockerConfig) { c.WorkDir = "jobs" }},
 		{"twice", "used twice", func(c *execmgr.DockerConfig) { c.Hosts = append(c.Hosts, c.Hosts[0]) }},
+		{"more GPUs than the host has", "host a has 2 GPUs but its executors need 3", func(c *execmgr.DockerConfig) {
+			c.Hosts[0].GPUs = 2
+			c.Hosts[0].Classes = map[protocol.ExecutorClass]int{protocol.ExecutorClassSpinUp4minGPU24GB: 3}
+		}},
+		{"GPU count unknown", "set gpus in its [[executors.hosts]] entry", func(c *execmgr.DockerConfig) {
+			c.Hosts[0].Classes = map[protocol.ExecutorClass]int{protocol.ExecutorClassSpinUp4minGPU24GB: 2}
+		}},
+		{"negative GPUs", "GPUs is -1", func(c *execmgr.DockerConfig) { c.Hosts[0].GPUs = -1 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := ok

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -573,11 +574,19 @@ func (d *driver) runSpec(ctx context.Context) (RunSpec, error) {
 			d.log.Warn("nvidia_all asked for on a class without GPUs; running without them", "class", d.class.Name)
 			break
 		}
-		if n := d.specs.gpuCount(ctx); n == 0 {
+		n := d.specs.gpuCount(ctx)
+		if n == 0 {
 			return RunSpec{}, hordeFailed(protocol.HordeFailureReasonGenericError,
 				"Executor class %s needs GPUs, but none were found on this host", d.class.Name)
 		}
+		if len(d.cfg.GPUDevices) > 0 && n < len(d.cfg.GPUDevices) {
+			// Docker would refuse the container anyway; say which setting is wrong.
+			return RunSpec{}, hordeFailed(protocol.HordeFailureReasonGenericError,
+				"This executor was given GPUs %s, but the host has only %d of them; fix the miner's GPU assignment (executors.gpus)",
+				strings.Join(d.cfg.GPUDevices, ","), n)
+		}
 		spec.GPUs = true
+		spec.GPUDevices = slices.Clone(d.cfg.GPUDevices)
 	default:
 		return RunSpec{}, invalidJob(badField("docker_run_options_preset", "%q is none of %v", req.DockerRunOptionsPreset, protocol.DockerRunOptionsPresetValues()))
 	}

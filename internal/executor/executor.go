@@ -80,6 +80,11 @@ type Config struct {
 	// GPUs finds the host's GPUs (machine specs, GPU classes) and the NVIDIA Container
 	// Toolkit version (security check for GPU classes); nil means gpu.None (no GPUs).
 	GPUs gpu.Detector
+	// GPUDevices are the GPUs of the host this executor owns (nvidia-smi indices or UUIDs, as
+	// `executor serve --gpus` takes them): a GPU job gets exactly these, and the machine
+	// specs list only these. Empty means every GPU of the host, right only where one executor
+	// runs per host.
+	GPUDevices []string
 	// SpecsDisk is the path whose file system the machine specs describe; "" means the
 	// current directory.
 	SpecsDisk string
@@ -112,6 +117,46 @@ func (c *Config) Validate() error {
 	case c.StartupTimeLimit < 0:
 		return errors.New("executor: Config.StartupTimeLimit is negative")
 	}
+	if err := checkGPUDevices(c.GPUDevices); err != nil {
+		return fmt.Errorf("executor: Config.GPUDevices: %w", err)
+	}
+	return nil
+}
+
+// ParseGPUDevices parses a comma-separated list of GPU device IDs, nvidia-smi indices ("0,1")
+// or UUIDs ("GPU-…"), as `executor serve --gpus` takes it; "" means none.
+func ParseGPUDevices(s string) ([]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	ids := strings.Split(s, ",")
+	for i := range ids {
+		ids[i] = strings.TrimSpace(ids[i])
+	}
+	if err := checkGPUDevices(ids); err != nil {
+		return nil, fmt.Errorf("GPU list %q: %w", s, err)
+	}
+	return ids, nil
+}
+
+// checkGPUDevices refuses empty, malformed and repeated device IDs: a repeated one would
+// silently give the executor fewer GPUs than its class promises.
+func checkGPUDevices(ids []string) error {
+	seen := make(map[string]bool, len(ids))
+	for i, id := range ids {
+		if id == "" {
+			return fmt.Errorf("entry %d is empty; give device indices or UUIDs separated by commas, e.g. 0,1", i+1)
+		}
+		for _, r := range id {
+			if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '-') {
+				return fmt.Errorf("entry %q is not a device index or UUID (digits, letters and '-' only)", id)
+			}
+		}
+		if seen[id] {
+			return fmt.Errorf("device %s is listed twice; list each GPU once", id)
+		}
+		seen[id] = true
+	}
 	return nil
 }
 
@@ -133,6 +178,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.GPUs == nil {
 		c.GPUs = gpu.None{}
+	}
+	if len(c.GPUDevices) > 0 {
+		c.GPUs = ownedGPUs{Detector: c.GPUs, ids: c.GPUDevices}
 	}
 	if c.SpecsDisk == "" {
 		c.SpecsDisk = "."

@@ -83,9 +83,13 @@ type RunSpec struct {
 	Env []string
 	// Limits bounds the container.
 	Limits Limits
-	// GPUs gives the container every GPU of the host (upstream's nvidia_all preset). Only GPU
-	// classes set it.
+	// GPUs gives the container GPUs (upstream's nvidia_all preset): those of GPUDevices, or
+	// every GPU of the host when GPUDevices is empty. Only GPU classes set it.
 	GPUs bool
+	// GPUDevices are the GPU device IDs (nvidia-smi indices or UUIDs) the container may use
+	// when GPUs is set: the executor's own (Config.GPUDevices), so that executors sharing a
+	// host do not share GPUs.
+	GPUDevices []string
 	// ArtifactsMount is the absolute container path at which Workspace.ArtifactsDir is
 	// mounted; empty means no artifacts directory.
 	ArtifactsMount string

@@ -2,6 +2,8 @@ package executor
 
 import (
 	"context"
+	"slices"
+	"strconv"
 	"time"
 
 	"github.com/computehorde/horde/internal/gpu"
@@ -56,4 +58,26 @@ func (c *specsCollector) gpuCount(ctx context.Context) int {
 func (c *specsCollector) stop() {
 	c.cancel()
 	<-c.done
+}
+
+// ownedGPUs lists only the GPUs an executor owns, so that its machine specs (and the check that
+// a GPU class has GPUs) describe what its jobs get, not the whole host.
+type ownedGPUs struct {
+	gpu.Detector
+	ids []string // nvidia-smi indices or UUIDs
+}
+
+func (o ownedGPUs) GPUs(ctx context.Context) ([]gpu.GPU, error) {
+	all, err := o.Detector.GPUs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var mine []gpu.GPU
+	for i, g := range all {
+		// nvidia-smi lists GPUs in index order, the numbering Docker's device IDs use.
+		if slices.Contains(o.ids, strconv.Itoa(i)) || (g.UUID != "" && slices.Contains(o.ids, g.UUID)) {
+			mine = append(mine, g)
+		}
+	}
+	return mine, nil
 }

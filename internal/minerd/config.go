@@ -63,6 +63,9 @@ type Config struct {
 		// Classes is the manifest of the process manager: executors offered per class.
 		// The docker manager's manifest is its up hosts' classes.
 		Classes map[string]int `toml:"classes"`
+		// GPUs is this machine's GPU count for the process manager: each executor of a GPU
+		// class gets its own GPUs among 0..GPUs-1. 0 means nvidia-smi counts them.
+		GPUs int `toml:"gpus"`
 		// Image is the docker manager's executor image; BuildImage assembles it from this
 		// horde binary on each host that lacks it (no registry needed), else it is pulled.
 		Image      string `toml:"image"`
@@ -175,6 +178,9 @@ func (c *Config) Validate() error {
 			bad("executors.classes", "empty; offer at least one class, e.g. classes = { \"spin_up-4min.gpu-24gb\" = 1 }")
 		}
 		checkClasses("executors.classes", c.Executors.Classes)
+		if c.Executors.GPUs < 0 || c.Executors.GPUs > 1024 {
+			bad("executors.gpus", "%d is outside 0..1024; give this machine's GPU count, or 0 to have nvidia-smi count them", c.Executors.GPUs)
+		}
 	case "docker":
 		if len(c.Executors.Hosts) == 0 {
 			bad("executors.hosts", "the docker manager needs at least one [[executors.hosts]] with an endpoint and classes")
@@ -191,6 +197,9 @@ func (c *Config) Validate() error {
 				bad(key+".classes", "empty; say what executors this host offers")
 			}
 			checkClasses(key+".classes", h.Classes)
+			if h.GPUs < 0 || h.GPUs > 1024 {
+				bad(key+".gpus", "%d is outside 0..1024; give the host's GPU count (0: unknown)", h.GPUs)
+			}
 		}
 	default:
 		bad("executors.manager", "%q is not a manager; use \"process\" or \"docker\"", c.Executors.Manager)
@@ -230,6 +239,9 @@ type DockerHost struct {
 	// ExecutorEndpoint is the engine as executors on it reach it, when it differs.
 	ExecutorEndpoint string         `toml:"executor_endpoint"`
 	Classes          map[string]int `toml:"classes"`
+	// GPUs is the host's GPU count: each executor of a GPU class gets its own GPUs among
+	// 0..GPUs-1. 0 means unknown, allowed for a host with one GPU executor only.
+	GPUs int `toml:"gpus"`
 }
 
 // Manifest is the configured capacity, classes in name order: the process manager's

@@ -1,6 +1,9 @@
 package minerd
 
 import (
+	"context"
+	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -53,6 +56,8 @@ func TestLoadErrors(t *testing.T) {
 		"docker, no hosts":       {"[executors]\nmanager = \"docker\"\nimage = \"x\"\n", nil, "executors.hosts"},
 		"docker host, bad class": {"[executors]\nmanager = \"docker\"\nimage = \"x\"\n[[executors.hosts]]\nname = \"a\"\nendpoint = \"unix:///x\"\nclasses = { \"nope\" = 1 }\n", nil, `executors.hosts[0].classes: "nope"`},
 		"admin half set":         {"[admin]\nusername = \"op\"\n" + ok, nil, "admin: set both"},
+		"negative gpus":          {ok + "gpus = -1\n", nil, "executors.gpus: -1 is outside"},
+		"docker host, bad gpus":  {"[executors]\nmanager = \"docker\"\nimage = \"x\"\n[[executors.hosts]]\nname = \"a\"\nendpoint = \"unix:///x\"\nclasses = { \"always_on.test\" = 1 }\ngpus = -2\n", nil, "executors.hosts[0].gpus: -2"},
 	} {
 		_, err := Load(write(tc.file), func(k string) string { return tc.env[k] })
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -69,4 +74,23 @@ func TestLoadErrors(t *testing.T) {
 	if err != nil || c.Chain.Token != "tok" || c.Manifest().Count(protocol.ExecutorClassAlwaysOnTest) != 2 {
 		t.Errorf("env over file: %+v, %v", c, err)
 	}
+}
+
+// TestProcessExecutorsGPUs: the process manager gives each GPU executor its own GPUs of
+// executors.gpus, and more GPU executors than GPUs fail the miner's start.
+func TestProcessExecutorsGPUs(t *testing.T) {
+	cfg := Defaults()
+	cfg.Executors.Classes = map[string]int{string(protocol.ExecutorClassSpinUp4minGPU24GB): 3}
+	cfg.Executors.GPUs = 2
+	addr := netip.MustParseAddrPort("127.0.0.1:8000")
+	_, err := newExecutors(context.Background(), &cfg, Options{}, addr, "x", slog.New(slog.DiscardHandler), nil)
+	if err == nil || !strings.Contains(err.Error(), "has 2 GPUs but its executors need 3") {
+		t.Fatalf("3 GPU executors on 2 GPUs: %v", err)
+	}
+	cfg.Executors.GPUs = 3
+	execs, err := newExecutors(context.Background(), &cfg, Options{}, addr, "x", slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = execs.Close()
 }

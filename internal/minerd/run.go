@@ -255,7 +255,18 @@ func newExecutors(ctx context.Context, cfg *Config, o Options, addr netip.AddrPo
 	minerURL := "ws://" + executorDialAddr(addr).String()
 	args := append(executorArgs(cfg), "--executor-id", execID)
 	if cfg.Executors.Manager == "process" {
-		return &execmgr.Process{Binary: o.ExecutorBinary, MinerURL: minerURL, Args: args, Logger: log}, nil
+		p := &execmgr.Process{
+			Binary: o.ExecutorBinary, MinerURL: minerURL, Args: args, Logger: log,
+			Classes: map[protocol.ExecutorClass]int{}, HostGPUs: cfg.Executors.GPUs,
+		}
+		for k, n := range cfg.Executors.Classes {
+			p.Classes[protocol.ExecutorClass(k)] = n
+		}
+		// Now, so that more GPU executors than this machine has GPUs fail the start.
+		if err := p.AssignGPUs(ctx); err != nil {
+			return nil, fmt.Errorf("executors: %w", err)
+		}
+		return p, nil
 	}
 	if cfg.Executors.MinerURL != "" {
 		minerURL = cfg.Executors.MinerURL
@@ -273,7 +284,7 @@ func newExecutors(ctx context.Context, cfg *Config, o Options, addr netip.AddrPo
 	}
 	var hosts []execmgr.Host
 	for _, h := range cfg.Executors.Hosts {
-		eh := execmgr.Host{Name: h.Name, Endpoint: h.Endpoint, ExecutorEndpoint: h.ExecutorEndpoint, Classes: map[protocol.ExecutorClass]int{}}
+		eh := execmgr.Host{Name: h.Name, Endpoint: h.Endpoint, ExecutorEndpoint: h.ExecutorEndpoint, GPUs: h.GPUs, Classes: map[protocol.ExecutorClass]int{}}
 		if h.TLSCA != "" || h.TLSCert != "" || h.TLSKey != "" {
 			eh.TLS = &execmgr.TLSFiles{CA: h.TLSCA, Cert: h.TLSCert, Key: h.TLSKey}
 		}

@@ -3,8 +3,8 @@
 //
 // Job containers get no network (NetworkMode "none"), no new privileges, no capabilities, the
 // memory/CPU/pids limits of executor.Limits, /volume bound read-only and /output read-write from
-// a per-job temporary directory (plus the artifacts directory and /script.py when asked), every
-// GPU only when RunSpec.GPUs is set, a json-file log capped at Options.MaxLogBytes, and the
+// a per-job temporary directory (plus the artifacts directory and /script.py when asked), the
+// GPUs of RunSpec.GPUDevices (every GPU when it is empty) only when RunSpec.GPUs is set, a json-file log capped at Options.MaxLogBytes, and the
 // labels LabelJobUUID, LabelExecutor and LabelRuntimeID, and, for a job with a lifetime,
 // LabelDeadline and LabelWorkspace. A disk watchdog enforces Limits.DiskBytes while the job
 // runs.
@@ -25,6 +25,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -422,7 +423,14 @@ func (r *Runtime) containerConfig(spec executor.RunSpec, ws executor.Workspace, 
 		storage = map[string]string{"size": strconv.FormatInt(spec.Limits.DiskBytes, 10)}
 	}
 	if spec.GPUs {
-		res.DeviceRequests = []container.DeviceRequest{{Driver: "nvidia", Count: -1, Capabilities: [][]string{{"gpu"}}}}
+		req := container.DeviceRequest{Driver: "nvidia", Capabilities: [][]string{{"gpu"}}}
+		if len(spec.GPUDevices) > 0 {
+			// The executor's own GPUs only: other executors on the host use the rest.
+			req.DeviceIDs = slices.Clone(spec.GPUDevices)
+		} else {
+			req.Count = -1 // every GPU: an executor without assigned devices has the host to itself
+		}
+		res.DeviceRequests = []container.DeviceRequest{req}
 	}
 	cfg := &container.Config{
 		Image:  spec.Image,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -190,6 +191,19 @@ func TestGPUs(t *testing.T) {
 	}
 	if _, host, _ := rt.ContainerConfig(executor.RunSpec{ID: "x", Image: "img"}, ws); host.DeviceRequests != nil {
 		t.Errorf("no GPUs: device requests %+v", host.DeviceRequests)
+	}
+	// An executor that owns GPUs 1 and 2 of the host gives its job exactly those.
+	_, host, err = rt.ContainerConfig(executor.RunSpec{ID: "x", Image: "img", GPUs: true, GPUDevices: []string{"1", "2"}}, ws)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = []container.DeviceRequest{{Driver: "nvidia", DeviceIDs: []string{"1", "2"}, Capabilities: [][]string{{"gpu"}}}}
+	if !reflect.DeepEqual(host.DeviceRequests, want) {
+		t.Errorf("devices 1,2: device requests %+v, want %+v", host.DeviceRequests, want)
+	}
+	// Devices without GPUs (a class without GPUs) request none.
+	if _, host, _ := rt.ContainerConfig(executor.RunSpec{ID: "x", Image: "img", GPUDevices: []string{"0"}}, ws); host.DeviceRequests != nil {
+		t.Errorf("devices but no GPUs: device requests %+v", host.DeviceRequests)
 	}
 
 	ctx := context.Background()
