@@ -23,7 +23,7 @@ import (
 func runBenchFaults(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("bench faults", "bench faults [--jobs N] [--faults M] [--seed S] [--span D] [--postgres DSN]", stderr)
 	jobs := fs.Int("jobs", 50, "user jobs in the schedule")
-	nfaults := fs.Int("faults", 20, "faults in the schedule (kills, partitions, chain restarts; they do not overlap)")
+	nfaults := fs.Int("faults", 20, "faults in the schedule (kills, network cut-offs, chain restarts, cuts between two roles, slow links, a miner's engine cut; every fourth has a second one on other roles at the same time)")
 	seed := fs.Uint64("seed", 0, "seed of the schedule (0: from the clock)")
 	span := fs.Duration("span", 0, "how long jobs are submitted and faults fire (default 10 s a fault, at least 1m)")
 	settle := fs.Duration("settle", 3*time.Minute, "how long the subnet may take to end every job once healed")
@@ -96,7 +96,11 @@ func runBenchFaults(ctx context.Context, args []string, stdout, stderr io.Writer
 			targets = append(targets, r.Name)
 		}
 	}
-	s := faults.NewSchedule(*seed, *jobs, *nfaults, *span, targets)
+	kinds, missing := h.FaultKinds()
+	for k, why := range missing {
+		fmt.Fprintf(stdout, "fault kind %s not injected: %s\n", k, why)
+	}
+	s := faults.NewSchedule(*seed, *jobs, *nfaults, *span, targets, kinds...)
 	fmt.Fprintf(stdout, "schedule:\n%s", s)
 	out, runErr := faults.Run(ctx, h, s, *settle)
 	if runErr != nil {

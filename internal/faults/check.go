@@ -25,8 +25,11 @@ type Report struct {
 	Invariants []Invariant
 	Charged    map[string]int64 // user hotkey → net charge
 	ByStatus   map[string]int   // final status → jobs
-	// Receipts and Countersigned count the work-interval receipts the validators hold.
-	Receipts, Countersigned int
+	// Receipts and Countersigned count the work-interval receipts the validators hold;
+	// AtMiners the countersigned ones in the miners' databases.
+	Receipts, Countersigned, AtMiners int
+	// Tempos is how many (validator, tempo) pairs the weights invariant checked.
+	Tempos int
 }
 
 // OK reports whether every invariant holds.
@@ -75,7 +78,8 @@ func (r *Report) Table() string {
 	for _, s := range statuses {
 		fmt.Fprintf(&b, " %s=%d", s, r.ByStatus[s])
 	}
-	fmt.Fprintf(&b, "\nwork receipts: %d, countersigned %d; users charged:", r.Receipts, r.Countersigned)
+	fmt.Fprintf(&b, "\nwork receipts: %d, countersigned %d (at the miners %d); tempos checked for weights: %d; users charged:",
+		r.Receipts, r.Countersigned, r.AtMiners, r.Tempos)
 	users := make([]string, 0, len(r.Charged))
 	for u := range r.Charged {
 		users = append(users, u)
@@ -180,41 +184,63 @@ func (h *Harness) Check(ctx context.Context, jobs []Submitted) (*Report, error) 
 	rows.Close()
 
 	// Countersigned work receipts, from every validator (each pulls every miner's).
-	type rkey struct {
-		job string
-		seq int
-	}
 	counter := map[rkey]int{}
 	signed := map[rkey]int{}
-	for _, v := range h.RolesOf("validator") {
-		vdb, err := openDB(v, "validator.db")
+	type held struct {
+		miner   string
+		seconds int
+	}
+	// Per validator: each countersigned work receipt and how many rows hold it.
+	vheld := map[string]map[rkey]held{}
+	vrows := map[string]map[rkey]int{}
+	readWork := func(r *Role, file string, each func(k rkey, miner string, seconds int, countersigned bool)) error {
+		db, err := openDB(r, file)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		rows, err := vdb.QueryContext(ctx, `SELECT job_uuid, seq, CAST(payload AS TEXT), COALESCE(miner_signature, '') FROM receipts WHERE receipt_type = 'WorkInterval'`)
+		defer db.Close()
+		rows, err := db.QueryContext(ctx, `SELECT job_uuid, seq, miner_hotkey, CAST(payload AS TEXT), COALESCE(miner_signature, '') FROM receipts WHERE receipt_type = 'WorkInterval'`)
 		if err != nil {
-			vdb.Close()
-			return nil, fmt.Errorf("faults: read %s's receipts: %w", v.Name, err)
+			return fmt.Errorf("faults: read %s's receipts: %w", r.Name, err)
 		}
+		defer rows.Close()
 		for rows.Next() {
 			var k rkey
-			var payload, msig string
-			if err := rows.Scan(&k.job, &k.seq, &payload, &msig); err != nil {
-				rows.Close()
-				vdb.Close()
-				return nil, err
+			var miner, payload, msig string
+			if err := rows.Scan(&k.job, &k.seq, &miner, &payload, &msig); err != nil {
+				return err
 			}
 			var p struct {
 				WorkedSeconds int `json:"worked_seconds"`
 			}
 			_ = json.Unmarshal([]byte(payload), &p)
-			signed[k] = p.WorkedSeconds
-			if msig != "" {
-				counter[k] = p.WorkedSeconds
-			}
+			each(k, miner, p.WorkedSeconds, msig != "")
 		}
-		rows.Close()
-		vdb.Close()
+		return rows.Err()
+	}
+	for _, v := range h.RolesOf("validator") {
+		vheld[v.Name], vrows[v.Name] = map[rkey]held{}, map[rkey]int{}
+		if err := readWork(v, "validator.db", func(k rkey, miner string, secs int, cs bool) {
+			signed[k] = secs
+			if cs {
+				counter[k] = secs
+				vheld[v.Name][k] = held{miner, secs}
+				vrows[v.Name][k]++
+			}
+		}); err != nil {
+			return nil, err
+		}
+	}
+	// The countersigned work receipts as the miners hold them (each signed its own).
+	mheld := map[rkey]held{}
+	for _, m := range h.RolesOf("miner") {
+		if err := readWork(m, "miner.db", func(k rkey, miner string, secs int, cs bool) {
+			if cs {
+				mheld[k] = held{miner, secs}
+			}
+		}); err != nil {
+			return nil, err
+		}
 	}
 	seconds := func(m map[rkey]int, attempt string) int64 {
 		var s int64
@@ -345,6 +371,53 @@ func (h *Harness) Check(ctx context.Context, jobs []Submitted) (*Report, error) 
 	}
 	left.Broken = l
 
+	// 5. Every countersigned work receipt is held once by every validator; none is invented.
+	once := Invariant{Name: "every countersigned work receipt held once by every validator, none invented"}
+	for _, v := range h.RolesOf("validator") {
+		for _, k := range sortedRKeys(vheld[v.Name]) {
+			got, m := vheld[v.Name][k], mheld[k]
+			switch {
+			case m == (held{}):
+				once.Broken = append(once.Broken, fmt.Sprintf("%s counts job %s interval %d (%d s), which no miner countersigned", v.Name, k.job, k.seq, got.seconds))
+			case got != m:
+				once.Broken = append(once.Broken, fmt.Sprintf("%s counts job %s interval %d as %d s of %.8s…, the miner countersigned %d s of %.8s…",
+					v.Name, k.job, k.seq, got.seconds, got.miner, m.seconds, m.miner))
+			}
+			if n := vrows[v.Name][k]; n != 1 {
+				once.Broken = append(once.Broken, fmt.Sprintf("%s holds job %s interval %d %d times", v.Name, k.job, k.seq, n))
+			}
+		}
+		for _, k := range sortedRKeys(mheld) {
+			if _, ok := vheld[v.Name][k]; !ok {
+				once.Broken = append(once.Broken, fmt.Sprintf("%s lacks job %s interval %d (%d s), countersigned by miner %.8s…", v.Name, k.job, k.seq, mheld[k].seconds, mheld[k].miner))
+			}
+		}
+	}
+
+	// 6. The validators agree on each miner's worked seconds (and with the miners).
+	agree := Invariant{Name: "validators agree on each miner's countersigned worked seconds"}
+	perMiner := func(m map[rkey]held) map[string]int64 {
+		out := map[string]int64{}
+		for _, x := range m {
+			out[x.miner] += int64(x.seconds)
+		}
+		return out
+	}
+	want := perMiner(mheld)
+	for _, v := range h.RolesOf("validator") {
+		got := perMiner(vheld[v.Name])
+		for _, mr := range h.RolesOf("miner") {
+			hk := mr.Hotkey.SS58()
+			if got[hk] != want[hk] {
+				agree.Broken = append(agree.Broken, fmt.Sprintf("%s counts %d s for %s, which countersigned %d s", v.Name, got[hk], mr.Name, want[hk]))
+			}
+		}
+	}
+
+	// 7. Weights every tempo a validator was up for whole.
+	wts := Invariant{Name: "weights set every tempo a validator was up for whole"}
+	wts.Broken, rep.Tempos = h.checkWeights()
+
 	// Not vacuous: the run did paid work and the receipts behind it were countersigned.
 	sane := Invariant{Name: "the run did countersigned, paid work"}
 	var total int64
@@ -354,10 +427,19 @@ func (h *Harness) Check(ctx context.Context, jobs []Submitted) (*Report, error) 
 	if total <= 0 || len(counter) == 0 {
 		sane.Broken = append(sane.Broken, fmt.Sprintf("users paid %d in all; %d countersigned work receipts", total, len(counter)))
 	}
-	rep.Receipts, rep.Countersigned = len(signed), len(counter)
+	if rep.Tempos == 0 {
+		sane.Broken = append(sane.Broken, "no tempo was checked for weights")
+	}
+	rep.Receipts, rep.Countersigned, rep.AtMiners = len(signed), len(counter), len(mheld)
 
-	rep.Invariants = []Invariant{one, led, pay, left, sane}
+	rep.Invariants = []Invariant{one, led, pay, left, once, agree, wts, sane}
 	return rep, nil
+}
+
+// rkey names a work-interval receipt: its job (attempt) and interval.
+type rkey struct {
+	job string
+	seq int
 }
 
 // attemptOf is the attempt_uuid a job's final status carries (which attempt the user pays).
@@ -367,6 +449,20 @@ func attemptOf(result string) string {
 	}
 	_ = json.Unmarshal([]byte(result), &r)
 	return r.Attempt
+}
+
+func sortedRKeys[V any](m map[rkey]V) []rkey {
+	out := make([]rkey, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.SortFunc(out, func(a, b rkey) int {
+		if c := strings.Compare(a.job, b.job); c != 0 {
+			return c
+		}
+		return a.seq - b.seq
+	})
+	return out
 }
 
 func sortedKeys(m map[string]bool) []string {

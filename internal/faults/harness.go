@@ -107,7 +107,55 @@ type Harness struct {
 	mu          sync.Mutex
 	partitioned map[string]bool
 	stopped     map[string]bool
-	closers     []func() error
+	outages     []outage
+	cuts        map[string]*cut  // cutKey → the partition between two roles
+	slowed      map[string]*slow // role → its slowed link
+	// Why link faults cannot be injected here (empty: they can), and whether netem can.
+	noCut, noSlow, noNetem string
+	netem                  bool
+	engineProxy            *engineProxy // EngineTarget's engine
+	engineCut              bool
+	chainHead              uint64 // the highest head the harness saw before the chain was last killed
+	chainKilled            time.Time
+	weights                weightsLog
+	closers                []func() error
+}
+
+// outage is a stretch of time in which a role was stopped or cut off the network (to zero
+// while it lasts). Role is a role's name, or "a~b" for a partition between two roles.
+type outage struct {
+	Role     string
+	From, To time.Time
+}
+
+// markDown opens an outage of role, unless one is open.
+func (h *Harness) markDown(role string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, o := range h.outages {
+		if o.Role == role && o.To.IsZero() {
+			return
+		}
+	}
+	h.outages = append(h.outages, outage{Role: role, From: time.Now()})
+}
+
+// markUp closes role's open outage.
+func (h *Harness) markUp(role string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for i := range h.outages {
+		if h.outages[i].Role == role && h.outages[i].To.IsZero() {
+			h.outages[i].To = time.Now()
+		}
+	}
+}
+
+// Outages returns the outages so far, open ones with To zero.
+func (h *Harness) Outages() []outage {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.outages)
 }
 
 func (h *Harness) logf(format string, args ...any) {
@@ -161,7 +209,8 @@ func Start(ctx context.Context, cfg Config) (h *Harness, err error) {
 
 	var id [4]byte
 	_, _ = rand.Read(id[:])
-	h = &Harness{cfg: cfg, RunID: hex.EncodeToString(id[:]), partitioned: map[string]bool{}, stopped: map[string]bool{}}
+	h = &Harness{cfg: cfg, RunID: hex.EncodeToString(id[:]), partitioned: map[string]bool{}, stopped: map[string]bool{},
+		cuts: map[string]*cut{}, slowed: map[string]*slow{}}
 	defer func() {
 		if err != nil {
 			_ = h.Close()
@@ -218,6 +267,11 @@ func Start(ctx context.Context, cfg Config) (h *Harness, err error) {
 	if err := h.WaitReady(ctx, 2*time.Minute); err != nil {
 		return h, err
 	}
+	h.probeLinks(ctx)
+	wctx, stopWatch := context.WithCancel(context.Background())
+	var watch sync.WaitGroup
+	watch.Go(func() { h.watchWeights(wctx) })
+	h.closers = append(h.closers, func() error { stopWatch(); watch.Wait(); return nil })
 	return h, nil
 }
 
@@ -449,6 +503,7 @@ kind = "none"
 data_dir = %q
 %sshutdown_grace = "5s"
 receipts_interval = "1s"
+class_weights = "always_on.test=1"
 allow_egress = [%q]
 facilitator_url = "ws://%s:%d/ws/v0/"
 [wallet]
@@ -457,6 +512,7 @@ name = "validator"
 [chain]
 url = %q
 identity = %q
+poll_interval = "1s"
 `, filepath.Join(r.Dir, "data"), db, h.Subnet, fac.IP, facilitatorPort, filepath.Join(r.Dir, "wallets"), chainURL, r.Name)), 0o600); err != nil {
 			return err
 		}
@@ -469,6 +525,19 @@ identity = %q
 		return fmt.Errorf("faults: DOCKER_HOST=%s: miners are given the engine's unix socket, and there is none", dh)
 	}
 	for _, r := range h.RolesOf("miner") {
+		endpoint := "unix:///var/run/docker.sock"
+		if r.Name == EngineTarget {
+			// This miner's engine is a proxy the harness can cut (FaultEngine), in its
+			// directory, which the miner and its executors reach at the same path.
+			path := filepath.Join(r.Dir, "engine.sock")
+			p, err := startEngineProxy(path, socket)
+			if err != nil {
+				return fmt.Errorf("faults: the engine proxy of %s: %w", r.Name, err)
+			}
+			h.engineProxy = p
+			h.closers = append(h.closers, func() error { p.close(); return nil })
+			endpoint = "unix://" + path
+		}
 		r.Config = filepath.Join(r.Dir, "miner.toml")
 		r.args = []string{"miner", "run", "--config", r.Config}
 		r.env = []string{"HORDE_MINER_CHAIN_TOKEN=" + token(r.Name)}
@@ -490,10 +559,10 @@ miner_url = "ws://%s:%d"
 start_timeout = "60s"
 [[executors.hosts]]
 name = "local"
-endpoint = "unix:///var/run/docker.sock"
+endpoint = %q
 classes = { %q = %d }
 `, minerPort, r.IP, minerPort, filepath.Join(r.Dir, "data"), filepath.Join(r.Dir, "wallets"), chainURL, r.Name,
-			h.ExecImage, r.IP, minerPort, Class, h.cfg.Executors)), 0o600); err != nil {
+			h.ExecImage, r.IP, minerPort, endpoint, Class, h.cfg.Executors)), 0o600); err != nil {
 			return err
 		}
 	}
@@ -740,6 +809,19 @@ func (h *Harness) WaitReady(ctx context.Context, within time.Duration) error {
 	return nil
 }
 
+// SaveLogs writes every role's whole output to dir (one file a role), for a failed run.
+func (h *Harness) SaveLogs(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	var errs []error
+	for _, r := range h.Roles {
+		out, _ := exec.Command("docker", "logs", "-t", r.Container).CombinedOutput()
+		errs = append(errs, os.WriteFile(filepath.Join(dir, r.Name+".log"), out, 0o644))
+	}
+	return errors.Join(errs...)
+}
+
 // Logs returns the last n lines of a role's output.
 func (h *Harness) Logs(r *Role, n int) string {
 	cmd := exec.Command("docker", "logs", "--tail", fmt.Sprint(n), r.Container)
@@ -749,9 +831,13 @@ func (h *Harness) Logs(r *Role, n int) string {
 
 // Kill kills a role's container with SIGKILL; Restart starts it again.
 func (h *Harness) Kill(ctx context.Context, r *Role) error {
+	if r.Kind == "chain" {
+		h.noteChainHead(ctx)
+	}
 	h.mu.Lock()
 	h.stopped[r.Name] = true
 	h.mu.Unlock()
+	h.markDown(r.Name)
 	_, err := docker(ctx, "kill", "-s", "KILL", r.Container)
 	return err
 }
@@ -761,17 +847,27 @@ func (h *Harness) Restart(ctx context.Context, r *Role) error {
 	if _, err := docker(ctx, "start", r.Container); err != nil {
 		return err
 	}
+	if r.Kind == "chain" {
+		if err := h.catchUpChain(ctx); err != nil {
+			return err
+		}
+	}
 	h.mu.Lock()
 	delete(h.stopped, r.Name)
 	h.mu.Unlock()
+	h.markUp(r.Name)
 	return nil
 }
 
 // Stop stops a role gracefully (SIGTERM, then SIGKILL after grace).
 func (h *Harness) Stop(ctx context.Context, r *Role, grace time.Duration) error {
+	if r.Kind == "chain" {
+		h.noteChainHead(ctx)
+	}
 	h.mu.Lock()
 	h.stopped[r.Name] = true
 	h.mu.Unlock()
+	h.markDown(r.Name)
 	_, err := docker(ctx, "stop", "-t", fmt.Sprint(int(grace/time.Second)), r.Container)
 	return err
 }
@@ -784,6 +880,7 @@ func (h *Harness) Partition(ctx context.Context, r *Role) error {
 	h.mu.Lock()
 	h.partitioned[r.Name] = true
 	h.mu.Unlock()
+	h.markDown(r.Name)
 	return nil
 }
 
@@ -795,23 +892,39 @@ func (h *Harness) Heal(ctx context.Context, r *Role) error {
 	h.mu.Lock()
 	delete(h.partitioned, r.Name)
 	h.mu.Unlock()
+	h.markUp(r.Name)
 	return nil
 }
 
 // HealAll joins every partitioned role again and starts every stopped one.
 func (h *Harness) HealAll(ctx context.Context) error {
 	h.mu.Lock()
-	var parts, stops []string
+	var parts, stops, slows []string
+	var cuts []*cut
 	for n := range h.partitioned {
 		parts = append(parts, n)
 	}
 	for n := range h.stopped {
 		stops = append(stops, n)
 	}
+	for n := range h.slowed {
+		slows = append(slows, n)
+	}
+	for _, c := range h.cuts {
+		cuts = append(cuts, c)
+	}
 	h.mu.Unlock()
 	slices.Sort(parts)
 	slices.Sort(stops)
+	slices.Sort(slows)
 	var errs []error
+	for _, c := range cuts {
+		errs = append(errs, h.Join(ctx, c.a, c.b))
+	}
+	for _, n := range slows {
+		errs = append(errs, h.Unslow(ctx, h.Role(n)))
+	}
+	h.EngineResume()
 	for _, n := range parts {
 		errs = append(errs, h.Heal(ctx, h.Role(n)))
 	}

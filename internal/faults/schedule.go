@@ -20,7 +20,14 @@ const (
 	FaultKill      = "kill"      // docker kill -s KILL, then docker start after Hold
 	FaultPartition = "partition" // docker network disconnect, then connect after Hold
 	FaultChain     = "chain"     // the chain server killed, then started after Hold
+	FaultCut       = "cut"       // two roles (Target, Peer) cut from each other only, joined after Hold
+	FaultSlow      = "slow"      // a role's link slowed and lossy, restored after Hold
+	FaultEngine    = "engine"    // EngineTarget's Docker engine unreachable, back after Hold
 )
+
+// BaseKinds are the fault kinds every engine allows; [Harness.FaultKinds] adds the link
+// faults where the host can inject them.
+var BaseKinds = []string{FaultKill, FaultPartition, FaultChain}
 
 // Job kinds.
 const (
@@ -52,6 +59,10 @@ type PlannedFault struct {
 	At, Hold time.Duration
 	Kind     string
 	Target   string // role name
+	Peer     string // the other role of a FaultCut
+	// Overlaps marks a fault that fires while the one before it holds (on other roles);
+	// both are healed together.
+	Overlaps bool
 }
 
 // Schedule is a seeded random run: jobs and faults over Span. Faults do not overlap.
@@ -63,8 +74,10 @@ type Schedule struct {
 }
 
 // NewSchedule draws jobs and faults over span from seed. targets are the roles faults may
-// kill or cut off (the chain is struck by FaultChain faults only).
-func NewSchedule(seed uint64, jobs, faults int, span time.Duration, targets []string) Schedule {
+// kill or cut off (the chain is struck by FaultChain faults only, and is a FaultCut's peer
+// as any other role); kinds are the fault kinds to draw (none: BaseKinds), each used once
+// before any repeats.
+func NewSchedule(seed uint64, jobs, faults int, span time.Duration, targets []string, kinds ...string) Schedule {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	s := Schedule{Seed: seed, Span: span}
 	for range jobs {
@@ -79,7 +92,10 @@ func NewSchedule(seed uint64, jobs, faults int, span time.Duration, targets []st
 	}
 	slices.SortStableFunc(s.Jobs, func(a, b PlannedJob) int { return int(a.At - b.At) })
 	if faults > 0 {
-		kinds := []string{FaultKill, FaultPartition, FaultChain}
+		if len(kinds) == 0 {
+			kinds = BaseKinds
+		}
+		kinds = slices.Clone(kinds)
 		rng.Shuffle(len(kinds), func(i, j int) { kinds[i], kinds[j] = kinds[j], kinds[i] })
 		slot := span / time.Duration(faults)
 		for i := range faults {
@@ -88,16 +104,57 @@ func NewSchedule(seed uint64, jobs, faults int, span time.Duration, targets []st
 				kind = kinds[rng.IntN(len(kinds))]
 			}
 			f := PlannedFault{Kind: kind, Target: "chain"}
-			if kind != FaultChain {
+			switch kind {
+			case FaultChain:
+			case FaultEngine:
+				f.Target = EngineTarget
+			default:
 				f.Target = targets[rng.IntN(len(targets))]
+			}
+			if kind == FaultCut {
+				peers := append([]string{"chain"}, slices.DeleteFunc(slices.Clone(targets), func(t string) bool { return t == f.Target })...)
+				f.Peer = peers[rng.IntN(len(peers))]
 			}
 			// Injected in the slot's first half, healed within the slot.
 			f.At = time.Duration(i)*slot + time.Duration(rng.Int64N(int64(slot/2)))
 			f.Hold = slot/8 + time.Duration(rng.Int64N(int64(slot/4)))
 			s.Faults = append(s.Faults, f)
+			// Every fourth fault has a second one on other roles while it holds.
+			if i%4 == 3 {
+				if g, ok := overlapping(rng, f, targets); ok {
+					s.Faults = append(s.Faults, g)
+				}
+			}
 		}
 	}
 	return s
+}
+
+// overlapping draws a fault that fires while f holds, on roles f does not touch: a kill, a
+// cut-off, or (when f's kind is drawn, so the host can inject it) a slow link or a cut.
+func overlapping(rng *rand.Rand, f PlannedFault, targets []string) (PlannedFault, bool) {
+	busy := map[string]bool{f.Target: true, f.Peer: true}
+	var free []string
+	for _, t := range targets {
+		if !busy[t] {
+			free = append(free, t)
+		}
+	}
+	kinds := []string{FaultKill, FaultPartition}
+	if f.Kind == FaultSlow || f.Kind == FaultCut {
+		kinds = append(kinds, f.Kind)
+	}
+	if len(free) < 2 {
+		return PlannedFault{}, false
+	}
+	g := PlannedFault{Kind: kinds[rng.IntN(len(kinds))], Target: free[rng.IntN(len(free))], Overlaps: true}
+	if g.Kind == FaultCut {
+		peers := slices.DeleteFunc(slices.Clone(free), func(t string) bool { return t == g.Target })
+		g.Peer = peers[rng.IntN(len(peers))]
+	}
+	g.At = f.At + f.Hold/4
+	g.Hold = f.Hold / 2
+	return g, true
 }
 
 // String is the schedule as a failing run prints it.
@@ -113,7 +170,15 @@ func (s Schedule) String() string {
 		lines = append(lines, line{j.At, fmt.Sprintf("job %d: user-%d %s %v", i, j.User+1, j.Kind, j.Args())})
 	}
 	for _, f := range s.Faults {
-		lines = append(lines, line{f.At, fmt.Sprintf("fault: %s %s for %s", f.Kind, f.Target, f.Hold.Round(100*time.Millisecond))})
+		target := f.Target
+		if f.Peer != "" {
+			target += " from " + f.Peer
+		}
+		with := ""
+		if f.Overlaps {
+			with = " (overlapping the one before)"
+		}
+		lines = append(lines, line{f.At, fmt.Sprintf("fault: %s %s for %s%s", f.Kind, target, f.Hold.Round(100*time.Millisecond), with)})
 	}
 	slices.SortStableFunc(lines, func(a, b line) int { return int(a.at - b.at) })
 	for _, l := range lines {
@@ -206,29 +271,41 @@ func Run(ctx context.Context, h *Harness, s Schedule, settle time.Duration) (*Ou
 	}
 	var faultErr error
 	wg.Go(func() {
-		for _, f := range s.Faults {
-			if !sleepUntil(ctx, start.Add(f.At)) {
-				return
+		for i := 0; i < len(s.Faults); {
+			// A fault and those that overlap it fire together and are healed together.
+			n := 1
+			for i+n < len(s.Faults) && s.Faults[i+n].Overlaps {
+				n++
 			}
-			r := h.Role(f.Target)
-			var err error
-			switch f.Kind {
-			case FaultKill, FaultChain:
-				err = h.Kill(ctx, r)
-			case FaultPartition:
-				err = h.Partition(ctx, r)
+			group := s.Faults[i : i+n]
+			i += n
+			var until time.Time
+			for _, f := range group {
+				if !sleepUntil(ctx, start.Add(f.At)) {
+					return
+				}
+				err := h.inject(ctx, f)
+				peer := ""
+				if f.Peer != "" {
+					peer = " from " + f.Peer
+				}
+				h.logf("%7s fault: %s %s%s (%v)", time.Since(start).Round(100*time.Millisecond), f.Kind, f.Target, peer, err)
+				if err != nil {
+					faultErr = fmt.Errorf("fault %s %s: %w", f.Kind, f.Target, err)
+					return
+				}
+				if end := time.Now().Add(f.Hold); end.After(until) {
+					until = end
+				}
 			}
-			h.logf("%7s fault: %s %s (%v)", time.Since(start).Round(100*time.Millisecond), f.Kind, f.Target, err)
-			if err == nil {
-				sleepUntil(ctx, time.Now().Add(f.Hold))
-				err = h.HealAll(context.WithoutCancel(ctx))
-				h.logf("%7s healed %s (%v)", time.Since(start).Round(100*time.Millisecond), f.Target, err)
-			}
+			sleepUntil(ctx, until)
+			err := h.HealAll(context.WithoutCancel(ctx))
+			h.logf("%7s healed %d fault(s) (%v)", time.Since(start).Round(100*time.Millisecond), len(group), err)
 			if err != nil {
-				faultErr = fmt.Errorf("fault %s %s: %w", f.Kind, f.Target, err)
+				faultErr = fmt.Errorf("healing: %w", err)
 				return
 			}
-			out.FaultsDone++
+			out.FaultsDone += len(group)
 		}
 	})
 	wg.Wait()
@@ -282,4 +359,22 @@ func sleepUntil(ctx context.Context, t time.Time) bool {
 	case <-timer.C:
 		return true
 	}
+}
+
+// inject fires one fault.
+func (h *Harness) inject(ctx context.Context, f PlannedFault) error {
+	r := h.Role(f.Target)
+	switch f.Kind {
+	case FaultKill, FaultChain:
+		return h.Kill(ctx, r)
+	case FaultPartition:
+		return h.Partition(ctx, r)
+	case FaultCut:
+		return h.Cut(ctx, r, h.Role(f.Peer))
+	case FaultSlow:
+		return h.Slow(ctx, r)
+	case FaultEngine:
+		return h.EngineCut()
+	}
+	return fmt.Errorf("unknown fault kind %q", f.Kind)
 }

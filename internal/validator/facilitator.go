@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"github.com/computehorde/horde/internal/clock"
 	"github.com/computehorde/horde/internal/keys"
 	"github.com/computehorde/horde/internal/protocol"
+	"github.com/computehorde/horde/internal/store"
 	"github.com/computehorde/horde/internal/wsconn"
 )
 
@@ -62,6 +64,59 @@ type facilitatorLink struct {
 	values, capacity string
 	// book holds the facilitator's jobs by the UUID it sent.
 	book map[string]*facilitatorJob
+	// running are the facilitator's jobs under way, also kept in the store (state
+	// runningState) so that a validator killed while running them reports them when it
+	// starts again; recovered are those of an earlier process, reported horde_failed and
+	// kept until the facilitator answers.
+	pmu       sync.Mutex
+	running   map[string]bool
+	recovered map[string]bool
+}
+
+// runningState names the stored list of a validator's facilitator jobs under way.
+func (v *Validator) runningState() string { return "validator/" + v.hotkey + "/facilitator_jobs" }
+
+// track records that a facilitator job started (running) or ended, in memory and in the
+// store.
+func (l *facilitatorLink) track(id string, running bool) {
+	l.pmu.Lock()
+	defer l.pmu.Unlock()
+	if running {
+		l.running[id] = true
+	} else {
+		delete(l.running, id)
+	}
+	ids := make([]string, 0, len(l.running))
+	for id := range l.running {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	if err := l.v.cfg.Store.PutState(context.Background(), l.v.runningState(), ids); err != nil {
+		l.v.log.Warn("cannot save the facilitator jobs under way", "err", err)
+	}
+}
+
+// recover reports horde_failed each facilitator job an earlier process of this validator
+// left under way (killed while running it: its Recover ended the attempt horde_failed
+// too). The facilitator would otherwise wait for their end forever, since the validator is
+// back within its requeue_after.
+func (l *facilitatorLink) recover(ctx context.Context) {
+	var left []string
+	if err := l.v.cfg.Store.GetState(ctx, l.v.runningState(), &left); err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			l.v.log.Warn("cannot read the facilitator jobs an earlier run left under way", "err", err)
+		}
+		return
+	}
+	for _, id := range left {
+		l.pmu.Lock()
+		l.running[id], l.recovered[id] = true, true
+		l.pmu.Unlock()
+		res := hordeFailure(protocol.HordeFailureReasonUnhandledException, "validator restarted while the job was running")
+		res.UUID = id
+		l.v.log.Warn("facilitator job cut short by a validator restart: reported horde_failed", "job", id)
+		l.report(&protocol.V0JobStatusUpdate{UUID: id, Status: res.Status, Metadata: resultMetadata(res)})
+	}
 }
 
 // facilitatorJob is what the link remembers of a facilitator job, to judge cheat reports.
@@ -81,7 +136,9 @@ type facilitatorJob struct {
 // reconnecting with backoff; jobs it received are finished (or stopped by ctx) before it
 // returns nil.
 func (v *Validator) RunFacilitatorLink(ctx context.Context, url string) error {
-	l := &facilitatorLink{v: v, wake: make(chan struct{}, 1), book: map[string]*facilitatorJob{}}
+	l := &facilitatorLink{v: v, wake: make(chan struct{}, 1), book: map[string]*facilitatorJob{},
+		running: map[string]bool{}, recovered: map[string]bool{}}
+	l.recover(ctx)
 	v.facilitator.Store(l)
 	defer v.facilitator.CompareAndSwap(l, nil)
 	defer l.jobs.Wait()
@@ -243,17 +300,27 @@ func (l *facilitatorLink) write(ctx context.Context, conn *wsconn.Conn) {
 // answered pops the oldest sent message: the facilitator answers each in order.
 func (l *facilitatorLink) answered(r *protocol.Response) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.sent == 0 || len(l.outbox) == 0 {
+		l.mu.Unlock()
 		return
 	}
+	done := l.outbox[0]
 	if r.Status != protocol.ResponseStatusSuccess {
-		m := l.outbox[0]
-		id, _ := protocol.JobUUIDOf(m)
-		l.v.log.Info("the facilitator answered with an error", "message", m.MessageType(), "job", id, "errors", fmt.Sprint(r.Errors))
+		id, _ := protocol.JobUUIDOf(done)
+		l.v.log.Info("the facilitator answered with an error", "message", done.MessageType(), "job", id, "errors", fmt.Sprint(r.Errors))
 	}
 	l.outbox = l.outbox[1:]
 	l.sent--
+	l.mu.Unlock()
+	if u, ok := done.(*protocol.V0JobStatusUpdate); ok {
+		l.pmu.Lock()
+		rec := l.recovered[u.UUID]
+		delete(l.recovered, u.UUID)
+		l.pmu.Unlock()
+		if rec { // an earlier process's job, now reported
+			l.track(u.UUID, false)
+		}
+	}
 }
 
 func (l *facilitatorLink) report(m protocol.Message) {
@@ -324,6 +391,8 @@ func (l *facilitatorLink) runJob(ctx context.Context, spec protocol.V2JobRequest
 		l.v.log.Warn("facilitator job sent twice; the second is ignored", "job", spec.UUID)
 		return
 	}
+	l.track(spec.UUID, true)
+	defer l.track(spec.UUID, false) // its last status is queued by then
 	status(protocol.JobStatusReceived, nil)
 	res, attempts, err := l.v.RouteObserved(ctx, spec, l.v.cfg.Clock.Now().Add(organicJobWindow), Observer{
 		Status: func(s protocol.JobStatus) { status(s, nil) },

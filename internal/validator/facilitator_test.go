@@ -414,3 +414,40 @@ func TestFacilitatorLinkPublishesCapacity(t *testing.T) {
 		t.Errorf("capacity with one job running: %v", got)
 	}
 }
+
+// TestFacilitatorLinkReportsJobsOfAKilledRun: a validator killed while running a
+// facilitator job, and back before the facilitator's requeue_after, reports the job
+// horde_failed when its link starts again (found by the fault suite, package faults: the
+// job stayed volumes_ready at the facilitator for good). The stored list of jobs under way
+// is cleared once the facilitator has the report, and a job run to its end leaves nothing.
+func TestFacilitatorLinkReportsJobsOfAKilledRun(t *testing.T) {
+	e := newEnv(t, nil)
+	left := "0190a8d2-0000-7000-8000-00000000abcd"
+	if err := e.db.PutState(t.Context(), e.v.runningState(), []string{left}); err != nil {
+		t.Fatal(err)
+	}
+	m := e.startMiner(happyMiner)
+	user := mustKey(t, "//Ferdie")
+	good := testSpec(protocol.ExecutorClassAlwaysOnTest)
+	signJob(t, user, &good)
+	f := &fakeFacilitator{t: t, jobs: []protocol.V2JobRequest{good}, updates: make(chan *protocol.V0JobStatusUpdate, 32)}
+	startLink(t, e, f)
+	u := awaitStatus(t, f, left, protocol.JobStatusHordeFailed)
+	if u.Metadata == nil || u.Metadata.HordeFailureDetails == nil || !strings.Contains(u.Metadata.HordeFailureDetails.Message, "restarted") {
+		t.Errorf("report of the left job: %+v", u.Metadata)
+	}
+	awaitStatus(t, f, good.UUID, protocol.JobStatusCompleted)
+	m.wait()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var ids []string
+		if err := e.db.GetState(t.Context(), e.v.runningState(), &ids); err != nil {
+			t.Fatal(err)
+		}
+		if len(ids) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("jobs under way still stored: %v", ids)
+		}
+	}
+}

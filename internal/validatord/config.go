@@ -15,6 +15,7 @@ import (
 	"github.com/computehorde/horde/internal/chain/backend"
 	"github.com/computehorde/horde/internal/config"
 	"github.com/computehorde/horde/internal/egress"
+	"github.com/computehorde/horde/internal/hwclass"
 	"github.com/computehorde/horde/internal/keys"
 )
 
@@ -57,6 +58,10 @@ type Config struct {
 	RewardRate float64 `toml:"reward_rate"`
 	// ScoreWindow is the stretch of countersigned work each tempo's weights reward.
 	ScoreWindow config.Duration `toml:"score_window"`
+	// ClassWeights overrides the executor classes' relative values in upstream's
+	// DYNAMIC_EXECUTOR_CLASS_WEIGHTS format, e.g. "always_on.test=1"; classes not listed keep
+	// theirs (always_on.test's is 0, so a subnet of test executors earns no weights).
+	ClassWeights string `toml:"class_weights"`
 	// ReceiptsInterval is how often miners' receipts pages are pulled.
 	ReceiptsInterval config.Duration `toml:"receipts_interval"`
 	// AllowEgress lists internal CIDRs miners may announce and still be pulled from
@@ -98,6 +103,11 @@ func Load(path string, getenv func(string) string) (Config, error) {
 		return Config{}, err
 	}
 	return c, c.Validate()
+}
+
+// Classes is the class registry with class_weights applied.
+func (c *Config) Classes() (*hwclass.Registry, error) {
+	return hwclass.Default().ParseOverrides(c.ClassWeights)
 }
 
 // Validate checks every key, naming the key and the fix.
@@ -143,6 +153,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ScoreWindow <= 0 {
 		bad("score_window", "must be positive, e.g. 72m (one tempo)")
+	}
+	if _, err := c.Classes(); err != nil {
+		bad("class_weights", "%v", err)
 	}
 	if c.ReceiptsInterval <= 0 {
 		bad("receipts_interval", "must be positive, e.g. 10s")

@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/computehorde/horde/internal/protocol"
 )
 
 func TestExampleConfig(t *testing.T) {
@@ -32,9 +34,36 @@ func TestLoadErrors(t *testing.T) {
 		"public api, no token": {"api_listen = \"0.0.0.0:8100\"\n", "api_token"},
 		"identity, no token":   {"[chain]\nidentity = \"validator\"\n", "HORDE_VALIDATOR_CHAIN_TOKEN"},
 		"bad listen":           {"api_listen = \"8100\"\n", "api_listen"},
+		"unknown class weight": {"class_weights = \"always_on.nope=1\"\n", "class_weights"},
+		"negative weight":      {"class_weights = \"always_on.test=-1\"\n", "class_weights"},
 	} {
 		if _, err := Load(write(tc.file), func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want %q", name, err, tc.want)
 		}
+	}
+}
+
+// A validator of a subnet of always_on.test executors (value 0 by default) weighs their work
+// when class_weights gives the class a value (found by the fault suite, package faults:
+// its validators never set weights).
+func TestClassWeights(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "v.toml")
+	if err := os.WriteFile(p, []byte("class_weights = \"always_on.test=1\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(p, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.Classes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := r.RelativeValues()[protocol.ExecutorClassAlwaysOnTest]; v != 1 {
+		t.Errorf("always_on.test's value %v, want 1", v)
+	}
+	d := Defaults()
+	if r, err := d.Classes(); err != nil || r.RelativeValues()[protocol.ExecutorClassAlwaysOnTest] != 0 {
+		t.Errorf("default: %v, %v", r.RelativeValues(), err)
 	}
 }

@@ -86,7 +86,11 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 	if cfg.TrustedMiner.Hotkey != "" {
 		trusted = &validator.TrustedMiner{Hotkey: cfg.TrustedMiner.Hotkey, Addr: netip.MustParseAddrPort(cfg.TrustedMiner.Address)}
 	}
-	v, err := validator.New(validator.Config{Keypair: key, Chain: op.Chain, Metagraph: cache, NetUID: op.NetUID, Store: db,
+	classes, err := cfg.Classes() // checked by Validate
+	if err != nil {
+		return err
+	}
+	v, err := validator.New(validator.Config{Keypair: key, Chain: op.Chain, Metagraph: cache, NetUID: op.NetUID, Store: db, Classes: classes,
 		TrustedMiner: trusted, CrossCheckFraction: cfg.CrossCheckFraction,
 		ScoreWindow: time.Duration(cfg.ScoreWindow), RewardRate: cfg.RewardRate, BenchImage: cfg.BenchmarkImage, Logger: log})
 	if err != nil {

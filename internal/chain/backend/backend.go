@@ -17,6 +17,7 @@ import (
 	"github.com/computehorde/horde/internal/chain"
 	"github.com/computehorde/horde/internal/chain/pylon"
 	"github.com/computehorde/horde/internal/chain/sim"
+	"github.com/computehorde/horde/internal/config"
 )
 
 // DefaultNetUID is ComputeHorde's subnet on finney.
@@ -39,6 +40,10 @@ type Settings struct {
 	WeightsRateLimit   uint
 	CommitReveal       bool
 	CommitRevealPeriod uint
+	// PollInterval is how often the server is asked for the head and the metagraph; zero
+	// means a block of finney (12 s). A chain with faster blocks needs less than a tempo, or
+	// the roles see no head in some tempos (a validator then sets no weights in them).
+	PollInterval time.Duration
 }
 
 // Defaults are finney's: subnet 12 and subtensor's default hyperparameters.
@@ -187,6 +192,9 @@ func Open(ctx context.Context, s Settings, o Options) (*Opened, error) {
 		return op, nil
 	}
 	cfg := o.Pylon
+	if s.PollInterval > 0 {
+		cfg.PollInterval = s.PollInterval
+	}
 	cfg.URL, cfg.Identity, cfg.Token, cfg.OpenAccessToken = s.URL, s.Identity, s.Token, s.OpenAccessToken
 	cfg.NetUID, cfg.Hotkey, cfg.Hyperparams, cfg.Logger = chain.NetUID(s.NetUID), o.Hotkey, s.fallbackHyperparams(), log
 	c, err := pylon.New(ctx, cfg)
@@ -215,6 +223,8 @@ type Table struct {
 	WeightsRateLimit   uint64 `toml:"weights_rate_limit"`
 	CommitReveal       bool   `toml:"commit_reveal"`
 	CommitRevealPeriod uint64 `toml:"commit_reveal_period"`
+	// PollInterval is Settings.PollInterval; zero means 12 s.
+	PollInterval config.Duration `toml:"poll_interval"`
 }
 
 // DefaultTable is the [chain] table with finney's defaults.
@@ -230,6 +240,7 @@ func (t Table) Settings() Settings {
 		URL: t.URL, Identity: t.Identity, Token: t.Token, OpenAccessToken: t.OpenAccessToken,
 		NetUID: uint(t.NetUID), Tempo: uint(t.Tempo), WeightsRateLimit: uint(t.WeightsRateLimit),
 		CommitReveal: t.CommitReveal, CommitRevealPeriod: uint(t.CommitRevealPeriod),
+		PollInterval: time.Duration(t.PollInterval),
 	}
 }
 
@@ -238,6 +249,9 @@ func (t Table) Settings() Settings {
 func (t Table) Check(envToken string) error {
 	if t.Tempo == 0 {
 		return fmt.Errorf("chain.tempo: 0; finney's is 360")
+	}
+	if t.PollInterval < 0 {
+		return fmt.Errorf("chain.poll_interval: %v is negative; 0 means 12 s", time.Duration(t.PollInterval))
 	}
 	if t.Identity != "" && t.Token == "" {
 		return fmt.Errorf("chain.token: identity %q needs its token; set $%s", t.Identity, envToken)

@@ -9,11 +9,13 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/computehorde/horde/internal/chain"
 	"github.com/computehorde/horde/internal/chain/pylon"
 	"github.com/computehorde/horde/internal/chain/sim"
 	"github.com/computehorde/horde/internal/chain/simserver"
+	"github.com/computehorde/horde/internal/config"
 )
 
 func TestSettingsEnvThenFlags(t *testing.T) {
@@ -117,3 +119,35 @@ func TestFallbackHyperparams(t *testing.T) {
 }
 
 func pylonFast() pylon.Config { return pylon.Config{Attempts: 1} }
+
+// A chain with 1 s blocks and 11-block tempos, polled every 12 s (finney's block), shows the
+// roles no head in one tempo of twelve, and a validator sets no weights in it: the [chain]
+// table's poll_interval sets the pace (found by the fault suite, package faults).
+func TestPollInterval(t *testing.T) {
+	c, err := sim.New(sim.Genesis{NetUID: 12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := simserver.New(simserver.Config{Chain: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	tab := DefaultTable()
+	tab.URL = hs.URL
+	quiet := Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Pylon: pylonFast()}
+	op, err := Open(context.Background(), tab.Settings(), quiet)
+	if err != nil || op.Interval != pylon.DefaultPollInterval {
+		t.Fatalf("default: interval %v, %v", op.Interval, err)
+	}
+	tab.PollInterval = config.Duration(time.Second)
+	if op, err = Open(context.Background(), tab.Settings(), quiet); err != nil || op.Interval != time.Second {
+		t.Fatalf("poll_interval 1s: interval %v, %v", op.Interval, err)
+	}
+	tab.PollInterval = config.Duration(-time.Second)
+	if err := tab.Check("X"); err == nil || !strings.Contains(err.Error(), "chain.poll_interval") {
+		t.Errorf("negative poll_interval: %v", err)
+	}
+}
