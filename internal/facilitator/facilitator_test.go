@@ -978,3 +978,23 @@ func TestRefusalLogged(t *testing.T) {
 
 // lockedBuffer is a buffer the test may read while another goroutine still writes to it.
 type lockedBuffer = syncbuf.Buffer
+
+// TestUnansweredJobSentAgainOnConnect: a job claimed for a validator that never got it (the
+// facilitator died between the claim and the send, or the connection died with the send) is
+// sent again when that validator connects, instead of waiting in "sent" forever.
+func TestUnansweredJobSentAgainOnConnect(t *testing.T) {
+	e := newEnv(t, "", nil)
+	c, _ := e.user("//Ferdie", 1_000_000_000)
+	id, err := c.Submit(t.Context(), helloSpec(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := mustKey(t, "//Alice").SS58()
+	if ok, err := e.f.db.ClaimFacJob(t.Context(), id.UUID, alice, "dead-replica", time.Now()); err != nil || !ok {
+		t.Fatalf("claim: %v %v", ok, err)
+	}
+	v := e.validator("//Alice")
+	if got := v.job(); got.UUID != id.UUID || got.Signature == nil {
+		t.Fatalf("got %+v, want job %s signed", got, id.UUID)
+	}
+}

@@ -118,6 +118,7 @@ func (h *hub) serve(w http.ResponseWriter, r *http.Request) {
 	h.mu.Unlock()
 	log = log.With("validator", hotkey[:min(10, len(hotkey))])
 	log.Info("validator connected")
+	h.resendUnanswered(ctx, vc)
 	h.kick()
 	defer func() {
 		h.mu.Lock()
@@ -518,13 +519,9 @@ func (h *hub) dispatch(ctx context.Context) {
 			}
 			// Recorded before the send: the validator's first status may come back at once.
 			_, _ = f.db.AddFacJobEvent(ctx, store.FacJobEvent{JobUUID: j.UUID, Status: store.FacJobSent, At: time.Now()})
-			var spec protocol.V2JobRequest
-			err = json.Unmarshal(j.Spec, &spec)
-			if err == nil && spec.Signature == nil {
-				err = f.signJob(&spec) // the validator checks every job's signature
-			}
+			spec, err := f.jobRequest(j)
 			if err == nil {
-				err = live[v].conn.Send(ctx, &spec)
+				err = live[v].conn.Send(ctx, spec)
 			}
 			if err != nil {
 				f.log.Warn("cannot send a job to its validator; queued again", "job", j.UUID, "err", err)
@@ -537,6 +534,48 @@ func (h *hub) dispatch(ctx context.Context) {
 			perUser[j.User]++
 			progress = true
 		}
+	}
+}
+
+// jobRequest is the signed V2JobRequest of a stored job.
+func (f *Facilitator) jobRequest(j store.FacJob) (*protocol.V2JobRequest, error) {
+	var spec protocol.V2JobRequest
+	if err := json.Unmarshal(j.Spec, &spec); err != nil {
+		return nil, err
+	}
+	if spec.Signature == nil {
+		if err := f.signJob(&spec); err != nil { // the validator checks every job's signature
+			return nil, err
+		}
+	}
+	return &spec, nil
+}
+
+// resendUnanswered sends a validator that connects the jobs dispatched to it that it never
+// answered (still "sent"): the send may have died with its previous connection, or with a
+// facilitator killed between claiming a job and sending it. Such a job would otherwise wait
+// forever, since its validator is back and requeueGone leaves it alone. A validator ignores
+// a job it already runs.
+func (h *hub) resendUnanswered(ctx context.Context, vc *validatorConn) {
+	f := h.f
+	jobs, err := f.db.ListFacJobs(ctx, store.FacJobFilter{Statuses: []string{store.FacJobSent}})
+	if err != nil {
+		f.log.Warn("cannot list the jobs a validator never answered", "err", err)
+		return
+	}
+	for _, j := range jobs {
+		if j.Validator != vc.hotkey {
+			continue
+		}
+		spec, err := f.jobRequest(j)
+		if err == nil {
+			err = vc.conn.Send(ctx, spec)
+		}
+		if err != nil {
+			f.log.Warn("cannot send a job again to its validator", "job", j.UUID, "err", err)
+			return
+		}
+		f.log.Info("job sent again: its validator never answered it", "job", j.UUID, "validator", vc.hotkey[:min(10, len(vc.hotkey))])
 	}
 }
 
