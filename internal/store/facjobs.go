@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -204,18 +203,9 @@ func (db *DB) ClaimFacJob(ctx context.Context, uuid, validator, replica string, 
 	return false, nil
 }
 
-// facJobStatus returns the current status of job uuid, read on the writer so that it sees the
-// write that just missed; an error wrapping ErrNotFound when there is no such job.
+// facJobStatus returns the current status of job uuid (statusOf on fac_jobs).
 func (db *DB) facJobStatus(ctx context.Context, uuid, what string) (string, error) {
-	var status string
-	err := db.w.QueryRowContext(ctx, db.dialect.rebind(`SELECT status FROM fac_jobs WHERE uuid = ?`), uuid).Scan(&status)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", fmt.Errorf("%w: facilitator job %s", ErrNotFound, uuid)
-	}
-	if err != nil {
-		return "", fmt.Errorf("store: %s: %w", what, err)
-	}
-	return status, nil
+	return db.statusOf(ctx, "fac_jobs", "facilitator job", uuid, what)
 }
 
 // UpdateFacJobStatus moves job uuid to status to, but only if its current status is one of
@@ -224,33 +214,7 @@ func (db *DB) facJobStatus(ctx context.Context, uuid, what string) (string, erro
 // [ErrConflict] when its status is not in from; of several concurrent calls from the same
 // status, exactly one succeeds.
 func (db *DB) UpdateFacJobStatus(ctx context.Context, uuid string, from []string, to string, result json.RawMessage) error {
-	switch {
-	case len(from) == 0:
-		return fmt.Errorf("%w: update facilitator job %s: no expected current status given", ErrInvalid, uuid)
-	case to == "":
-		return fmt.Errorf("%w: update facilitator job %s: empty target status", ErrInvalid, uuid)
-	case result != nil && !json.Valid(result):
-		return fmt.Errorf("%w: update facilitator job %s: result is not valid JSON", ErrInvalid, uuid)
-	}
-	set := `status = ?, updated_at = ?`
-	args := []any{to, db.dialect.timeArg(db.now())}
-	if result != nil {
-		set += `, result = ?`
-		args = append(args, string(result))
-	}
-	args = append(args, uuid)
-	for _, s := range from {
-		args = append(args, s)
-	}
-	what := fmt.Sprintf("update facilitator job %s to %s", uuid, to)
-	if ok, err := execOne(ctx, db, what, `UPDATE fac_jobs SET `+set+` WHERE uuid = ? AND status IN (`+placeholders(len(from))+`)`, args...); ok || err != nil {
-		return err
-	}
-	current, err := db.facJobStatus(ctx, uuid, what)
-	if err != nil {
-		return err
-	}
-	return fmt.Errorf("%w: facilitator job %s is %s, not %s; not moved to %s", ErrConflict, uuid, current, strings.Join(from, " or "), to)
+	return db.casStatus(ctx, "fac_jobs", "facilitator job", uuid, from, to, result)
 }
 
 // RequeueFacJob moves a job whose status is one of from back to [FacJobQueued], clearing

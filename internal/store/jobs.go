@@ -106,13 +106,19 @@ func (db *DB) GetJob(ctx context.Context, uuid string) (Job, error) {
 // [ErrConflict] when its status is not in from; of several concurrent calls from the same
 // status, exactly one succeeds.
 func (db *DB) UpdateJobStatus(ctx context.Context, uuid string, from []string, to string, result json.RawMessage) error {
+	return db.casStatus(ctx, "jobs", "job", uuid, from, to, result)
+}
+
+// casStatus is the compare-and-set status update of a row of table (jobs, fac_jobs), which
+// errors call noun: UpdateJobStatus and UpdateFacJobStatus.
+func (db *DB) casStatus(ctx context.Context, table, noun, uuid string, from []string, to string, result json.RawMessage) error {
 	switch {
 	case len(from) == 0:
-		return fmt.Errorf("%w: update job %s: no expected current status given", ErrInvalid, uuid)
+		return fmt.Errorf("%w: update %s %s: no expected current status given", ErrInvalid, noun, uuid)
 	case to == "":
-		return fmt.Errorf("%w: update job %s: empty target status", ErrInvalid, uuid)
+		return fmt.Errorf("%w: update %s %s: empty target status", ErrInvalid, noun, uuid)
 	case result != nil && !json.Valid(result):
-		return fmt.Errorf("%w: update job %s: result is not valid JSON", ErrInvalid, uuid)
+		return fmt.Errorf("%w: update %s %s: result is not valid JSON", ErrInvalid, noun, uuid)
 	}
 	set := `status = ?, updated_at = ?`
 	args := []any{to, db.dialect.timeArg(db.now())}
@@ -124,19 +130,29 @@ func (db *DB) UpdateJobStatus(ctx context.Context, uuid string, from []string, t
 	for _, s := range from {
 		args = append(args, s)
 	}
-	what := fmt.Sprintf("update job %s to %s", uuid, to)
-	if ok, err := execOne(ctx, db, what, `UPDATE jobs SET `+set+` WHERE uuid = ? AND status IN (`+placeholders(len(from))+`)`, args...); ok || err != nil {
+	what := fmt.Sprintf("update %s %s to %s", noun, uuid, to)
+	if ok, err := execOne(ctx, db, what, `UPDATE `+table+` SET `+set+` WHERE uuid = ? AND status IN (`+placeholders(len(from))+`)`, args...); ok || err != nil {
 		return err
 	}
-	var current string
-	err := db.w.QueryRowContext(ctx, db.dialect.rebind(`SELECT status FROM jobs WHERE uuid = ?`), uuid).Scan(&current)
+	current, err := db.statusOf(ctx, table, noun, uuid, what)
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("%w: %s %s is %s, not %s; not moved to %s", ErrConflict, noun, uuid, current, strings.Join(from, " or "), to)
+}
+
+// statusOf returns the current status of row uuid of table, read on the writer so that it
+// sees the write that just missed; an error wrapping ErrNotFound when there is no such row.
+func (db *DB) statusOf(ctx context.Context, table, noun, uuid, what string) (string, error) {
+	var status string
+	err := db.w.QueryRowContext(ctx, db.dialect.rebind(`SELECT status FROM `+table+` WHERE uuid = ?`), uuid).Scan(&status)
 	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("%w: job %s", ErrNotFound, uuid)
+		return "", fmt.Errorf("%w: %s %s", ErrNotFound, noun, uuid)
 	}
 	if err != nil {
-		return fmt.Errorf("store: %s: %w", what, err)
+		return "", fmt.Errorf("store: %s: %w", what, err)
 	}
-	return fmt.Errorf("%w: job %s is %s, not %s; not moved to %s", ErrConflict, uuid, current, strings.Join(from, " or "), to)
+	return status, nil
 }
 
 // ListJobs returns the jobs matching f, oldest first.
