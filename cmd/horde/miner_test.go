@@ -236,7 +236,8 @@ func TestCLIMinerRunsAJob(t *testing.T) {
 	// A configuration naming another data_dir is refused, and no empty database appears there.
 	elsewhere := filepath.Join(t.TempDir(), "nowhere")
 	wrong := horde(t, runOpts{env: []string{"HORDE_MINER_DATA_DIR=" + elsewhere}}, "miner", "jobs", "--config", m.config)
-	if wrong.code == 0 || !strings.Contains(wrong.stderr, "no miner database at "+filepath.Join(elsewhere, "miner.db")) {
+	if wrong.code == 0 || !strings.Contains(wrong.stderr, "no sqlite database at "+filepath.Join(elsewhere, "miner.db")) ||
+		!strings.Contains(wrong.stderr, "has the miner run") {
 		t.Errorf("horde miner jobs on a data_dir the miner never used:\n%s", wrong)
 	}
 	if _, err := os.Stat(elsewhere); !errors.Is(err, os.ErrNotExist) {

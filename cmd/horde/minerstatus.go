@@ -219,14 +219,11 @@ func outcomeOf(result []byte) string {
 }
 
 // openRoleStore opens the database of a role that has already run, for the commands that only
-// read it: a SQLite file that does not exist is an error naming it, not a new empty database
-// (a wrong --config or data_dir would otherwise show no jobs and leave a stray file behind).
+// read it: a SQLite file that does not exist is an error naming it, not a new empty database.
 func openRoleStore(ctx context.Context, role, dsn string) (*store.DB, error) {
-	if !strings.HasPrefix(dsn, "postgres://") && !strings.HasPrefix(dsn, "postgresql://") && dsn != "sqlite::memory:" {
-		path := strings.TrimPrefix(dsn, "sqlite:")
-		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("no %s database at %s: has the %s run with this configuration? check --config and its data_dir (or database)", role, path, role)
-		}
+	db, err := store.Open(ctx, store.Config{DSN: dsn, Existing: true})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: has the %s run with this configuration? check --config and its data_dir (or database)", err, role)
 	}
-	return store.Open(ctx, store.Config{DSN: dsn})
+	return db, err
 }

@@ -21,7 +21,10 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"time"
 )
 
@@ -49,6 +52,10 @@ type Config struct {
 	DSN string
 	// Logger receives open and migration events. The password is never logged. Nil discards.
 	Logger *slog.Logger
+	// Existing refuses a SQLite file that does not exist yet (an error wrapping ErrNotFound)
+	// instead of creating it: for tools that read a role's database, where a wrong path
+	// would otherwise show an empty new database and leave it behind.
+	Existing bool
 	// MaxOpenConns caps the PostgreSQL connection pool (default 10). SQLite ignores it: it
 	// uses one writer connection and a small pool of readers.
 	MaxOpenConns int
@@ -88,6 +95,11 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	var db *DB
 	switch t.kind {
 	case targetSQLiteFile:
+		if cfg.Existing {
+			if _, serr := os.Stat(t.path); errors.Is(serr, fs.ErrNotExist) {
+				return nil, fmt.Errorf("%w: no sqlite database at %s", ErrNotFound, t.path)
+			}
+		}
 		db, err = openSQLiteFile(ctx, t.path)
 	case targetSQLiteMemory:
 		db, err = openSQLiteMemory(ctx)

@@ -2,8 +2,11 @@ package store
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -85,4 +88,26 @@ func (db *DB) schemaVersion(ctx context.Context) (int, error) {
 	var v int
 	err := db.r.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v)
 	return v, err
+}
+
+// TestOpenExisting: with Existing, a SQLite file that is not there is refused (ErrNotFound,
+// naming the path) and not created; one that is there opens.
+func TestOpenExisting(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", "role.db")
+	if _, err := Open(t.Context(), Config{DSN: "sqlite:" + path, Existing: true}); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("Open(missing, Existing) = %v", err)
+	}
+	if _, err := os.Stat(filepath.Dir(path)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("Existing created %s: %v", filepath.Dir(path), err)
+	}
+	db, err := Open(t.Context(), Config{DSN: "sqlite:" + path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db, err = Open(t.Context(), Config{DSN: "sqlite:" + path, Existing: true})
+	if err != nil {
+		t.Fatalf("Open(existing, Existing) = %v", err)
+	}
+	db.Close()
 }
