@@ -50,3 +50,30 @@ func Read(r io.Reader, each func(Message) error) error {
 		}
 	}
 }
+
+// Downloads adds up a pull's "Downloading" progress over its layers. The zero value is ready.
+type Downloads struct {
+	sizes, got map[string]int64 // by layer ID
+	// Done is the bytes downloaded so far and Total the sizes of the layers seen so far, all
+	// layers together.
+	Done, Total int64
+}
+
+// Add takes one message of the stream and reports whether it was a download update.
+func (d *Downloads) Add(m Message) bool {
+	if m.Status != "Downloading" {
+		return false
+	}
+	if d.sizes == nil {
+		d.sizes, d.got = map[string]int64{}, map[string]int64{}
+	}
+	if m.ProgressDetail.Total > d.sizes[m.ID] {
+		d.Total += m.ProgressDetail.Total - d.sizes[m.ID]
+		d.sizes[m.ID] = m.ProgressDetail.Total
+	}
+	if m.ProgressDetail.Current > d.got[m.ID] {
+		d.Done += m.ProgressDetail.Current - d.got[m.ID]
+		d.got[m.ID] = m.ProgressDetail.Current
+	}
+	return true
+}

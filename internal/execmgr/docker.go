@@ -801,19 +801,13 @@ func (d *Docker) ensureImage(ctx context.Context, h *dockerHost) error {
 	defer rc.Close()
 	// A pull takes minutes on a slow link: say how far it got, every pullProgressEvery.
 	last := time.Now()
-	sizes, got := map[string]int64{}, map[string]int64{}
+	var dl enginemsg.Downloads
 	if err := enginemsg.Read(rc, func(m enginemsg.Message) error {
-		if m.Status != "Downloading" {
-			return nil
-		}
-		sizes[m.ID], got[m.ID] = m.ProgressDetail.Total, m.ProgressDetail.Current
-		if now := time.Now(); now.Sub(last) >= pullProgressEvery {
-			last = now
-			var done, total int64
-			for id := range sizes {
-				done, total = done+got[id], total+sizes[id]
+		if dl.Add(m) {
+			if now := time.Now(); now.Sub(last) >= pullProgressEvery {
+				last = now
+				d.log.Info("pulling the executor image", "host", h.cfg.Name, "image", d.cfg.Image, "downloaded_mib", dl.Done>>20, "of_mib", dl.Total>>20)
 			}
-			d.log.Info("pulling the executor image", "host", h.cfg.Name, "image", d.cfg.Image, "downloaded_mib", done>>20, "of_mib", total>>20)
 		}
 		return nil
 	}); err != nil {

@@ -225,25 +225,16 @@ const pullProgressEvery = 5 * time.Second
 // on each download update with the bytes downloaded and the sizes known so far, all layers
 // together.
 func readPull(rd io.Reader, bound int64, progress func(done, total int64)) error {
-	sizes, got := map[string]int64{}, map[string]int64{} // by layer ID
-	var total, done int64
+	var d enginemsg.Downloads
 	return enginemsg.Read(rd, func(msg enginemsg.Message) error {
-		if msg.Status != "Downloading" {
+		if !d.Add(msg) {
 			return nil
 		}
-		if msg.ProgressDetail.Total > sizes[msg.ID] {
-			total += msg.ProgressDetail.Total - sizes[msg.ID]
-			sizes[msg.ID] = msg.ProgressDetail.Total
-			if bound > 0 && total > bound {
-				return tooLargeError{total}
-			}
-		}
-		if msg.ProgressDetail.Current > got[msg.ID] {
-			done += msg.ProgressDetail.Current - got[msg.ID]
-			got[msg.ID] = msg.ProgressDetail.Current
+		if bound > 0 && d.Total > bound {
+			return tooLargeError{d.Total}
 		}
 		if progress != nil {
-			progress(done, total)
+			progress(d.Done, d.Total)
 		}
 		return nil
 	})
