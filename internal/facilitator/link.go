@@ -398,14 +398,20 @@ func (f *Facilitator) settle(ctx context.Context, id, final, attempt string) err
 func (h *hub) dispatchLoop(ctx context.Context) {
 	t := time.NewTicker(DefaultDispatchInterval)
 	defer t.Stop()
-	for {
-		h.requeueGone(ctx)
+	// Requeueing is a matter of time (RequeueAfter), so it runs on the ticker only, not on
+	// every wake: a wake comes with every job that ends and every report of free capacity.
+	for tick := true; ; {
+		if tick {
+			h.requeueGone(ctx)
+		}
 		h.dispatch(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			tick = true
 		case <-h.wake:
+			tick = false
 		}
 	}
 }
