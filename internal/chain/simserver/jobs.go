@@ -54,7 +54,7 @@ func (s *Server) putWeights(w http.ResponseWriter, r *http.Request, c *call) {
 		return
 	}
 	start, end := chain.EpochBounds(head.Number, c.netuid, hp.Tempo)
-	if !s.schedule(*c.ident, c.netuid, start, end, weights) {
+	if !s.schedule(*c.ident, c.netuid, head, start, end, weights) {
 		writeError(w, http.StatusServiceUnavailable, "The chain sim server is shutting down; no weights job can start")
 		return
 	}
@@ -64,7 +64,7 @@ func (s *Server) putWeights(w http.ResponseWriter, r *http.Request, c *call) {
 
 // schedule starts id's weights job for the epoch [start, end), replacing its running job.
 // It reports false once the server is closed.
-func (s *Server) schedule(id Identity, netuid chain.NetUID, start, end uint64, weights map[chain.Hotkey]float64) bool {
+func (s *Server) schedule(id Identity, netuid chain.NetUID, head chain.Block, start, end uint64, weights map[chain.Hotkey]float64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -88,13 +88,13 @@ func (s *Server) schedule(id Identity, netuid chain.NetUID, start, end uint64, w
 	}
 	s.jobs[id.Name] = recs
 	s.wg.Add(1)
-	go s.runJob(ctx, j, prev, id, netuid, weights)
+	go s.runJob(ctx, j, prev, id, netuid, head, weights)
 	return true
 }
 
 // runJob sets the weights at once and again at every new block until the chain accepts
 // them (completed) or the epoch ends (tempo_expired, keeping the chain's last refusal).
-func (s *Server) runJob(ctx context.Context, j *job, prev <-chan struct{}, id Identity, netuid chain.NetUID, weights map[chain.Hotkey]float64) {
+func (s *Server) runJob(ctx context.Context, j *job, prev <-chan struct{}, id Identity, netuid chain.NetUID, head chain.Block, weights map[chain.Hotkey]float64) {
 	defer s.wg.Done()
 	defer close(j.done)
 	if prev != nil {
@@ -111,9 +111,9 @@ func (s *Server) runJob(ctx context.Context, j *job, prev <-chan struct{}, id Id
 		}
 	}()
 	var lastErr error
-	// The first attempt is made at once, in the block the weights were scheduled in, as
-	// Pylon's job does; later ones at each new head.
-	head, _ := s.chain.Now()
+	// The first attempt is made at once, for the block the weights were scheduled in, as
+	// Pylon's job does; later ones at each new head. Reading the head here instead would
+	// let blocks produced before this goroutine ran expire the job untried.
 	for first := true; ; first = false {
 		if !first {
 			select {
