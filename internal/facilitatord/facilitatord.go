@@ -263,7 +263,7 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 	defer func() { stop(); wg.Wait() }()
 	var stake func(string) float64
 	if cfg.Chain.URL != "" {
-		op, err := backend.Open(ctx, cfg.Chain.Settings(), backend.Options{Hotkey: chain.Hotkey(key.SS58()), Logger: log})
+		op, err := backend.Open(ctx, cfg.Chain.Settings(), backend.Options{Hotkey: chain.Hotkey(key.SS58()), Logger: log, WaitForChain: true})
 		if err != nil {
 			return err
 		}

@@ -64,7 +64,7 @@ func Run(ctx context.Context, cfg Config, o Options) error {
 		return fmt.Errorf("data_dir: %w", err)
 	}
 
-	op, err := backend.Open(ctx, cfg.Chain.Settings(), backend.Options{Hotkey: chain.Hotkey(key.SS58()), Logger: log})
+	op, err := backend.Open(ctx, cfg.Chain.Settings(), backend.Options{Hotkey: chain.Hotkey(key.SS58()), Logger: log, WaitForChain: true})
 	if err != nil {
 		return err
 	}

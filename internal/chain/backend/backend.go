@@ -7,6 +7,7 @@ package backend
 import (
 	"cmp"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 	"github.com/computehorde/horde/internal/chain"
 	"github.com/computehorde/horde/internal/chain/pylon"
 	"github.com/computehorde/horde/internal/chain/sim"
+	"github.com/computehorde/horde/internal/clock"
 	"github.com/computehorde/horde/internal/config"
 )
 
@@ -157,7 +159,21 @@ type Options struct {
 	// Pylon tunes the Pylon client (retries, poll interval); URL, identity, tokens,
 	// netuid, hotkey and hyperparameters come from Settings.
 	Pylon pylon.Config
+	// WaitForChain makes Open wait, trying again with backoff until ctx ends, while the
+	// chain server cannot be reached, as a long-running role should: one started while
+	// the server restarts or the network is down would otherwise exit. Errors a retry
+	// cannot mend (a wrong token, a netuid mismatch) still end Open at once. One-shot
+	// commands leave it off and fail fast.
+	WaitForChain bool
+	// Clock times the waits of WaitForChain; nil is the real clock.
+	Clock clock.Clock
 }
+
+// Backoff of Open's waits for an unreachable chain server (Options.WaitForChain).
+const (
+	chainWaitFirst = time.Second
+	chainWaitMax   = 30 * time.Second
+)
 
 // Opened is an open chain and what the role should know about it.
 type Opened struct {
@@ -198,8 +214,21 @@ func Open(ctx context.Context, s Settings, o Options) (*Opened, error) {
 	cfg.URL, cfg.Identity, cfg.Token, cfg.OpenAccessToken = s.URL, s.Identity, s.Token, s.OpenAccessToken
 	cfg.NetUID, cfg.Hotkey, cfg.Hyperparams, cfg.Logger = chain.NetUID(s.NetUID), o.Hotkey, s.fallbackHyperparams(), log
 	c, err := pylon.New(ctx, cfg)
-	if err != nil {
-		return nil, err
+	for wait := chainWaitFirst; err != nil; wait = min(2*wait, chainWaitMax) {
+		if !o.WaitForChain || !errors.Is(err, chain.ErrUnavailable) {
+			return nil, err
+		}
+		log.Warn("chain: the chain server cannot be reached; trying again", "chain", s.String(), "in", wait, "err", err)
+		clk := o.Clock
+		if clk == nil {
+			clk = clock.Real{}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("stopped while waiting for the chain server: %w", err)
+		case <-clk.After(wait):
+		}
+		c, err = pylon.New(ctx, cfg)
 	}
 	op := &Opened{Chain: c, NetUID: c.NetUID(), Shared: true, Interval: cmp.Or(cfg.PollInterval, pylon.DefaultPollInterval),
 		HyperparamsSource: c.HyperparamsSource()}

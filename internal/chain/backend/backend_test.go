@@ -3,11 +3,15 @@ package backend
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +19,7 @@ import (
 	"github.com/computehorde/horde/internal/chain/pylon"
 	"github.com/computehorde/horde/internal/chain/sim"
 	"github.com/computehorde/horde/internal/chain/simserver"
+	"github.com/computehorde/horde/internal/clock/clocktest"
 	"github.com/computehorde/horde/internal/config"
 )
 
@@ -149,5 +154,74 @@ func TestPollInterval(t *testing.T) {
 	tab.PollInterval = config.Duration(-time.Second)
 	if err := tab.Check("X"); err == nil || !strings.Contains(err.Error(), "chain.poll_interval") {
 		t.Errorf("negative poll_interval: %v", err)
+	}
+}
+
+// TestOpenWaitsForTheChain: a role started while the chain server cannot be reached waits
+// for it (found by the fault suite: a miner restarted into a partition exited), while a
+// one-shot command and an error a retry cannot mend end at once.
+func TestOpenWaitsForTheChain(t *testing.T) {
+	c, err := sim.New(sim.Genesis{NetUID: 12, Neurons: []sim.NeuronSpec{{Hotkey: "5V"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := simserver.New(simserver.Config{Chain: c, Identities: []simserver.Identity{{Name: "validator", Hotkey: "5V", Token: "tok"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	// The server drops every connection until it is let up, as one behind a partition.
+	var up atomic.Bool
+	hs := httptest.NewUnstartedServer(srv.Handler())
+	hs.Config.ConnState = func(conn net.Conn, state http.ConnState) {
+		if state == http.StateNew && !up.Load() {
+			conn.Close()
+		}
+	}
+	hs.Start()
+	defer hs.Close()
+	s := Defaults()
+	s.URL, s.Identity, s.Token = hs.URL, "validator", "tok"
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+
+	if _, err := Open(t.Context(), s, Options{Logger: quiet, Pylon: pylonFast()}); !errors.Is(err, chain.ErrUnavailable) {
+		t.Fatalf("a one-shot open of an unreachable server: %v", err)
+	}
+
+	fake := clocktest.NewFake(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+	type opened struct {
+		op  *Opened
+		err error
+	}
+	done := make(chan opened, 1)
+	go func() {
+		op, err := Open(t.Context(), s, Options{Logger: quiet, Pylon: pylonFast(), WaitForChain: true, Clock: fake})
+		done <- opened{op, err}
+	}()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	for _, wait := range []time.Duration{chainWaitFirst, 2 * chainWaitFirst, 4 * chainWaitFirst} {
+		if err := fake.AwaitTimer(ctx, fake.Now().Add(wait)); err != nil {
+			t.Fatalf("not waiting %s for the chain: %v", wait, err)
+		}
+		fake.Advance(wait)
+	}
+	if err := fake.AwaitTimer(ctx, fake.Now().Add(8*chainWaitFirst)); err != nil {
+		t.Fatal(err)
+	}
+	up.Store(true)
+	fake.Advance(8 * chainWaitFirst)
+	select {
+	case r := <-done:
+		if r.err != nil || r.op.NetUID != 12 {
+			t.Fatalf("once the server is back: %+v, %v", r.op, r.err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Open did not return once the server was back")
+	}
+
+	s.Token = "nope"
+	if _, err := Open(t.Context(), s, Options{Logger: quiet, Pylon: pylonFast(), WaitForChain: true, Clock: fake}); !errors.Is(err, pylon.ErrForbidden) {
+		t.Errorf("a wrong token while waiting for the chain: %v, want ErrForbidden at once", err)
 	}
 }
