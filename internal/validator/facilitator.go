@@ -35,6 +35,12 @@ const (
 	facilitatorBackoffMax = 10 * time.Second
 	// organicJobWindow is how long a facilitator job may be retried on other miners.
 	organicJobWindow = 10 * time.Minute
+	// organicJobPatience is how long a facilitator job waits for a miner when all of them
+	// declined it or none was free, before it is rejected. The facilitator hands out jobs by
+	// each validator's free capacity, but a validator does not see the other validators'
+	// jobs: when they compete for the same miners, a short wait turns a rejection into a
+	// job done.
+	organicJobPatience = time.Minute
 	// classValuesCheck is how often changed class values are published.
 	classValuesCheck = time.Minute
 	// capacityCheck is how often a changed free capacity is published.
@@ -394,12 +400,15 @@ func (l *facilitatorLink) runJob(ctx context.Context, spec protocol.V2JobRequest
 	l.track(spec.UUID, true)
 	defer l.track(spec.UUID, false) // its last status is queued by then
 	status(protocol.JobStatusReceived, nil)
-	res, attempts, err := l.v.RouteObserved(ctx, spec, l.v.cfg.Clock.Now().Add(organicJobWindow), Observer{
-		Status: func(s protocol.JobStatus) { status(s, nil) },
-		Work: func(p protocol.WorkIntervalReceiptPayload) {
-			l.report(&protocol.V0JobWorkReport{JobUUID: spec.UUID, AttemptUUID: p.JobUUID, ExecutorClass: p.ExecutorClass,
-				IntervalIndex: p.IntervalIndex, WorkedSeconds: p.WorkedSeconds})
+	res, attempts, err := l.v.RouteObserved(ctx, spec, l.v.cfg.Clock.Now().Add(organicJobWindow), RouteOptions{
+		Observer: Observer{
+			Status: func(s protocol.JobStatus) { status(s, nil) },
+			Work: func(p protocol.WorkIntervalReceiptPayload) {
+				l.report(&protocol.V0JobWorkReport{JobUUID: spec.UUID, AttemptUUID: p.JobUUID, ExecutorClass: p.ExecutorClass,
+					IntervalIndex: p.IntervalIndex, WorkedSeconds: p.WorkedSeconds})
+			},
 		},
+		WaitForMiner: organicJobPatience,
 	})
 	if err != nil {
 		l.ended(spec.UUID, nil, nil)

@@ -38,7 +38,7 @@ func (v *Validator) Route(ctx context.Context, spec protocol.V2JobRequest, deadl
 // RouteWith is Route telling onStatus each intermediate status of the attempt under way
 // (accepted, executor_ready, volumes_ready, execution_done), as the facilitator relays them.
 func (v *Validator) RouteWith(ctx context.Context, spec protocol.V2JobRequest, deadline time.Time, onStatus func(protocol.JobStatus)) (*JobResult, []Attempt, error) {
-	return v.RouteObserved(ctx, spec, deadline, Observer{Status: onStatus})
+	return v.RouteObserved(ctx, spec, deadline, RouteOptions{Observer: Observer{Status: onStatus}})
 }
 
 // Observer is told what happens to a routed job while it runs; nil fields are not called.
@@ -51,53 +51,91 @@ type Observer struct {
 	Work func(protocol.WorkIntervalReceiptPayload)
 }
 
-// RouteObserved is Route telling obs what happens while the job runs.
-func (v *Validator) RouteObserved(ctx context.Context, spec protocol.V2JobRequest, deadline time.Time, obs Observer) (*JobResult, []Attempt, error) {
+// RouteOptions are what RouteObserved does beyond Route.
+type RouteOptions struct {
+	Observer
+	// WaitForMiner is how long a job waits for a miner when every miner tried declined it or
+	// none had an executor free, trying them all again with backoff; zero rejects it at
+	// once. A validator does not see the other validators' jobs, so miners it counts as free
+	// may be busy with theirs for a while. A horde-side failure ends the waiting: the same
+	// failure would likely follow.
+	WaitForMiner time.Duration
+}
+
+// Backoff of the rounds of a job waiting for a miner (RouteOptions.WaitForMiner).
+const (
+	waitForMinerFirst = time.Second
+	waitForMinerMax   = 8 * time.Second
+)
+
+// RouteObserved is Route telling opt's Observer what happens while the job runs, and waiting
+// for a miner as opt says.
+func (v *Validator) RouteObserved(ctx context.Context, spec protocol.V2JobRequest, deadline time.Time, opt RouteOptions) (*JobResult, []Attempt, error) {
 	if spec.UUID == "" {
 		spec.UUID = uuid.NewString()
 	}
 	if spec.OnTrustedMiner {
-		return v.runOnTrustedMiner(ctx, spec, obs)
+		return v.runOnTrustedMiner(ctx, spec, opt.Observer)
 	}
 	requestUUID := spec.UUID
-	candidates := v.candidates(spec.ExecutorClass)
 	served := false
 	defer func() { v.demand.record(spec.ExecutorClass, v.cfg.Clock.Now(), !served) }()
 	var attempts []Attempt
-	for i, miner := range candidates {
-		if i > 0 {
-			if v.cfg.Clock.Now().Add(v.minAttempt(spec)).After(deadline) {
-				break
+	candidates := 0
+	waitUntil := v.cfg.Clock.Now().Add(opt.WaitForMiner)
+rounds:
+	for backoff := waitForMinerFirst; ; backoff = min(2*backoff, waitForMinerMax) {
+		miners := v.candidates(spec.ExecutorClass)
+		candidates = max(candidates, len(miners))
+		hordeFailed := false
+		for _, miner := range miners {
+			if len(attempts) > 0 {
+				if v.cfg.Clock.Now().Add(v.minAttempt(spec)).After(deadline) {
+					break rounds
+				}
+				// A miner keys its job by UUID: every attempt after the first gets its own.
+				spec.UUID = uuid.NewString()
 			}
-			spec.UUID = uuid.NewString()
-		}
-		res, err := v.runJob(ctx, miner, "", spec, obs)
-		if err != nil {
-			return nil, attempts, err
-		}
-		v.reliability.record(miner, res.Status != protocol.JobStatusRejected && res.Status != protocol.JobStatusHordeFailed)
-		attempts = append(attempts, Attempt{Miner: miner, Result: res})
-		if res.Status != protocol.JobStatusRejected && res.Status != protocol.JobStatusHordeFailed {
-			served = true
-			if res.Status == protocol.JobStatusCompleted && v.shouldCrossCheck() {
-				// In the background: the user's result does not wait for the check; it ends
-				// with ctx (the process).
-				go func() {
-					if _, _, err := v.crossCheck(ctx, miner, requestUUID, spec, res); err != nil {
-						v.log.Warn("cross-check failed", "job", spec.UUID, "err", err)
-					}
-				}()
+			res, err := v.runJob(ctx, miner, "", spec, opt.Observer)
+			if err != nil {
+				return nil, attempts, err
 			}
-			return res, attempts, nil
+			v.reliability.record(miner, res.Status != protocol.JobStatusRejected && res.Status != protocol.JobStatusHordeFailed)
+			attempts = append(attempts, Attempt{Miner: miner, Result: res})
+			if res.Status != protocol.JobStatusRejected && res.Status != protocol.JobStatusHordeFailed {
+				served = true
+				if res.Status == protocol.JobStatusCompleted && v.shouldCrossCheck() {
+					// In the background: the user's result does not wait for the check; it ends
+					// with ctx (the process).
+					go func() {
+						if _, _, err := v.crossCheck(ctx, miner, requestUUID, spec, res); err != nil {
+							v.log.Warn("cross-check failed", "job", spec.UUID, "err", err)
+						}
+					}()
+				}
+				return res, attempts, nil
+			}
+			hordeFailed = hordeFailed || res.Status == protocol.JobStatusHordeFailed
+			v.log.Info("job not done by this miner; trying another", "job", spec.UUID, "miner", miner[:min(10, len(miner))],
+				"status", res.Status, "reason", res.Reason)
+			if ctx.Err() != nil {
+				break rounds
+			}
 		}
-		v.log.Info("job not done by this miner; trying another", "job", spec.UUID, "miner", miner[:min(10, len(miner))],
-			"status", res.Status, "reason", res.Reason)
-		if ctx.Err() != nil {
+		now := v.cfg.Clock.Now()
+		if hordeFailed || now.Add(backoff).After(waitUntil) || now.Add(backoff+v.minAttempt(spec)).After(deadline) {
 			break
+		}
+		v.log.Info("no miner can take the job now; waiting for one", "job", requestUUID, "wait", backoff,
+			"miners_tried", len(miners), "waiting_until", waitUntil.Format(time.TimeOnly))
+		select {
+		case <-ctx.Done():
+			break rounds
+		case <-v.cfg.Clock.After(backoff):
 		}
 	}
 	if len(attempts) == 0 {
-		return nil, nil, fmt.Errorf("%w (%d miners serve an axon)", ErrNoMiner, len(candidates))
+		return nil, nil, fmt.Errorf("%w (%d miners serve an axon)", ErrNoMiner, candidates)
 	}
 	return attempts[len(attempts)-1].Result, attempts, nil
 }

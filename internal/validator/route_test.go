@@ -1,6 +1,7 @@
 package validator
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/netip"
@@ -92,5 +93,79 @@ func TestRouteOnTrustedMiner(t *testing.T) {
 	tm.wait()
 	if err != nil || res.Status != protocol.JobStatusCompleted || res.Stdout != "trusted\n" || len(attempts) != 1 {
 		t.Errorf("on the trusted miner: %+v, %d attempts, %v", res, len(attempts), err)
+	}
+}
+
+type routed struct {
+	res      *JobResult
+	attempts []Attempt
+	err      error
+}
+
+// routeInBackground routes spec with opt and sends the outcome on the returned channel.
+func (e *env) routeInBackground(spec protocol.V2JobRequest, opt RouteOptions) <-chan routed {
+	done := make(chan routed, 1)
+	go func() {
+		res, attempts, err := e.v.RouteObserved(e.t.Context(), spec, e.clock.Now().Add(time.Hour), opt)
+		done <- routed{res, attempts, err}
+	}()
+	return done
+}
+
+// TestRouteWaitsForAMiner: a job no miner can take waits (RouteOptions.WaitForMiner) and
+// runs on the first miner that turns up, under its own UUID.
+func TestRouteWaitsForAMiner(t *testing.T) {
+	e := newEnv(t, nil)
+	spec := testSpec(protocol.ExecutorClassAlwaysOnTest)
+	done := e.routeInBackground(spec, RouteOptions{WaitForMiner: time.Minute})
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := e.clock.AwaitTimer(ctx, e.clock.Now().Add(waitForMinerFirst)); err != nil {
+		t.Fatalf("the job does not wait for a miner: %v", err)
+	}
+	m := e.startMiner(happyMiner) // Bob serves his axon now
+	e.clock.Advance(waitForMinerFirst)
+	var r routed
+	select {
+	case r = <-done:
+	case <-ctx.Done():
+		t.Fatal("the job did not run on the miner that turned up")
+	}
+	m.wait()
+	if r.err != nil || r.res.Status != protocol.JobStatusCompleted || len(r.attempts) != 1 || r.res.UUID != spec.UUID {
+		t.Errorf("after waiting: %+v, %d attempts, %v; want completed on the first attempt, as %s", r.res, len(r.attempts), r.err, spec.UUID)
+	}
+}
+
+// TestRouteGivesUpWaitingForAMiner: with no miner at all, the job is rejected once
+// WaitForMiner has passed, not before and not much after; without WaitForMiner, at once.
+func TestRouteGivesUpWaitingForAMiner(t *testing.T) {
+	e := newEnv(t, nil)
+	if _, _, err := e.v.RouteObserved(t.Context(), testSpec(protocol.ExecutorClassAlwaysOnTest), e.clock.Now().Add(time.Hour), RouteOptions{}); !errors.Is(err, ErrNoMiner) {
+		t.Fatalf("no miner, no waiting: %v", err)
+	}
+	began := e.clock.Now()
+	done := e.routeInBackground(testSpec(protocol.ExecutorClassAlwaysOnTest), RouteOptions{WaitForMiner: time.Minute})
+	rounds := 0
+	for {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		waiting := make(chan error, 1)
+		go func() { waiting <- e.clock.AwaitTimers(ctx, 1) }()
+		select {
+		case r := <-done:
+			cancel()
+			waited := e.clock.Now().Sub(began)
+			if !errors.Is(r.err, ErrNoMiner) || waited < time.Minute-waitForMinerMax || waited > time.Minute {
+				t.Errorf("gave up after %s and %d rounds: %v; want ErrNoMiner within the minute's last %s", waited, rounds, r.err, waitForMinerMax)
+			}
+			return
+		case err := <-waiting:
+			cancel()
+			if err != nil {
+				t.Fatalf("round %d: neither waiting nor done: %v", rounds, err)
+			}
+			rounds++
+			e.clock.Advance(waitForMinerMax)
+		}
 	}
 }
