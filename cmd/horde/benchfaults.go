@@ -5,11 +5,13 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -23,7 +25,7 @@ import (
 func runBenchFaults(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("bench faults", "bench faults [--jobs N] [--faults M] [--seed S] [--span D] [--postgres DSN]", stderr)
 	jobs := fs.Int("jobs", 50, "user jobs in the schedule")
-	nfaults := fs.Int("faults", 20, "faults in the schedule (kills, network cut-offs, chain restarts, cuts between two roles, slow links, a miner's engine cut; every fourth has a second one on other roles at the same time)")
+	nfaults := fs.Int("faults", 20, "faults in the schedule (kills, network cut-offs, chain restarts, cuts between two roles, slow links, a miner's engine cut or failing; every fourth has a second one on other roles at the same time)")
 	seed := fs.Uint64("seed", 0, "seed of the schedule (0: from the clock)")
 	span := fs.Duration("span", 0, "how long jobs are submitted and faults fire (default 10 s a fault, at least 1m)")
 	settle := fs.Duration("settle", 3*time.Minute, "how long the subnet may take to end every job once healed")
@@ -120,7 +122,14 @@ func runBenchFaults(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	fmt.Fprintf(stdout, "%d jobs, %d faults in %s\n%s", len(out.Jobs), out.FaultsDone, out.Took.Round(time.Millisecond), rep.Table())
 	if !rep.OK() {
-		return fmt.Errorf("seed %d: first invariant broken: %s", *seed, rep.FirstBroken())
+		runErr = errors.Join(runErr, fmt.Errorf("seed %d: first invariant broken: %s", *seed, rep.FirstBroken()))
+	}
+	if runErr != nil {
+		// The harness removes its directory on the way out; the logs of a failed run stay.
+		dir := filepath.Join(os.TempDir(), "horde-faults-logs-"+h.RunID)
+		if err := h.SaveLogs(dir); err == nil {
+			fmt.Fprintf(stdout, "every role's whole log is in %s\n", dir)
+		}
 	}
 	return runErr
 }

@@ -25,6 +25,9 @@ type Report struct {
 	Invariants []Invariant
 	Charged    map[string]int64 // user hotkey → net charge
 	ByStatus   map[string]int   // final status → jobs
+	// ByReason counts the rejected and horde_failed jobs by the reason their result gives
+	// ("rejected: busy").
+	ByReason map[string]int
 	// Receipts and Countersigned count the work-interval receipts the validators hold;
 	// AtMiners the countersigned ones in the miners' databases.
 	Receipts, Countersigned, AtMiners int
@@ -78,6 +81,17 @@ func (r *Report) Table() string {
 	for _, s := range statuses {
 		fmt.Fprintf(&b, " %s=%d", s, r.ByStatus[s])
 	}
+	if len(r.ByReason) > 0 {
+		reasons := make([]string, 0, len(r.ByReason))
+		for s := range r.ByReason {
+			reasons = append(reasons, s)
+		}
+		sort.Strings(reasons)
+		b.WriteString("\nwhy the horde did not run them:")
+		for _, s := range reasons {
+			fmt.Fprintf(&b, " %s=%d", s, r.ByReason[s])
+		}
+	}
 	fmt.Fprintf(&b, "\nwork receipts: %d, countersigned %d (at the miners %d); tempos checked for weights: %d; users charged:",
 		r.Receipts, r.Countersigned, r.AtMiners, r.Tempos)
 	users := make([]string, 0, len(r.Charged))
@@ -101,12 +115,35 @@ func openDB(r *Role, file string) (*sql.DB, error) {
 	return sql.Open("sqlite", "file:"+filepath.Join(r.Dir, "data", file)+"?_pragma=busy_timeout(10000)&_pragma=query_only(1)")
 }
 
+// failureReason is the reason a rejected or horde_failed job's result gives, "" for other
+// results.
+func failureReason(result string) string {
+	var md struct {
+		Rejection *struct {
+			Reason string `json:"reason"`
+		} `json:"job_rejection_details"`
+		HordeFailure *struct {
+			Reason string `json:"reason"`
+		} `json:"horde_failure_details"`
+	}
+	if json.Unmarshal([]byte(result), &md) != nil {
+		return ""
+	}
+	switch {
+	case md.Rejection != nil:
+		return md.Rejection.Reason
+	case md.HordeFailure != nil:
+		return md.HordeFailure.Reason
+	}
+	return ""
+}
+
 var finalStatuses = []string{"completed", "failed", "rejected", "horde_failed", "cancelled"}
 
 // Check reads the facilitator's and the validators' databases and the engine and checks
 // the invariants for the jobs submitted.
 func (h *Harness) Check(ctx context.Context, jobs []Submitted) (*Report, error) {
-	rep := &Report{Charged: map[string]int64{}, ByStatus: map[string]int{}}
+	rep := &Report{Charged: map[string]int64{}, ByStatus: map[string]int{}, ByReason: map[string]int{}}
 	fdb, err := openDB(h.Role("facilitator"), "facilitator.db")
 	if err != nil {
 		return nil, err
@@ -261,6 +298,9 @@ func (h *Harness) Check(ctx context.Context, jobs []Submitted) (*Report, error) 
 			continue
 		}
 		rep.ByStatus[fj.status]++
+		if r := failureReason(fj.result); r != "" {
+			rep.ByReason[fj.status+": "+r]++
+		}
 		if !slices.Contains(finalStatuses, fj.status) {
 			one.Broken = append(one.Broken, fmt.Sprintf("job %s (%s): status %s is not final", j.UUID, j.Plan.Kind, fj.status))
 		}
@@ -432,7 +472,13 @@ func (h *Harness) Check(ctx context.Context, jobs []Submitted) (*Report, error) 
 	}
 	rep.Receipts, rep.Countersigned, rep.AtMiners = len(signed), len(counter), len(mheld)
 
-	rep.Invariants = []Invariant{one, led, pay, left, once, agree, wts, sane}
+	// Every role the harness did not stop is still up.
+	alive := Invariant{Name: "no role exited on its own"}
+	if alive.Broken, err = h.Exited(ctx); err != nil {
+		return nil, err
+	}
+
+	rep.Invariants = []Invariant{one, led, pay, left, once, agree, wts, alive, sane}
 	return rep, nil
 }
 

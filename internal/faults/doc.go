@@ -31,7 +31,12 @@
 //     CONFIG_NET_SCH_NETEM unset and no loadable modules: "Specified qdisc kind is unknown"),
 //     so there a slow link is a 1 Mbit/s token bucket (tc tbf) and 5% random loss of what
 //     comes in (iptables -m statistic), with no added delay. [Harness.FaultKinds] probes the
-//     host at start and leaves out what it cannot inject, saying why.
+//     host at start and leaves out what it cannot inject, saying why;
+//   - engine ([Harness.EngineCut]) and engine-errors ([Harness.EngineFail]): the Docker
+//     engine of [EngineTarget] (its miner and executors reach it through a proxy socket the
+//     harness holds) dies, every connection dropped and new ones refused; or restarts broken,
+//     answering every request with HTTP 500 and the daemon's "no space left on device";
+//     fixed after the hold ([Harness.EngineResume]).
 //
 // Faults fire one after another; every fourth has a second fault on other roles while it
 // holds ([PlannedFault.Overlaps]), and both are healed together.

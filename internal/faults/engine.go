@@ -1,30 +1,49 @@
 package faults
 
 import (
+	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"strings"
 	"sync"
 )
 
-// EngineTarget is the miner whose Docker engine the harness can break (FaultEngine): its
-// executors' host is a proxy of the engine's socket in its directory, and so is the engine
-// its executors use for their jobs.
+// EngineTarget is the miner whose Docker engine the harness can break (FaultEngine,
+// FaultEngineErrors): its executors' host is a proxy of the engine's socket in its
+// directory, and so is the engine its executors use for their jobs.
 const EngineTarget = "miner-1"
 
-// engineProxy forwards a unix socket to the engine's and can play a dying engine: cut drops
-// every connection and refuses new ones (accepted and closed at once) until resume. The
-// socket stays where it is, since containers bind-mount it.
+// engineState is what the proxy plays.
+type engineState int
+
+const (
+	engineUp      engineState = iota // every request forwarded
+	engineDown                       // connections accepted and closed at once
+	engineFailing                    // every request answered 500, as a broken daemon does
+)
+
+// engineErrorMessage is what a failing engine answers, in Docker's error body: the daemon's
+// own words when its disk is full, the common way an engine that is up refuses all work.
+const engineErrorMessage = "faults: injected engine error: write /var/lib/docker/tmp: no space left on device"
+
+// engineProxy forwards a unix socket to the engine's and can play a dying engine (cut: every
+// connection dropped and new ones refused) or a broken one (fail: every connection dropped and
+// each request on new ones answered with an error) until resume. The socket stays where it
+// is, since containers bind-mount it.
 type engineProxy struct {
 	target string
 	ln     net.Listener
 
-	mu      sync.Mutex
-	down    bool
-	conns   map[net.Conn]bool
-	served  int // connections forwarded
-	refused int // connections refused while cut
-	wg      sync.WaitGroup
+	mu       sync.Mutex
+	state    engineState
+	conns    map[net.Conn]bool
+	served   int // connections forwarded
+	refused  int // connections refused while cut
+	answered int // requests answered with an error while failing
+	wg       sync.WaitGroup
 }
 
 func startEngineProxy(path, target string) (*engineProxy, error) {
@@ -44,18 +63,63 @@ func (p *engineProxy) serve() {
 			return
 		}
 		p.mu.Lock()
-		down := p.down
-		if down {
+		state := p.state
+		switch state {
+		case engineDown:
 			p.refused++
-		} else {
+		case engineUp:
 			p.served++
 		}
 		p.mu.Unlock()
-		if down {
+		switch state {
+		case engineDown:
 			c.Close()
-			continue
+		case engineFailing:
+			p.wg.Go(func() { p.fail(c) })
+		default:
+			p.wg.Go(func() { p.pipe(c) })
 		}
-		p.wg.Go(func() { p.pipe(c) })
+	}
+}
+
+// fail answers every request on c with Docker's 500 and its error body, keeping the
+// connection alive as the daemon does, until the client hangs up or the proxy resumes.
+func (p *engineProxy) fail(c net.Conn) {
+	defer c.Close()
+	p.mu.Lock()
+	if p.state != engineFailing {
+		p.mu.Unlock()
+		return
+	}
+	p.conns[c] = true
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		delete(p.conns, c)
+		p.mu.Unlock()
+	}()
+	body := fmt.Sprintf("{\"message\":%q}\n", engineErrorMessage)
+	br := bufio.NewReader(c)
+	for {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		// The body is read so that the next request on the connection can be; a client
+		// sends at most an image's build context here, and none does.
+		_, _ = io.Copy(io.Discard, io.LimitReader(req.Body, 64<<20))
+		req.Body.Close()
+		p.mu.Lock()
+		p.answered++
+		p.mu.Unlock()
+		head := "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n" +
+			fmt.Sprintf("Content-Length: %d\r\n", len(body))
+		if req.Close || strings.EqualFold(req.Header.Get("Connection"), "close") {
+			head += "Connection: close\r\n"
+		}
+		if _, err := io.WriteString(c, head+"\r\n"+body); err != nil || req.Close {
+			return
+		}
 	}
 }
 
@@ -67,7 +131,7 @@ func (p *engineProxy) pipe(c net.Conn) {
 	}
 	defer up.Close()
 	p.mu.Lock()
-	if p.down {
+	if p.state != engineUp {
 		p.mu.Unlock()
 		return
 	}
@@ -93,20 +157,36 @@ func (p *engineProxy) pipe(c net.Conn) {
 	both.Wait()
 }
 
-// cut drops every connection to the engine and refuses new ones.
-func (p *engineProxy) cut() {
+// set changes what the proxy plays and drops every connection it holds: the engine died,
+// or restarted broken, or (resume) was fixed.
+func (p *engineProxy) set(state engineState) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.down = true
+	p.state = state
 	for c := range p.conns {
 		c.Close()
 	}
 }
 
-// resume accepts connections again.
+// cut drops every connection to the engine and refuses new ones.
+func (p *engineProxy) cut() { p.set(engineDown) }
+
+// failRequests drops every connection to the engine and answers every request on new ones
+// with an error.
+func (p *engineProxy) failRequests() { p.set(engineFailing) }
+
+// resume forwards new connections again. Connections of a failing engine are dropped;
+// forwarded ones are kept.
 func (p *engineProxy) resume() {
 	p.mu.Lock()
-	p.down = false
+	failing := p.state == engineFailing
+	p.mu.Unlock()
+	if failing {
+		p.set(engineUp)
+		return
+	}
+	p.mu.Lock()
+	p.state = engineUp
 	p.mu.Unlock()
 }
 
@@ -119,36 +199,47 @@ func (p *engineProxy) close() {
 // EngineCut makes EngineTarget's Docker engine unreachable: every connection to it dropped,
 // new ones refused.
 func (h *Harness) EngineCut() error {
+	return h.breakEngine((*engineProxy).cut)
+}
+
+// EngineFail makes EngineTarget's Docker engine answer every request with an error (HTTP
+// 500, "no space left on device"); the connections it held are dropped.
+func (h *Harness) EngineFail() error {
+	return h.breakEngine((*engineProxy).failRequests)
+}
+
+func (h *Harness) breakEngine(how func(*engineProxy)) error {
 	if h.engineProxy == nil {
 		return errNoEngineProxy
 	}
 	h.mu.Lock()
-	h.engineCut = true
+	h.engineBroken = true
 	h.mu.Unlock()
-	h.engineProxy.cut()
+	how(h.engineProxy)
 	return nil
 }
 
-// EngineResume lets EngineTarget reach its engine again.
+// EngineResume lets EngineTarget reach its working engine again.
 func (h *Harness) EngineResume() {
 	h.mu.Lock()
-	cut := h.engineCut
-	h.engineCut = false
+	broken := h.engineBroken
+	h.engineBroken = false
 	h.mu.Unlock()
-	if cut {
+	if broken {
 		h.engineProxy.resume()
 	}
 }
 
 var errNoEngineProxy = errors.New("faults: no miner's engine is proxied")
 
-// EngineConns says how many connections EngineTarget's engine proxy forwarded and refused.
-func (h *Harness) EngineConns() (served, refused int) {
+// EngineConns says how many connections EngineTarget's engine proxy forwarded and refused
+// (while cut), and how many requests it answered with an error (while failing).
+func (h *Harness) EngineConns() (served, refused, failed int) {
 	if h.engineProxy == nil {
-		return 0, 0
+		return 0, 0, 0
 	}
 	p := h.engineProxy
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.served, p.refused
+	return p.served, p.refused, p.answered
 }

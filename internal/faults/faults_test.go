@@ -80,12 +80,12 @@ func TestScheduleIsSeeded(t *testing.T) {
 	if len(kinds) != 3 || end > time.Minute {
 		t.Errorf("faults: kinds %v, last healed at %s\n%s", kinds, end, a)
 	}
-	all := append(slices.Clone(faults.BaseKinds), faults.FaultCut, faults.FaultSlow, faults.FaultEngine)
+	all := append(slices.Clone(faults.BaseKinds), faults.FaultCut, faults.FaultSlow, faults.FaultEngine, faults.FaultEngineErrors)
 	c := faults.NewSchedule(42, 20, 10, time.Minute, targets, all...)
 	kinds = map[string]bool{}
 	for _, f := range c.Faults {
 		kinds[f.Kind] = true
-		if f.Kind == faults.FaultEngine && f.Target != faults.EngineTarget {
+		if (f.Kind == faults.FaultEngine || f.Kind == faults.FaultEngineErrors) && f.Target != faults.EngineTarget {
 			t.Errorf("an engine fault strikes %s", f.Target)
 		}
 		if (f.Kind == faults.FaultCut) != (f.Peer != "") || f.Peer == f.Target {
@@ -181,8 +181,9 @@ func TestFaultsShort(t *testing.T) {
 		fail("the run: %v", err)
 	}
 	t.Logf("%d jobs ended and %d faults healed %s after the schedule began", len(out.Jobs), out.FaultsDone, out.Took.Round(time.Millisecond))
-	served, refused := h.EngineConns()
-	t.Logf("%s's engine proxy forwarded %d connections and refused %d while cut", faults.EngineTarget, served, refused)
+	served, refused, failed := h.EngineConns()
+	t.Logf("%s's engine proxy forwarded %d connections, refused %d while cut and answered %d requests with an error while failing",
+		faults.EngineTarget, served, refused, failed)
 
 	// Receipts are countersigned and pulled, and executors reaped, asynchronously: poll the
 	// invariants until they hold or the deadline passes.

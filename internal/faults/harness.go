@@ -114,7 +114,7 @@ type Harness struct {
 	noCut, noSlow, noNetem string
 	netem                  bool
 	engineProxy            *engineProxy // EngineTarget's engine
-	engineCut              bool
+	engineBroken           bool
 	chainHead              uint64 // the highest head the harness saw before the chain was last killed
 	chainKilled            time.Time
 	weights                weightsLog
@@ -838,8 +838,49 @@ func (h *Harness) Kill(ctx context.Context, r *Role) error {
 	h.stopped[r.Name] = true
 	h.mu.Unlock()
 	h.markDown(r.Name)
+	switch gone, err := h.exitedOnItsOwn(ctx, r); {
+	case err != nil:
+		return err
+	case gone != "":
+		return errors.New(gone)
+	}
 	_, err := docker(ctx, "kill", "-s", "KILL", r.Container)
 	return err
+}
+
+// exitedOnItsOwn says how r ended when its container is not running though the harness did
+// not stop it ("" while it runs): a role that exits on its own is a finding.
+func (h *Harness) exitedOnItsOwn(ctx context.Context, r *Role) (string, error) {
+	state, err := docker(ctx, "inspect", "-f", "{{.State.Running}} {{.State.ExitCode}} {{.State.FinishedAt}}", r.Container)
+	if err != nil {
+		return "", err
+	}
+	if f := strings.Fields(state); len(f) == 3 && f[0] != "true" {
+		return fmt.Sprintf("%s exited on its own with code %s at %s; its last lines:\n%s", r.Name, f[1], f[2], h.Logs(r, 15)), nil
+	}
+	return "", nil
+}
+
+// Exited lists the roles whose containers are not running though the harness has not
+// stopped them, each with how it ended.
+func (h *Harness) Exited(ctx context.Context) ([]string, error) {
+	var out []string
+	for _, r := range h.Roles {
+		h.mu.Lock()
+		stopped := h.stopped[r.Name]
+		h.mu.Unlock()
+		if stopped {
+			continue
+		}
+		gone, err := h.exitedOnItsOwn(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		if gone != "" {
+			out = append(out, gone)
+		}
+	}
+	return out, nil
 }
 
 // Restart starts a killed or stopped role again (same container, address and data).

@@ -140,7 +140,7 @@ func (h *Harness) FaultKinds() (kinds []string, missing map[string]string) {
 		missing[FaultSlow] = h.noSlow
 	}
 	if h.engineProxy != nil {
-		kinds = append(kinds, FaultEngine)
+		kinds = append(kinds, FaultEngine, FaultEngineErrors)
 	}
 	if h.noNetem != "" && h.noSlow == "" {
 		missing["netem"] = fmt.Sprintf("%s (a slow link is a %s token bucket and %.0f%% random loss instead, with no added delay)", h.noNetem, slowRate, slowLoss*100)

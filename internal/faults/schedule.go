@@ -23,6 +23,8 @@ const (
 	FaultCut       = "cut"       // two roles (Target, Peer) cut from each other only, joined after Hold
 	FaultSlow      = "slow"      // a role's link slowed and lossy, restored after Hold
 	FaultEngine    = "engine"    // EngineTarget's Docker engine unreachable, back after Hold
+	// EngineTarget's Docker engine answering every request with an error, fixed after Hold.
+	FaultEngineErrors = "engine-errors"
 )
 
 // BaseKinds are the fault kinds every engine allows; [Harness.FaultKinds] adds the link
@@ -106,7 +108,7 @@ func NewSchedule(seed uint64, jobs, faults int, span time.Duration, targets []st
 			f := PlannedFault{Kind: kind, Target: "chain"}
 			switch kind {
 			case FaultChain:
-			case FaultEngine:
+			case FaultEngine, FaultEngineErrors:
 				f.Target = EngineTarget
 			default:
 				f.Target = targets[rng.IntN(len(targets))]
@@ -375,6 +377,8 @@ func (h *Harness) inject(ctx context.Context, f PlannedFault) error {
 		return h.Slow(ctx, r)
 	case FaultEngine:
 		return h.EngineCut()
+	case FaultEngineErrors:
+		return h.EngineFail()
 	}
 	return fmt.Errorf("unknown fault kind %q", f.Kind)
 }
