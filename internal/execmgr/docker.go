@@ -45,6 +45,7 @@ import (
 	"github.com/computehorde/horde/internal/hwclass"
 	"github.com/computehorde/horde/internal/jobimage"
 	"github.com/computehorde/horde/internal/miner"
+	jobdocker "github.com/computehorde/horde/internal/executor/docker"
 	"github.com/computehorde/horde/internal/protocol"
 )
 
@@ -187,6 +188,8 @@ type Docker struct {
 
 	notifyMu     sync.Mutex
 	lastManifest protocol.Manifest
+
+	freed chan struct{} // guarded by mu; closed (and replaced) when an executor's slot frees
 }
 
 var _ miner.ExecutorManager = (*Docker)(nil)
@@ -204,6 +207,8 @@ type dockerHost struct {
 	lastErr    error
 	used       map[protocol.ExecutorClass]int
 	gpus       *gpuSlots // the GPUs of each executor slot of a GPU class; nil: none assigned
+
+	kick chan struct{} // a Start waits for a slot: check (and reap) now
 }
 
 func (h *dockerHost) up() bool { return h.answering && h.imageReady }
@@ -349,7 +354,7 @@ func newDockerHost(hc Host, reg *hwclass.Registry) (*dockerHost, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &dockerHost{cfg: hc, used: map[protocol.ExecutorClass]int{}, gpus: newGPUSlots(plan)}
+	h := &dockerHost{cfg: hc, used: map[protocol.ExecutorClass]int{}, gpus: newGPUSlots(plan), kick: make(chan struct{}, 1)}
 	if strings.HasPrefix(hc.Endpoint, "tcp://") && hc.TLS != nil {
 		opts = append(opts, client.WithTLSClientConfig(hc.TLS.CA, hc.TLS.Cert, hc.TLS.Key))
 		certs, err := certTar(*hc.TLS)
@@ -397,7 +402,7 @@ func certTar(files TLSFiles) ([]byte, error) {
 // Start runs the executor of req in a container on an up host with a free executor of its
 // class (the one with the most free), and returns once the container runs.
 func (d *Docker) Start(ctx context.Context, req miner.ExecutorRequest) error {
-	e, err := d.reserve(req)
+	e, err := d.reserveWaiting(ctx, req)
 	if err != nil {
 		return err
 	}
@@ -432,34 +437,73 @@ func (d *Docker) Start(ctx context.Context, req miner.ExecutorRequest) error {
 	return nil
 }
 
+// errNoFreeExecutor reports that no up host has an executor of the class free.
+var errNoFreeExecutor = errors.New("execmgr: no free executor")
+
+// slotRecheck is how often a Start waiting for a free executor has the hosts reaped again.
+const slotRecheck = 250 * time.Millisecond
+
+// reserveWaiting is reserve, waiting until ctx ends for an executor of the class to be freed
+// when none is. The miner counts a job's executor free as soon as the job ends, while the
+// executor is still removing its job's container and exiting, and its slot is freed only
+// once the reaper has seen it exit: a job admitted in between would otherwise fail to spin
+// up (the fault suite saw a quarter of its jobs end so under load).
+func (d *Docker) reserveWaiting(ctx context.Context, req miner.ExecutorRequest) (*executorEntry, error) {
+	for {
+		e, freed, err := d.reserve(req)
+		if !errors.Is(err, errNoFreeExecutor) {
+			return e, err
+		}
+		for _, h := range d.hosts {
+			select {
+			case h.kick <- struct{}{}:
+			default:
+			}
+		}
+		t := time.NewTimer(slotRecheck)
+		select {
+		case <-freed:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("%w (waited until: %w)", err, context.Cause(ctx))
+		}
+		t.Stop()
+	}
+}
+
 // reserve takes a free executor of req's class, and its GPUs, on the up host with the most
-// free; the caller creates its container and then calls d.starts.Done.
-func (d *Docker) reserve(req miner.ExecutorRequest) (*executorEntry, error) {
+// free; the caller creates its container and then calls d.starts.Done. When none is free it
+// returns errNoFreeExecutor (wrapped) and a channel closed when a slot frees.
+func (d *Docker) reserve(req miner.ExecutorRequest) (*executorEntry, <-chan struct{}, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
-		return nil, errors.New("execmgr: the miner is stopping; no executor starts")
+		return nil, nil, errors.New("execmgr: the miner is stopping; no executor starts")
 	}
 	if d.byJob[req.JobUUID] != nil {
-		return nil, fmt.Errorf("execmgr: job %s already has an executor", req.JobUUID)
+		return nil, nil, fmt.Errorf("execmgr: job %s already has an executor", req.JobUUID)
 	}
 	h := d.pickLocked(req.ExecutorClass)
 	if h == nil {
-		return nil, fmt.Errorf("execmgr: no free executor of class %s: %s", req.ExecutorClass, d.whyNoneLocked(req.ExecutorClass))
+		if d.freed == nil {
+			d.freed = make(chan struct{})
+		}
+		return nil, d.freed, fmt.Errorf("%w of class %s: %s", errNoFreeExecutor, req.ExecutorClass, d.whyNoneLocked(req.ExecutorClass))
 	}
 	e := &executorEntry{name: containerName(req.JobUUID), host: h, class: req.ExecutorClass, job: req.JobUUID, created: time.Now(), starting: true, slot: -1}
 	if h.gpus.assigned(e.class) {
 		// A slot is free: no more slots are busy than executors of the class are counted.
 		e.slot, e.devices = h.gpus.take(e.class)
 		if e.slot < 0 {
-			return nil, fmt.Errorf("execmgr: host %s: every executor of class %s holds its GPUs", h.cfg.Name, e.class)
+			return nil, nil, fmt.Errorf("execmgr: host %s: every executor of class %s holds its GPUs", h.cfg.Name, e.class)
 		}
 	}
 	h.used[e.class]++
 	d.byName[e.name] = e
 	d.byJob[e.job] = e
 	d.starts.Add(1)
-	return e, nil
+	return e, nil, nil
 }
 
 // pickLocked returns the up host with the most free executors of class, nil if none.
@@ -612,6 +656,10 @@ func (d *Docker) release(e *executorEntry) {
 	e.released = true
 	e.host.used[e.class]--
 	e.host.gpus.free(e.class, e.slot)
+	if d.freed != nil {
+		close(d.freed)
+		d.freed = nil
+	}
 	if d.byName[e.name] == e {
 		delete(d.byName, e.name)
 	}
@@ -701,6 +749,7 @@ func (d *Docker) watch(ctx context.Context, h *dockerHost) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-h.kick:
 		}
 		d.check(ctx, h)
 	}
@@ -902,6 +951,44 @@ func (d *Docker) reap(ctx context.Context, h *dockerHost) error {
 		d.log.Warn("executor container vanished", "host", h.cfg.Name, "job", e.job, "container", e.name)
 		d.release(e)
 	}
+	errs = append(errs, d.removeOrphanJobs(ctx, h, listedAt))
+	return errors.Join(errs...)
+}
+
+// removeOrphanJobs removes the job containers on h's engine whose executor is gone. An
+// executor removes its job's container itself, but not when the engine failed under it at
+// that moment or it was killed; the container would otherwise stay until its deadline label
+// let a sweep remove it, minutes or hours later. A job's executor is tracked (d.byJob) from
+// before it starts until it is removed, so a job container with no tracked executor, listed
+// after the executor's removal, has no owner left.
+func (d *Docker) removeOrphanJobs(ctx context.Context, h *dockerHost, listedAt time.Time) error {
+	list, err := h.cli.ContainerList(ctx, container.ListOptions{
+		All: true,
+		Filters: filters.NewArgs(
+			filters.Arg("label", LabelExecutor+"="+d.cfg.ExecutorID),
+			filters.Arg("label", jobdocker.LabelJobUUID),
+		),
+	})
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, c := range list {
+		job := c.Labels[jobdocker.LabelJobUUID]
+		if _, executor := c.Labels[LabelExecutorClass]; executor || job == "" {
+			continue
+		}
+		d.mu.Lock()
+		_, owned := d.byJob[job]
+		d.mu.Unlock()
+		if owned || time.Unix(c.Created, 0).After(listedAt) {
+			continue
+		}
+		d.log.Info("removing a job container its executor left", "host", h.cfg.Name, "job", job, "container", c.Names, "state", c.State)
+		if err := h.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("remove job container %v: %w", c.Names, err))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -971,6 +1058,10 @@ func (d *Docker) Close() error {
 	d.mu.Lock()
 	already := d.closed
 	d.closed = true
+	if d.freed != nil {
+		close(d.freed) // Starts waiting for a slot give up
+		d.freed = nil
+	}
 	d.mu.Unlock()
 	if already {
 		return nil

@@ -24,6 +24,7 @@ import (
 	"github.com/computehorde/horde/internal/chain"
 	"github.com/computehorde/horde/internal/chain/sim"
 	"github.com/computehorde/horde/internal/execmgr"
+	jobdocker "github.com/computehorde/horde/internal/executor/docker"
 	"github.com/computehorde/horde/internal/executor/docker/dockertest"
 	"github.com/computehorde/horde/internal/jobimage"
 	"github.com/computehorde/horde/internal/jobimage/jobimagetest"
@@ -176,6 +177,35 @@ func TestDockerManager(t *testing.T) {
 		})
 	})
 
+	// An executor whose engine failed while it removed its job container (or that was
+	// killed) leaves the container behind: the reaper removes it once no executor of the
+	// manager runs that job, and leaves alone the job containers of executors it runs.
+	t.Run("job container its executor left", func(t *testing.T) {
+		create := func(job string) string {
+			c, err := eng.Client.ContainerCreate(ctx, &container.Config{
+				Image: helloTag, Labels: map[string]string{execmgr.LabelExecutor: ids[0], jobdocker.LabelJobUUID: job},
+			}, &container.HostConfig{NetworkMode: "none"}, nil, nil, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c.ID
+		}
+		if _, _, err := mgr.Reserve("owned-job", testClass); err != nil {
+			t.Fatal(err)
+		}
+		owned, orphan := create("owned-job"), create("orphan-job")
+		exists := func(id string) bool {
+			_, err := eng.Client.ContainerInspect(ctx, id)
+			return err == nil
+		}
+		waitFor(t, 15*time.Second, "removal of the orphan job container", func() bool { return !exists(orphan) })
+		if !exists(owned) {
+			t.Fatal("the job container of an executor the manager runs was removed")
+		}
+		mgr.Unreserve("owned-job")
+		waitFor(t, 15*time.Second, "removal of the job container once its executor is gone", func() bool { return !exists(owned) })
+	})
+
 	t.Run("host goes away and comes back", func(t *testing.T) {
 		start := time.Now()
 		eng.Stop(t)
@@ -183,7 +213,10 @@ func TestDockerManager(t *testing.T) {
 			return len(mgr.Manifest()) == 0 && !mgr.Hosts()[0].Up
 		})
 		t.Logf("down after %v: %s", time.Since(start).Round(time.Millisecond), mgr.Hosts()[0].Err)
-		err := mgr.Start(ctx, miner.ExecutorRequest{Token: "t", JobUUID: "down-1", ExecutorClass: testClass})
+		// Start waits (for its context: the miner's spin-up time) for the host to come back.
+		sctx, cancel := context.WithTimeout(ctx, time.Second)
+		err := mgr.Start(sctx, miner.ExecutorRequest{Token: "t", JobUUID: "down-1", ExecutorClass: testClass})
+		cancel()
 		if err == nil || !strings.Contains(err.Error(), "tls is down") {
 			t.Errorf("Start on a down host: %v, want an error saying the host is down", err)
 		}
@@ -260,7 +293,10 @@ func TestDockerManager(t *testing.T) {
 		if hs := mgr2.Hosts(); hs[0].Running[testClass] != 1 {
 			t.Errorf("right after NewDocker, sock runs %v, want the leftover counted", hs[0].Running)
 		}
-		err = mgr2.Start(ctx, miner.ExecutorRequest{Token: "tok-0", JobUUID: "job-0", ExecutorClass: testClass})
+		// Shorter than the leftover's 2 s StopGrace: the wait for its slot ends first.
+		sctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		err = mgr2.Start(sctx, miner.ExecutorRequest{Token: "tok-0", JobUUID: "job-0", ExecutorClass: testClass})
+		cancel()
 		if err == nil || !strings.Contains(err.Error(), "sock runs 1 of 1") {
 			t.Errorf("Start while the leftover holds the slot: %v, want an error saying sock runs 1 of 1", err)
 		}
@@ -277,9 +313,13 @@ func TestDockerManager(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitRunning(t, eng.Client, ids[1], "job-a")
-		err = mgr2.Start(ctx, miner.ExecutorRequest{Token: "tok-b", JobUUID: "job-b", ExecutorClass: testClass})
-		if err == nil || !strings.Contains(err.Error(), "bogus is down") || !strings.Contains(err.Error(), "sock runs 1 of 1") {
-			t.Errorf("Start with no free executor: %v, want an error naming both hosts' states", err)
+		// Start waits for a slot to free until its context ends (the miner's spin-up time).
+		sctx, cancel = context.WithTimeout(ctx, time.Second)
+		err = mgr2.Start(sctx, miner.ExecutorRequest{Token: "tok-b", JobUUID: "job-b", ExecutorClass: testClass})
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), "bogus is down") || !strings.Contains(err.Error(), "sock runs 1 of 1") ||
+			!errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Start with no free executor: %v, want an error naming both hosts' states and the deadline", err)
 		}
 		start = time.Now()
 		if err := mgr2.Kill(ctx, "job-a"); err != nil {
@@ -294,6 +334,24 @@ func TestDockerManager(t *testing.T) {
 			t.Fatalf("Start after Kill freed the slot: %v", err)
 		}
 		waitRunning(t, eng.Client, ids[1], "job-c")
+		// A Start while the only slot is held waits for it to free, as it does when a job
+		// has ended and its executor is still on its way out.
+		startE := make(chan error, 1)
+		go func() {
+			startE <- mgr2.Start(ctx, miner.ExecutorRequest{Token: "tok-e", JobUUID: "job-e", ExecutorClass: testClass})
+		}()
+		select {
+		case err := <-startE:
+			t.Fatalf("Start with the slot held returned at once: %v", err)
+		case <-time.After(300 * time.Millisecond):
+		}
+		if err := mgr2.Kill(ctx, "job-c"); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-startE; err != nil {
+			t.Fatalf("Start waiting for the slot Kill freed: %v", err)
+		}
+		waitRunning(t, eng.Client, ids[1], "job-e")
 		start = time.Now()
 		closedMgr = true
 		if err := mgr2.Close(); err != nil {

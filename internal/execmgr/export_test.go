@@ -13,7 +13,7 @@ func (d *Docker) Reserve(job string, class protocol.ExecutorClass) (cmd []string
 		h.answering, h.imageReady = true, true
 	}
 	d.mu.Unlock()
-	e, err := d.reserve(miner.ExecutorRequest{JobUUID: job, ExecutorClass: class, Token: "token"})
+	e, _, err := d.reserve(miner.ExecutorRequest{JobUUID: job, ExecutorClass: class, Token: "token"})
 	if err != nil {
 		return nil, nil, err
 	}
