@@ -28,10 +28,16 @@
 //   - slow ([Harness.Slow], [Harness.Unslow]): a role's link made slow and lossy, in its
 //     namespace the same way. Where the kernel has netem it is `tc qdisc add dev eth0 root
 //     netem delay 200ms loss 5%`. The kernel this was built on has none (6.18 with
-//     CONFIG_NET_SCH_NETEM unset and no loadable modules: "Specified qdisc kind is unknown"),
-//     so there a slow link is a 1 Mbit/s token bucket (tc tbf) and 5% random loss of what
-//     comes in (iptables -m statistic), with no added delay. [Harness.FaultKinds] probes the
-//     host at start and leaves out what it cannot inject, saying why;
+//     CONFIG_NET_SCH_NETEM unset, no fq for departure times either, and no loadable
+//     modules: "Specified qdisc kind is unknown"), so there the same 200 ms delay and 5%
+//     loss are applied to every packet the role sends by the harness itself: an
+//     iptables-legacy NFQUEUE rule in the role's namespace hands each packet to a netlink
+//     socket the harness opened inside that namespace, which drops 5% of them and lets the
+//     rest go 200 ms later (delayQueue; --queue-bypass and fail-open let packets through
+//     untouched if the harness is gone or the queue full). Without NFQUEUE either, a slow
+//     link is a 1 Mbit/s token bucket (tc tbf) and 5% random loss of what comes in, with
+//     no added delay. [Harness.FaultKinds] probes the host at start and says which it uses
+//     and why;
 //   - engine ([Harness.EngineCut]) and engine-errors ([Harness.EngineFail]): the Docker
 //     engine of [EngineTarget] (its miner and executors reach it through a proxy socket the
 //     harness holds) dies, every connection dropped and new ones refused; or restarts broken,

@@ -110,9 +110,10 @@ type Harness struct {
 	outages     []outage
 	cuts        map[string]*cut  // cutKey → the partition between two roles
 	slowed      map[string]*slow // role → its slowed link
-	// Why link faults cannot be injected here (empty: they can), and whether netem can.
+	// Why link faults cannot be injected here (empty: they can), and whether netem can;
+	// without it, whether an NFQUEUE the harness holds can delay packets instead.
 	noCut, noSlow, noNetem string
-	netem                  bool
+	netem, nfqueue         bool
 	engineProxy            *engineProxy // EngineTarget's engine
 	engineBroken           bool
 	chainHead              uint64 // the highest head the harness saw before the chain was last killed
@@ -278,6 +279,13 @@ func Start(ctx context.Context, cfg Config) (h *Harness, err error) {
 // Close removes everything the harness created: containers (roles, and the miners'
 // executors and jobs), the network, the images, the relay and the run's directory.
 func (h *Harness) Close() error {
+	h.mu.Lock()
+	for _, s := range h.slowed {
+		if s.queue != nil {
+			s.queue.close() // its goroutines are the harness's own
+		}
+	}
+	h.mu.Unlock()
 	var errs []error
 	for i := len(h.closers) - 1; i >= 0; i-- {
 		if err := h.closers[i](); err != nil {

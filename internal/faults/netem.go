@@ -25,15 +25,29 @@ type cut struct {
 type slow struct {
 	pid, dev string
 	netem    bool
+	queue    *delayQueue // the NFQUEUE way, else nil
 }
 
-// Slow-link parameters: netem where the kernel has it; else a token bucket and iptables'
-// random drop.
+// Slow-link parameters: netem where the kernel has it; else the same delay and loss through
+// an NFQUEUE the harness holds (delayQueue); else a token bucket and iptables' random drop.
 const (
 	slowDelay = "200ms"
 	slowLoss  = 0.05
 	slowRate  = "1mbit"
+	// slowQueue is the NFQUEUE number in a slowed role's namespace (queues are per
+	// namespace).
+	slowQueue = 1
 )
+
+// slowQueueRule is the iptables-legacy rule that hands a namespace's outgoing packets to the
+// queue (iptables-nft would need the kernel's nft queue, which kernels without netem
+// tend to lack too); --queue-bypass lets them through while nothing holds the queue.
+var slowQueueRule = []string{"OUTPUT", "!", "-o", "lo", "-j", "NFQUEUE", "--queue-num", fmt.Sprint(slowQueue), "--queue-bypass"}
+
+func slowDelayDuration() time.Duration {
+	d, _ := time.ParseDuration(slowDelay)
+	return d
+}
 
 func (h *Harness) pidOf(ctx context.Context, r *Role) (string, error) {
 	pid, err := docker(ctx, "inspect", "-f", "{{.State.Pid}}", r.Container)
@@ -101,6 +115,18 @@ func (h *Harness) probeLinks(ctx context.Context) {
 		h.noNetem = err.Error()
 	}
 	if !h.netem {
+		if err := nsenter(ctx, pid, append([]string{"iptables-legacy", "-w", "-I"}, slowQueueRule...)...); err == nil {
+			q, err := openDelayQueue("/proc/"+pid+"/ns/net", slowQueue, slowDelayDuration(), slowLoss)
+			_ = nsenter(ctx, pid, append([]string{"iptables-legacy", "-w", "-D"}, slowQueueRule...)...)
+			if err == nil {
+				q.close()
+				h.nfqueue = true
+				return
+			}
+			h.noNetem += "; NFQUEUE: " + err.Error()
+		} else {
+			h.noNetem += "; NFQUEUE: " + err.Error()
+		}
 		if err := nsenter(ctx, pid, "tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", slowRate, "burst", "32kbit", "latency", "400ms"); err != nil {
 			h.noSlow = "neither netem nor tbf: " + err.Error()
 			return
@@ -142,7 +168,10 @@ func (h *Harness) FaultKinds() (kinds []string, missing map[string]string) {
 	if h.engineProxy != nil {
 		kinds = append(kinds, FaultEngine, FaultEngineErrors)
 	}
-	if h.noNetem != "" && h.noSlow == "" {
+	switch {
+	case h.noNetem != "" && h.noSlow == "" && h.nfqueue:
+		missing["netem"] = fmt.Sprintf("%s (a slow link is the same %s delay and %.0f%% loss of outgoing packets through an NFQUEUE the harness holds instead)", h.noNetem, slowDelay, slowLoss*100)
+	case h.noNetem != "" && h.noSlow == "":
 		missing["netem"] = fmt.Sprintf("%s (a slow link is a %s token bucket and %.0f%% random loss instead, with no added delay)", h.noNetem, slowRate, slowLoss*100)
 	}
 	return kinds, missing
@@ -212,7 +241,8 @@ func (h *Harness) Join(ctx context.Context, a, b *Role) error {
 }
 
 // Slow makes a role's link slow and lossy: netem's 200 ms delay and 5% loss where the
-// kernel has netem, else a 1 Mbit/s token bucket and 5% random loss of what comes in.
+// kernel has netem, else the same delay and loss of what goes out through an NFQUEUE the
+// harness holds, else a 1 Mbit/s token bucket and 5% random loss of what comes in.
 func (h *Harness) Slow(ctx context.Context, r *Role) error {
 	pid, err := h.pidOf(ctx, r)
 	if err != nil {
@@ -223,11 +253,20 @@ func (h *Harness) Slow(ctx context.Context, r *Role) error {
 		return err
 	}
 	s := &slow{pid: pid, dev: dev, netem: h.netem}
+	if !s.netem && h.nfqueue {
+		// The queue first, so that no packet meets the rule before something holds it.
+		if s.queue, err = openDelayQueue("/proc/"+pid+"/ns/net", slowQueue, slowDelayDuration(), slowLoss); err != nil {
+			return err
+		}
+	}
 	h.mu.Lock()
 	h.slowed[r.Name] = s
 	h.mu.Unlock()
 	if s.netem {
 		return nsenter(ctx, pid, "tc", "qdisc", "add", "dev", dev, "root", "netem", "delay", slowDelay, "loss", fmt.Sprintf("%g%%", slowLoss*100))
+	}
+	if s.queue != nil {
+		return nsenter(ctx, pid, append([]string{"iptables-legacy", "-w", "-I"}, slowQueueRule...)...)
 	}
 	if err := nsenter(ctx, pid, "tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", slowRate, "burst", "32kbit", "latency", "400ms"); err != nil {
 		return err
@@ -243,7 +282,16 @@ func (h *Harness) Unslow(ctx context.Context, r *Role) error {
 	if s == nil {
 		return nil
 	}
-	if now, err := h.pidOf(ctx, r); err == nil && now == s.pid {
+	if s.queue != nil {
+		// The rule goes first (its namespace may be gone with a restarted container); the
+		// queue then lets what it holds go.
+		if now, err := h.pidOf(ctx, r); err == nil && now == s.pid {
+			if err := nsenter(ctx, s.pid, append([]string{"iptables-legacy", "-w", "-D"}, slowQueueRule...)...); err != nil {
+				return err
+			}
+		}
+		s.queue.close()
+	} else if now, err := h.pidOf(ctx, r); err == nil && now == s.pid {
 		if err := nsenter(ctx, s.pid, "tc", "qdisc", "del", "dev", s.dev, "root"); err != nil {
 			return err
 		}
