@@ -29,6 +29,7 @@ func runBenchFaults(ctx context.Context, args []string, stdout, stderr io.Writer
 	seed := fs.Uint64("seed", 0, "seed of the schedule (0: from the clock)")
 	span := fs.Duration("span", 0, "how long jobs are submitted and faults fire (default 10 s a fault, at least 1m)")
 	settle := fs.Duration("settle", 3*time.Minute, "how long the subnet may take to end every job once healed")
+	keepLogs := fs.String("logs", "", "save every role's whole log in this directory at the end (a failed run saves them in a temporary one anyway)")
 	pg := fs.String("postgres", os.Getenv("HORDE_TEST_POSTGRES_DSN"), "PostgreSQL server (postgres:// DSN allowed to CREATE SCHEMA) for the facilitator and validator-1; empty: SQLite everywhere")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -124,10 +125,15 @@ func runBenchFaults(ctx context.Context, args []string, stdout, stderr io.Writer
 	if !rep.OK() {
 		runErr = errors.Join(runErr, fmt.Errorf("seed %d: first invariant broken: %s", *seed, rep.FirstBroken()))
 	}
-	if runErr != nil {
+	if runErr != nil || *keepLogs != "" {
 		// The harness removes its directory on the way out; the logs of a failed run stay.
-		dir := filepath.Join(os.TempDir(), "horde-faults-logs-"+h.RunID)
-		if err := h.SaveLogs(dir); err == nil {
+		dir := *keepLogs
+		if dir == "" {
+			dir = filepath.Join(os.TempDir(), "horde-faults-logs-"+h.RunID)
+		}
+		if err := h.SaveLogs(dir); err != nil {
+			fmt.Fprintf(stdout, "saving the logs: %v\n", err)
+		} else {
 			fmt.Fprintf(stdout, "every role's whole log is in %s\n", dir)
 		}
 	}
