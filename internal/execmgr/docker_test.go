@@ -206,6 +206,33 @@ func TestDockerManager(t *testing.T) {
 		waitFor(t, 15*time.Second, "removal of the job container once its executor is gone", func() bool { return !exists(owned) })
 	})
 
+	// The miner counts a job's executor free as soon as the job ends, while the executor is
+	// still on its way out and holds its slot until the reaper sees it gone: a job admitted
+	// in between waits for the slot instead of failing to spin up (the fault suite saw 118
+	// of 500 jobs end executor_spinup_failed before).
+	t.Run("a Start waits for the slot of an executor on its way out", func(t *testing.T) {
+		if _, _, err := mgr.Reserve("leaving-job", testClass); err != nil {
+			t.Fatal(err)
+		}
+		started := make(chan error, 1)
+		go func() {
+			started <- mgr.Start(ctx, miner.ExecutorRequest{Token: "tok-w", JobUUID: "waiting-job", ExecutorClass: testClass})
+		}()
+		select {
+		case err := <-started:
+			t.Fatalf("Start with the only slot held returned at once: %v", err)
+		case <-time.After(300 * time.Millisecond):
+		}
+		mgr.Unreserve("leaving-job")
+		if err := <-started; err != nil {
+			t.Fatalf("Start once the slot freed: %v", err)
+		}
+		if err := mgr.Kill(ctx, "waiting-job"); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 15*time.Second, "the slot free again", func() bool { return mgr.Running() == 0 })
+	})
+
 	t.Run("host goes away and comes back", func(t *testing.T) {
 		start := time.Now()
 		eng.Stop(t)
@@ -334,24 +361,6 @@ func TestDockerManager(t *testing.T) {
 			t.Fatalf("Start after Kill freed the slot: %v", err)
 		}
 		waitRunning(t, eng.Client, ids[1], "job-c")
-		// A Start while the only slot is held waits for it to free, as it does when a job
-		// has ended and its executor is still on its way out.
-		startE := make(chan error, 1)
-		go func() {
-			startE <- mgr2.Start(ctx, miner.ExecutorRequest{Token: "tok-e", JobUUID: "job-e", ExecutorClass: testClass})
-		}()
-		select {
-		case err := <-startE:
-			t.Fatalf("Start with the slot held returned at once: %v", err)
-		case <-time.After(300 * time.Millisecond):
-		}
-		if err := mgr2.Kill(ctx, "job-c"); err != nil {
-			t.Fatal(err)
-		}
-		if err := <-startE; err != nil {
-			t.Fatalf("Start waiting for the slot Kill freed: %v", err)
-		}
-		waitRunning(t, eng.Client, ids[1], "job-e")
 		start = time.Now()
 		closedMgr = true
 		if err := mgr2.Close(); err != nil {
