@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -72,25 +73,9 @@ func (r *Report) Table() string {
 			fmt.Fprintf(&b, "       %s\n", s)
 		}
 	}
-	statuses := make([]string, 0, len(r.ByStatus))
-	for s := range r.ByStatus {
-		statuses = append(statuses, s)
-	}
-	sort.Strings(statuses)
-	b.WriteString("jobs by final status:")
-	for _, s := range statuses {
-		fmt.Fprintf(&b, " %s=%d", s, r.ByStatus[s])
-	}
+	writeCounts(&b, "jobs by final status:", r.ByStatus)
 	if len(r.ByReason) > 0 {
-		reasons := make([]string, 0, len(r.ByReason))
-		for s := range r.ByReason {
-			reasons = append(reasons, s)
-		}
-		sort.Strings(reasons)
-		b.WriteString("\nwhy the horde did not run them:")
-		for _, s := range reasons {
-			fmt.Fprintf(&b, " %s=%d", s, r.ByReason[s])
-		}
+		writeCounts(&b, "\nwhy the horde did not run them:", r.ByReason)
 	}
 	fmt.Fprintf(&b, "\nwork receipts: %d, countersigned %d (at the miners %d); tempos checked for weights: %d; users charged:",
 		r.Receipts, r.Countersigned, r.AtMiners, r.Tempos)
@@ -104,6 +89,14 @@ func (r *Report) Table() string {
 	}
 	b.WriteString("\n")
 	return b.String()
+}
+
+// writeCounts writes title and each " key=count" of m in key order.
+func writeCounts(b *strings.Builder, title string, m map[string]int) {
+	b.WriteString(title)
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		fmt.Fprintf(b, " %s=%d", k, m[k])
+	}
 }
 
 // openDB opens a role's database read-only: PostgreSQL through the host's DSN, SQLite in its

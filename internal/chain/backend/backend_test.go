@@ -64,16 +64,7 @@ func TestOpen(t *testing.T) {
 		t.Errorf("log: %s", logs.String())
 	}
 
-	c, err := sim.New(sim.Genesis{NetUID: 12, Neurons: []sim.NeuronSpec{{Hotkey: "5V"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := simserver.New(simserver.Config{Chain: c, Identities: []simserver.Identity{{Name: "validator", Hotkey: "5V", Token: "tok"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	hs := httptest.NewServer(srv.Handler())
+	hs := httptest.NewServer(simServer(t).Handler())
 	defer hs.Close()
 	s := Defaults()
 	s.URL, s.Identity, s.Token = hs.URL, "validator", "tok"
@@ -157,10 +148,10 @@ func TestPollInterval(t *testing.T) {
 	}
 }
 
-// TestOpenWaitsForTheChain: a role started while the chain server cannot be reached waits
-// for it (found by the fault suite: a miner restarted into a partition exited), while a
-// one-shot command and an error a retry cannot mend end at once.
-func TestOpenWaitsForTheChain(t *testing.T) {
+// simServer serves a simulated subnet 12 with one identity, "validator" (hotkey 5V, token
+// tok), until the test ends.
+func simServer(t *testing.T) *simserver.Server {
+	t.Helper()
 	c, err := sim.New(sim.Genesis{NetUID: 12, Neurons: []sim.NeuronSpec{{Hotkey: "5V"}}})
 	if err != nil {
 		t.Fatal(err)
@@ -169,7 +160,15 @@ func TestOpenWaitsForTheChain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
+	t.Cleanup(func() { srv.Close() })
+	return srv
+}
+
+// TestOpenWaitsForTheChain: a role started while the chain server cannot be reached waits
+// for it (found by the fault suite: a miner restarted into a partition exited), while a
+// one-shot command and an error a retry cannot mend end at once.
+func TestOpenWaitsForTheChain(t *testing.T) {
+	srv := simServer(t)
 	// The server drops every connection until it is let up, as one behind a partition.
 	var up atomic.Bool
 	hs := httptest.NewUnstartedServer(srv.Handler())
