@@ -42,10 +42,10 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/computehorde/horde/internal/enginemsg"
+	jobdocker "github.com/computehorde/horde/internal/executor/docker"
 	"github.com/computehorde/horde/internal/hwclass"
 	"github.com/computehorde/horde/internal/jobimage"
 	"github.com/computehorde/horde/internal/miner"
-	jobdocker "github.com/computehorde/horde/internal/executor/docker"
 	"github.com/computehorde/horde/internal/protocol"
 )
 
