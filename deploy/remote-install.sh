@@ -66,7 +66,7 @@ install -m 0755 "$d/horde" "$new_bin"
 # placed: a wrong file fails here. Only its public key is printed.
 mkdir -p "$d/check/$wallet/hotkeys"
 cp "$d/hotkey" "$d/check/$wallet/hotkeys/$hotkey"
-key_info=$("$new_bin" wallet show --wallets-dir "$d/check" --wallet "$wallet" --hotkey "$hotkey" 2>&1) ||
+key_info=$("$new_bin" wallet show --wallet-path "$d/check" --wallet "$wallet" --hotkey "$hotkey" 2>&1) ||
   die "HOTKEY_PATH is not a usable unencrypted btcli hotkey file: ${key_info##*: }"
 ss58=$(sed -n 's/^ss58 address: //p' <<<"$key_info")
 say "hotkey $wallet/$hotkey is $ss58"

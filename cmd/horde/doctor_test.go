@@ -83,7 +83,7 @@ data_dir = %q
 	t.Logf("output:\n%s", r.stdout)
 	wantContains(t, "stdout", r.stdout,
 		"hotkey          FAIL    no hotkey file at "+filepath.Join(wallets, "cold", "hotkeys", "hot"),
-		"fix: `horde wallet new --wallets-dir "+wallets+" --wallet cold --hotkey hot`",
+		"fix: `horde wallet new --wallet-path "+wallets+" --wallet cold --hotkey hot`",
 		"1 failed")
 }
 

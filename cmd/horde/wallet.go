@@ -29,9 +29,12 @@ Commands:
                 //Alice, a mnemonic, "<mnemonic>//hard/soft", "<mnemonic>///password"
                 or a 0x-prefixed 32-byte seed; "-" reads the URI from standard input
   new           create a hotkey from a fresh 12-word mnemonic and print the mnemonic
+  import        write a hotkey file from an existing mnemonic or secret URI read from
+                standard input (as btcli wallet regen-hotkey does)
   show          print the public key and SS58 address of a wallet hotkey
 
-The wallets directory is --wallets-dir, else $` + walletsDirEnv + `, else ~/.bittensor/wallets.
+The wallets directory is --wallet-path (--wallets-dir also works), else $` + walletsDirEnv + `,
+else ~/.bittensor/wallets: the same flag as the roles' and ` + "`horde job`" + `'s.
 Run ` + "`horde wallet <command> --help`" + ` for a command's flags.
 `
 
@@ -41,7 +44,7 @@ func runWallet(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if len(args) == 0 {
 		fmt.Fprint(stderr, walletHelp)
-		return fmt.Errorf("%w: name a wallet command (inspect, new, show)", errUsage)
+		return fmt.Errorf("%w: name a wallet command (inspect, new, import, show)", errUsage)
 	}
 	switch args[0] {
 	case "-h", "-help", "--help", "help":
@@ -51,10 +54,12 @@ func runWallet(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return walletInspect(args[1:], stdout, stderr)
 	case "new":
 		return walletNew(args[1:], stdout, stderr)
+	case "import":
+		return walletImport(args[1:], stdout, stderr)
 	case "show":
 		return walletShow(args[1:], stdout, stderr)
 	default:
-		return fmt.Errorf("%w: unknown wallet command %q (inspect, new, show)", errUsage, args[0])
+		return fmt.Errorf("%w: unknown wallet command %q (inspect, new, import, show)", errUsage, args[0])
 	}
 }
 
@@ -71,11 +76,10 @@ func walletInspect(args []string, stdout, stderr io.Writer) error {
 	}
 	uri := fs.Arg(0)
 	if uri == "-" {
-		line, err := bufio.NewReader(walletStdin).ReadString('\n')
-		if err != nil && (err != io.EOF || line == "") {
-			return fmt.Errorf("reading the secret URI from standard input: %w", err)
+		var err error
+		if uri, err = readSecretLine(); err != nil {
+			return err
 		}
-		uri = strings.TrimRight(line, "\r\n")
 	}
 	kp, err := keys.FromURI(uri)
 	if err != nil {
@@ -97,21 +101,33 @@ func hotkeyPath(fs *flag.FlagSet, args []string, dir, wallet, hotkey *string) (s
 	return keys.HotkeyPath(*dir, *wallet, *hotkey)
 }
 
-// walletFlags adds the flags that name a hotkey file.
+// readSecretLine reads one line, a secret URI or mnemonic, from walletStdin.
+func readSecretLine() (string, error) {
+	line, err := bufio.NewReader(io.LimitReader(walletStdin, 4096)).ReadString('\n')
+	if err != nil && (err != io.EOF || line == "") {
+		return "", fmt.Errorf("reading the secret URI from standard input: %w", err)
+	}
+	return strings.TrimRight(line, "\r\n"), nil
+}
+
+// walletFlags adds the flags that name a hotkey file. The directory is --wallet-path, as
+// the roles and `horde job` name it; --wallets-dir, its first name here, still works.
 func walletFlags(fs *flag.FlagSet) (dir, wallet, hotkey *string) {
 	def := os.Getenv(walletsDirEnv)
 	if def == "" {
 		def = keys.DefaultWalletsDir()
 	}
-	dir = fs.String("wallets-dir", def, "wallets directory (env "+walletsDirEnv+")")
+	dir = new(string)
+	fs.StringVar(dir, "wallet-path", def, "wallets directory (env "+walletsDirEnv+")")
+	fs.StringVar(dir, "wallets-dir", def, "the same as --wallet-path")
 	wallet = fs.String("wallet", "default", "wallet name")
 	hotkey = fs.String("hotkey", "default", "hotkey name")
 	return dir, wallet, hotkey
 }
 
 func walletNew(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("wallet new", "wallet new [--wallet W] [--hotkey H] [--wallets-dir DIR] [--overwrite]\n\n"+
-		"Creates <wallets-dir>/<wallet>/hotkeys/<hotkey> (mode 0600) from a fresh 12-word mnemonic, and\n"+
+	fs := newFlagSet("wallet new", "wallet new [--wallet W] [--hotkey H] [--wallet-path DIR] [--overwrite]\n\n"+
+		"Creates <wallet-path>/<wallet>/hotkeys/<hotkey> (mode 0600) from a fresh 12-word mnemonic, and\n"+
 		"<hotkey>pub.txt next to it, as bittensor does. It prints the mnemonic once: store it safely.", stderr)
 	dir, wallet, hotkey := walletFlags(fs)
 	overwrite := fs.Bool("overwrite", false, "replace an existing hotkey file (its key is lost unless you kept its mnemonic)")
@@ -138,9 +154,42 @@ func walletNew(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+func walletImport(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("wallet import", "wallet import [--wallet W] [--hotkey H] [--wallet-path DIR] [--overwrite] < MNEMONIC\n\n"+
+		"Reads a mnemonic (or any secret URI `horde wallet inspect` takes) from standard input, so that it\n"+
+		"stays out of the shell history, and writes <wallet-path>/<wallet>/hotkeys/<hotkey> (mode 0600)\n"+
+		"and <hotkey>pub.txt from it, as `btcli wallet regen-hotkey` does. Check the printed address.", stderr)
+	dir, wallet, hotkey := walletFlags(fs)
+	overwrite := fs.Bool("overwrite", false, "replace an existing hotkey file")
+	path, err := hotkeyPath(fs, args, dir, wallet, hotkey)
+	if err != nil {
+		return err
+	}
+	uri, err := readSecretLine()
+	if err != nil {
+		return err
+	}
+	kp, err := keys.FromURI(uri)
+	if err != nil {
+		return err
+	}
+	// A plain mnemonic is kept in the file as bittensor keeps it; a derived key (//hard,
+	// ///password) or a raw seed has no phrase that gives it.
+	mnemonic := ""
+	if !strings.ContainsRune(uri, '/') && !strings.HasPrefix(uri, "0x") {
+		mnemonic = uri
+	}
+	if err := keys.WriteHotkeyFile(path, kp, mnemonic, *overwrite); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "hotkey file: %s\n", path)
+	printKey(stdout, kp.Public())
+	return nil
+}
+
 func walletShow(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("wallet show", "wallet show [--wallet W] [--hotkey H] [--wallets-dir DIR]\n\n"+
-		"Loads <wallets-dir>/<wallet>/hotkeys/<hotkey>, checks it, and prints its public key.", stderr)
+	fs := newFlagSet("wallet show", "wallet show [--wallet W] [--hotkey H] [--wallet-path DIR]\n\n"+
+		"Loads <wallet-path>/<wallet>/hotkeys/<hotkey>, checks it, and prints its public key.", stderr)
 	dir, wallet, hotkey := walletFlags(fs)
 	path, err := hotkeyPath(fs, args, dir, wallet, hotkey)
 	if err != nil {
@@ -148,7 +197,7 @@ func walletShow(args []string, stdout, stderr io.Writer) error {
 	}
 	kp, err := keys.LoadHotkeyFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("%w (create one with `horde wallet new`, or pick another --wallets-dir, --wallet or --hotkey)", err)
+		return fmt.Errorf("%w (create one with `horde wallet new`, or `horde wallet import` an existing mnemonic, or pick another --wallet-path, --wallet or --hotkey)", err)
 	}
 	if err != nil {
 		return err

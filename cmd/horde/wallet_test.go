@@ -158,3 +158,56 @@ func TestWalletsDirEnv(t *testing.T) {
 		t.Fatalf("show: %v\n%s", err, out)
 	}
 }
+
+// TestWalletImport: a mnemonic read from standard input becomes the hotkey file btcli's
+// regen-hotkey would write (keeping the phrase), loadable by the roles; a derived URI gets a
+// file without a phrase; an existing file is kept without --overwrite; a bad phrase is
+// refused with nothing written.
+func TestWalletImport(t *testing.T) {
+	dir := t.TempDir()
+	const phrase = "bottom drive obey lake curtain smoke basket hold race lonely fit walk"
+	want, err := keys.FromURI(phrase)
+	if err != nil {
+		t.Fatal(err)
+	}
+	importing := func(input string, args ...string) (string, error) {
+		t.Helper()
+		old := walletStdin
+		walletStdin = strings.NewReader(input)
+		defer func() { walletStdin = old }()
+		out, _, err := runWalletOut(t, append([]string{"import", "--wallet-path", dir}, args...)...)
+		return out, err
+	}
+	out, err := importing(phrase+"\n", "--wallet", "miner", "--hotkey", "hk")
+	if err != nil || !strings.Contains(out, want.SS58()) || strings.Contains(out, "bottom") {
+		t.Fatalf("import: %v\n%s", err, out)
+	}
+	path := filepath.Join(dir, "miner", "hotkeys", "hk")
+	kp, err := keys.LoadHotkey(dir, "miner", "hk")
+	if err != nil || kp.SS58() != want.SS58() {
+		t.Fatalf("the roles load %v, %v; want %s", kp, err, want.SS58())
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil || !strings.Contains(string(raw), `"secretPhrase":"`+phrase+`"`) {
+		t.Fatalf("keyfile %s (%v): want the phrase kept, as bittensor does", raw, err)
+	}
+
+	if _, err := importing("//Alice\n", "--wallet", "miner", "--hotkey", "hk"); !errors.Is(err, keys.ErrKeyfileExists) {
+		t.Fatalf("import over an existing file: %v", err)
+	}
+	out, err = importing(phrase+"//hard\n", "--wallet", "miner", "--hotkey", "hk", "--overwrite")
+	derived, _ := keys.FromURI(phrase + "//hard")
+	if err != nil || !strings.Contains(out, derived.SS58()) {
+		t.Fatalf("derived import: %v\n%s", err, out)
+	}
+	if raw, _ := os.ReadFile(path); strings.Contains(string(raw), `"secretPhrase":"`) {
+		t.Errorf("a derived key's file keeps a phrase that does not give it: %s", raw)
+	}
+
+	if _, err := importing("not a mnemonic at all\n", "--hotkey", "bad"); err == nil {
+		t.Fatal("a bad mnemonic was imported")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "default", "hotkeys", "bad")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused import left a file: %v", err)
+	}
+}

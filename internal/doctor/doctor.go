@@ -487,9 +487,9 @@ func answers(path string) bool {
 }
 
 func (r *run) walletNewFix() string {
-	return fmt.Sprintf("`horde wallet new --wallets-dir %s --wallet %s --hotkey %s`, or import the existing key "+
-		"(`btcli wallet regen-hotkey --wallet.name %s --wallet.hotkey %s`), or point --wallet-path/--wallet/--hotkey at it",
-		r.t.WalletPath, r.t.WalletName, r.t.HotkeyName, r.t.WalletName, r.t.HotkeyName)
+	return fmt.Sprintf("`horde wallet new --wallet-path %s --wallet %s --hotkey %s`, or import the existing key from its "+
+		"mnemonic (`horde wallet import` with the same flags), or point --wallet-path/--wallet/--hotkey at it",
+		r.t.WalletPath, r.t.WalletName, r.t.HotkeyName)
 }
 
 func (r *run) hotkeyCheck(context.Context) Result {

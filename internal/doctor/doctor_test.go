@@ -183,7 +183,7 @@ func TestMissingHotkey(t *testing.T) {
 	tg.WalletPath = t.TempDir()
 	rs := Run(t.Context(), tg, Options{Engine: engine(), GPUs: fakeGPUs{}})
 	want(t, rs, "hotkey", Fail, "no hotkey file at "+filepath.Join(tg.WalletPath, "w", "hotkeys", "h"),
-		"`horde wallet new --wallets-dir "+tg.WalletPath+" --wallet w --hotkey h`")
+		"`horde wallet new --wallet-path "+tg.WalletPath+" --wallet w --hotkey h`")
 
 	// A file that is there but is no hotkey needs replacing, not creating.
 	if err := os.MkdirAll(filepath.Join(tg.WalletPath, "w", "hotkeys"), 0o700); err != nil {

@@ -36,7 +36,7 @@ const maxKeyfileSize = 64 << 10
 // decryptHint tells the operator how to get an unencrypted hotkey file.
 const decryptHint = "horde needs an unencrypted hotkey file (bittensor's default for hotkeys): decrypt it with " +
 	"bittensor (python -c \"import bittensor_wallet as bw; bw.Wallet(name='WALLET', hotkey='HOTKEY').hotkey_file.decrypt()\") " +
-	"or regenerate it with `btcli wallet regen-hotkey --no-use-password`"
+	"or write it again from its mnemonic with `horde wallet import` (or `btcli wallet regen-hotkey --no-use-password`)"
 
 // encryptedMarkers are the prefixes of bittensor's encrypted keyfile formats.
 var encryptedMarkers = []string{"$NACL", "$BTWALLET", "$ANSIBLE_VAULT", "gAAAAA"}

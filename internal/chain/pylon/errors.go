@@ -11,7 +11,8 @@ import (
 // (and chain.ErrUnavailable where retrying may help), so test with errors.Is.
 var (
 	ErrUnauthorized = errors.New("pylon: 401 Unauthorized: the request carried no token; " +
-		"set the identity's token (--chain-token or $HORDE_CHAIN_TOKEN)")
+		"set the identity's token (a role: token in its [chain] table or $HORDE_<ROLE>_CHAIN_TOKEN, " +
+		"such as $HORDE_MINER_CHAIN_TOKEN; a command: --chain-token or $HORDE_CHAIN_TOKEN)")
 	ErrForbidden = errors.New("pylon: 403 Forbidden: Pylon rejected the token; " +
 		"use the token Pylon has for this identity (PYLON_ID_<NAME>_TOKEN) or the open access token")
 	ErrUnknownIdentity = errors.New("pylon: unknown identity: Pylon has no identity of this name; " +
@@ -26,7 +27,8 @@ var (
 	ErrServer      = errors.New("pylon: server error")
 	ErrBadResponse = errors.New("pylon: malformed response: the answer is not the JSON Pylon 0.3.0 serves; " +
 		"check that --chain points at Pylon 0.3.0 or `horde chain sim`")
-	ErrNoIdentity = errors.New("pylon: this call needs an identity; set --chain-identity and --chain-token")
+	ErrNoIdentity = errors.New("pylon: this call needs an identity; set identity and token in the role's [chain] table " +
+		"(a command: --chain-identity and --chain-token)")
 )
 
 // APIError is a failed Pylon call: what was asked, what Pylon answered, and the sentinel
