@@ -17,6 +17,7 @@ import (
 
 	"github.com/computehorde/horde/internal/chain"
 	"github.com/computehorde/horde/internal/chain/sim"
+	"github.com/computehorde/horde/internal/syncbuf"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -43,24 +44,6 @@ func newSim(tb testing.TB, n int, blockTime time.Duration) *sim.Chain {
 	return s
 }
 
-// logBuffer collects log output for assertions.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // fakeNow is a settable clock for the cache's status timestamps.
 type fakeNow struct {
 	mu sync.Mutex
@@ -83,12 +66,12 @@ type fixture struct {
 	sim   *sim.Chain
 	cache *chain.MetagraphCache
 	now   *fakeNow
-	logs  *logBuffer
+	logs  *syncbuf.Buffer
 }
 
 func newFixture(t *testing.T, c chain.Chain, s *sim.Chain, tweak func(*chain.CacheConfig)) *fixture {
 	t.Helper()
-	f := &fixture{sim: s, now: &fakeNow{t: time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)}, logs: &logBuffer{}}
+	f := &fixture{sim: s, now: &fakeNow{t: time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)}, logs: &syncbuf.Buffer{}}
 	cfg := chain.CacheConfig{
 		Chain: c, NetUID: netuid, Now: f.now.Now,
 		Logger: slog.New(slog.NewTextHandler(f.logs, nil)),

@@ -8,7 +8,6 @@ package execmgr_test
 //	go test -run '^$' -bench ProcessExecutorJob -benchtime 10x ./internal/execmgr/
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -22,7 +21,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -43,6 +41,7 @@ import (
 	"github.com/computehorde/horde/internal/miner"
 	"github.com/computehorde/horde/internal/protocol"
 	"github.com/computehorde/horde/internal/store"
+	"github.com/computehorde/horde/internal/syncbuf"
 	"github.com/computehorde/horde/internal/validator"
 )
 
@@ -129,7 +128,7 @@ func benchBuildHorde(b *testing.B) string {
 func benchProcessMiner(b *testing.B, bin, img string) (job func() (roundTrip, exit time.Duration)) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	b.Cleanup(cancel)
-	logs := &benchLockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	logger := slog.New(slog.NewTextHandler(logs, nil))
 	fail := func(format string, args ...any) {
 		b.Helper()
@@ -301,23 +300,4 @@ func benchKey(b *testing.B, uri string) *keys.Keypair {
 		b.Fatal(err)
 	}
 	return k
-}
-
-// benchLockedBuffer collects the log, written by the miner's and the executors' goroutines,
-// for a failure's message.
-type benchLockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *benchLockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *benchLockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }

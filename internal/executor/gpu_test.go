@@ -42,9 +42,10 @@ func (r *recordingRuntime) Start(ctx context.Context, spec executor.RunSpec) err
 	return r.Runtime.Start(ctx, spec)
 }
 
-// TestGPUDevicesReachTheJob: an executor that owns GPUs 1 and GPU-c (index 2) of a three-GPU
-// host runs its nvidia_all job on exactly those, and its machine specs list only them.
-func TestGPUDevicesReachTheJob(t *testing.T) {
+// gpuJob is a job of a GPU class asking for every GPU (nvidia_all), and the fake miner
+// that sends it.
+func gpuJob(t *testing.T) (env, job, *fakeMiner) {
+	t.Helper()
 	e := newEnv(t)
 	j := newJob(e.image)
 	class := string(protocol.ExecutorClassSpinUp4minGPU24GB)
@@ -58,6 +59,13 @@ func TestGPUDevicesReachTheJob(t *testing.T) {
 			m["docker_run_options_preset"] = "nvidia_all"
 		})},
 	)
+	return e, j, m
+}
+
+// TestGPUDevicesReachTheJob: an executor that owns GPUs 1 and GPU-c (index 2) of a three-GPU
+// host runs its nvidia_all job on exactly those, and its machine specs list only them.
+func TestGPUDevicesReachTheJob(t *testing.T) {
+	e, j, m := gpuJob(t)
 	rt := &recordingRuntime{Runtime: e.rt}
 	if err := e.run(t, m, func(c *executor.Config) {
 		c.Runtime = rt
@@ -84,19 +92,7 @@ func TestGPUDevicesReachTheJob(t *testing.T) {
 // TestGPUDevicesMissing: devices the host does not have fail the job as the miner's fault,
 // naming the setting to fix, before any container starts.
 func TestGPUDevicesMissing(t *testing.T) {
-	e := newEnv(t)
-	j := newJob(e.image)
-	class := string(protocol.ExecutorClassSpinUp4minGPU24GB)
-	m := newFakeMiner(t, j.token,
-		step{send: j.initial(func(m map[string]any) {
-			m["executor_class"] = class
-			m["job_started_receipt_payload"].(map[string]any)["executor_class"] = class
-		}), expect: 1},
-		step{send: j.request(func(m map[string]any) {
-			m["executor_class"] = class
-			m["docker_run_options_preset"] = "nvidia_all"
-		})},
-	)
+	e, j, m := gpuJob(t)
 	rt := &recordingRuntime{Runtime: e.rt}
 	if err := e.run(t, m, func(c *executor.Config) {
 		c.Runtime = rt

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,29 +20,12 @@ import (
 	"github.com/computehorde/horde/internal/keys"
 	"github.com/computehorde/horde/internal/protocol"
 	"github.com/computehorde/horde/internal/store"
+	"github.com/computehorde/horde/internal/syncbuf"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const netuid chain.NetUID = 12
-
-// logBuffer collects the validator's log for assertions.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func mustKey(t *testing.T, uri string) *keys.Keypair {
 	t.Helper()
@@ -62,13 +44,13 @@ type env struct {
 	metagraph  *chain.MetagraphCache // refreshed at start and by serveAxon
 	db         *store.DB
 	clock      *clocktest.Fake
-	logs       *logBuffer
+	logs       *syncbuf.Buffer
 	v          *Validator
 }
 
 func newEnv(t *testing.T, tweak func(*Config)) *env {
 	t.Helper()
-	e := &env{t: t, alice: mustKey(t, "//Alice"), bob: mustKey(t, "//Bob"), clock: clocktest.NewFake(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)), logs: &logBuffer{}}
+	e := &env{t: t, alice: mustKey(t, "//Alice"), bob: mustKey(t, "//Bob"), clock: clocktest.NewFake(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)), logs: &syncbuf.Buffer{}}
 	permit := true
 	var err error
 	e.chain, err = sim.New(sim.Genesis{
