@@ -143,11 +143,9 @@ func walletNew(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := keys.WriteHotkeyFile(path, kp, mnemonic, *overwrite); err != nil {
+	if err := writeHotkey(stdout, path, kp, mnemonic, *overwrite); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "hotkey file: %s\n", path)
-	printKey(stdout, kp.Public())
 	fmt.Fprintf(stdout, "mnemonic: %s\n\n", mnemonic)
 	fmt.Fprint(stdout, "WARNING: write the mnemonic down and store it safely offline; it is not shown again.\n"+
 		"Anyone who has it controls this hotkey, and it is the only way to restore the key if the file is lost.\n")
@@ -179,11 +177,9 @@ func walletImport(args []string, stdout, stderr io.Writer) error {
 	if !strings.ContainsRune(uri, '/') && !strings.HasPrefix(uri, "0x") {
 		mnemonic = uri
 	}
-	if err := keys.WriteHotkeyFile(path, kp, mnemonic, *overwrite); err != nil {
+	if err := writeHotkey(stdout, path, kp, mnemonic, *overwrite); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "hotkey file: %s\n", path)
-	printKey(stdout, kp.Public())
 	return nil
 }
 
@@ -200,6 +196,16 @@ func walletShow(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%w (create one with `horde wallet new`, or `horde wallet import` an existing mnemonic, or pick another --wallet-path, --wallet or --hotkey)", err)
 	}
 	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "hotkey file: %s\n", path)
+	printKey(stdout, kp.Public())
+	return nil
+}
+
+// writeHotkey writes kp's hotkey file at path and prints where and which key.
+func writeHotkey(stdout io.Writer, path string, kp *keys.Keypair, mnemonic string, overwrite bool) error {
+	if err := keys.WriteHotkeyFile(path, kp, mnemonic, overwrite); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "hotkey file: %s\n", path)

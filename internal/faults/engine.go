@@ -175,20 +175,9 @@ func (p *engineProxy) cut() { p.set(engineDown) }
 // with an error.
 func (p *engineProxy) failRequests() { p.set(engineFailing) }
 
-// resume forwards new connections again. Connections of a failing engine are dropped;
-// forwarded ones are kept.
-func (p *engineProxy) resume() {
-	p.mu.Lock()
-	failing := p.state == engineFailing
-	p.mu.Unlock()
-	if failing {
-		p.set(engineUp)
-		return
-	}
-	p.mu.Lock()
-	p.state = engineUp
-	p.mu.Unlock()
-}
+// resume forwards new connections again; the failing engine's connections are dropped (a
+// dead one holds none).
+func (p *engineProxy) resume() { p.set(engineUp) }
 
 func (p *engineProxy) close() {
 	p.ln.Close()

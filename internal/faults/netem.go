@@ -31,7 +31,7 @@ type slow struct {
 // Slow-link parameters: netem where the kernel has it; else the same delay and loss through
 // an NFQUEUE the harness holds (delayQueue); else a token bucket and iptables' random drop.
 const (
-	slowDelay = "200ms"
+	slowDelay = 200 * time.Millisecond
 	slowLoss  = 0.05
 	slowRate  = "1mbit"
 	// slowQueue is the NFQUEUE number in a slowed role's namespace (queues are per
@@ -43,11 +43,6 @@ const (
 // queue (iptables-nft would need the kernel's nft queue, which kernels without netem
 // tend to lack too); --queue-bypass lets them through while nothing holds the queue.
 var slowQueueRule = []string{"OUTPUT", "!", "-o", "lo", "-j", "NFQUEUE", "--queue-num", fmt.Sprint(slowQueue), "--queue-bypass"}
-
-func slowDelayDuration() time.Duration {
-	d, _ := time.ParseDuration(slowDelay)
-	return d
-}
 
 func (h *Harness) pidOf(ctx context.Context, r *Role) (string, error) {
 	pid, err := docker(ctx, "inspect", "-f", "{{.State.Pid}}", r.Container)
@@ -108,24 +103,18 @@ func (h *Harness) probeLinks(ctx context.Context) {
 		h.noSlow = err.Error()
 		return
 	}
-	if err := nsenter(ctx, pid, "tc", "qdisc", "add", "dev", dev, "root", "netem", "delay", slowDelay); err == nil {
+	if err := nsenter(ctx, pid, "tc", "qdisc", "add", "dev", dev, "root", "netem", "delay", slowDelay.String()); err == nil {
 		h.netem = true
 		_ = nsenter(ctx, pid, "tc", "qdisc", "del", "dev", dev, "root")
 	} else {
 		h.noNetem = err.Error()
 	}
 	if !h.netem {
-		if err := nsenter(ctx, pid, append([]string{"iptables-legacy", "-w", "-I"}, slowQueueRule...)...); err == nil {
-			q, err := openDelayQueue("/proc/"+pid+"/ns/net", slowQueue, slowDelayDuration(), slowLoss)
-			_ = nsenter(ctx, pid, append([]string{"iptables-legacy", "-w", "-D"}, slowQueueRule...)...)
-			if err == nil {
-				q.close()
-				h.nfqueue = true
-				return
-			}
+		if err := probeQueue(ctx, pid); err != nil {
 			h.noNetem += "; NFQUEUE: " + err.Error()
 		} else {
-			h.noNetem += "; NFQUEUE: " + err.Error()
+			h.nfqueue = true
+			return
 		}
 		if err := nsenter(ctx, pid, "tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", slowRate, "burst", "32kbit", "latency", "400ms"); err != nil {
 			h.noSlow = "neither netem nor tbf: " + err.Error()
@@ -133,6 +122,21 @@ func (h *Harness) probeLinks(ctx context.Context) {
 		}
 		_ = nsenter(ctx, pid, "tc", "qdisc", "del", "dev", dev, "root")
 	}
+}
+
+// probeQueue adds the slow link's NFQUEUE rule in namespace pid, holds its queue, and
+// removes both.
+func probeQueue(ctx context.Context, pid string) error {
+	if err := nsenter(ctx, pid, append([]string{"iptables-legacy", "-w", "-I"}, slowQueueRule...)...); err != nil {
+		return err
+	}
+	defer nsenter(ctx, pid, append([]string{"iptables-legacy", "-w", "-D"}, slowQueueRule...)...)
+	q, err := openDelayQueue("/proc/"+pid+"/ns/net", slowQueue, slowDelay, slowLoss)
+	if err != nil {
+		return err
+	}
+	q.close()
+	return nil
 }
 
 // devOf is the interface that holds r's address in namespace pid (eth0, or another name
@@ -255,7 +259,7 @@ func (h *Harness) Slow(ctx context.Context, r *Role) error {
 	s := &slow{pid: pid, dev: dev, netem: h.netem}
 	if !s.netem && h.nfqueue {
 		// The queue first, so that no packet meets the rule before something holds it.
-		if s.queue, err = openDelayQueue("/proc/"+pid+"/ns/net", slowQueue, slowDelayDuration(), slowLoss); err != nil {
+		if s.queue, err = openDelayQueue("/proc/"+pid+"/ns/net", slowQueue, slowDelay, slowLoss); err != nil {
 			return err
 		}
 	}
@@ -263,7 +267,7 @@ func (h *Harness) Slow(ctx context.Context, r *Role) error {
 	h.slowed[r.Name] = s
 	h.mu.Unlock()
 	if s.netem {
-		return nsenter(ctx, pid, "tc", "qdisc", "add", "dev", dev, "root", "netem", "delay", slowDelay, "loss", fmt.Sprintf("%g%%", slowLoss*100))
+		return nsenter(ctx, pid, "tc", "qdisc", "add", "dev", dev, "root", "netem", "delay", slowDelay.String(), "loss", fmt.Sprintf("%g%%", slowLoss*100))
 	}
 	if s.queue != nil {
 		return nsenter(ctx, pid, append([]string{"iptables-legacy", "-w", "-I"}, slowQueueRule...)...)
