@@ -873,16 +873,22 @@ const pullProgressEvery = 5 * time.Second
 // disappeared.
 func (d *Docker) reap(ctx context.Context, h *dockerHost) error {
 	listedAt := time.Now()
-	list, err := h.cli.ContainerList(ctx, container.ListOptions{
-		All: true,
-		Filters: filters.NewArgs(
-			filters.Arg("label", LabelExecutor+"="+d.cfg.ExecutorID),
-			filters.Arg("label", LabelExecutorHost+"="+h.cfg.Name),
-			filters.Arg("label", LabelExecutorClass),
-		),
+	// One listing: this manager's executor containers on h, and the job containers their
+	// executors started (the same executor ID label, no class).
+	all, err := h.cli.ContainerList(ctx, container.ListOptions{
+		All:     true,
+		Filters: filters.NewArgs(filters.Arg("label", LabelExecutor+"="+d.cfg.ExecutorID)),
 	})
 	if err != nil {
 		return err
+	}
+	var list, jobs []container.Summary
+	for _, c := range all {
+		if _, executor := c.Labels[LabelExecutorClass]; !executor {
+			jobs = append(jobs, c)
+		} else if c.Labels[LabelExecutorHost] == h.cfg.Name {
+			list = append(list, c)
+		}
 	}
 	seen := map[string]bool{}
 	var errs []error
@@ -951,37 +957,27 @@ func (d *Docker) reap(ctx context.Context, h *dockerHost) error {
 		d.log.Warn("executor container vanished", "host", h.cfg.Name, "job", e.job, "container", e.name)
 		d.release(e)
 	}
-	errs = append(errs, d.removeOrphanJobs(ctx, h, listedAt))
+	errs = append(errs, d.removeOrphanJobs(ctx, h, jobs))
 	return errors.Join(errs...)
 }
 
-// removeOrphanJobs removes the job containers on h's engine whose executor is gone. An
-// executor removes its job's container itself, but not when the engine failed under it at
-// that moment or it was killed; the container would otherwise stay until its deadline label
-// let a sweep remove it, minutes or hours later. A job's executor is tracked (d.byJob) from
-// before it starts until it is removed, so a job container with no tracked executor, listed
-// after the executor's removal, has no owner left.
-func (d *Docker) removeOrphanJobs(ctx context.Context, h *dockerHost, listedAt time.Time) error {
-	list, err := h.cli.ContainerList(ctx, container.ListOptions{
-		All: true,
-		Filters: filters.NewArgs(
-			filters.Arg("label", LabelExecutor+"="+d.cfg.ExecutorID),
-			filters.Arg("label", jobdocker.LabelJobUUID),
-		),
-	})
-	if err != nil {
-		return err
-	}
+// removeOrphanJobs removes the listed job containers whose executor is gone.
+// An executor removes its job's container itself, but not when the engine failed under it
+// at that moment or it was killed; the container would otherwise stay until its deadline
+// label let a sweep remove it, minutes or hours later. A job's executor is tracked
+// (d.byJob) from before it starts until it is removed, so a job container with no tracked
+// executor has no owner left.
+func (d *Docker) removeOrphanJobs(ctx context.Context, h *dockerHost, jobs []container.Summary) error {
 	var errs []error
-	for _, c := range list {
+	for _, c := range jobs {
 		job := c.Labels[jobdocker.LabelJobUUID]
-		if _, executor := c.Labels[LabelExecutorClass]; executor || job == "" {
+		if job == "" {
 			continue
 		}
 		d.mu.Lock()
 		_, owned := d.byJob[job]
 		d.mu.Unlock()
-		if owned || time.Unix(c.Created, 0).After(listedAt) {
+		if owned {
 			continue
 		}
 		d.log.Info("removing a job container its executor left", "host", h.cfg.Name, "job", job, "container", c.Names, "state", c.State)
